@@ -1,0 +1,146 @@
+package detect
+
+import (
+	"slices"
+	"strings"
+)
+
+// CNI names nodetune recognises.
+const (
+	CNICalico  = "calico"
+	CNIFlannel = "flannel"
+	CNICilium  = "cilium"
+	CNIOther   = "other"
+	CNINone    = "none"
+)
+
+// CNI is which CNI runs on the node, and what gave it away.
+type CNI struct {
+	Name     string   `json:"name"`
+	Evidence []string `json:"evidence,omitempty"`
+	// FelixRunning reports whether Calico's agent (calico-node) is running,
+	// which means Felix will revert changes to the tunnel offload.
+	FelixRunning bool `json:"felix_running"`
+}
+
+// Agent process names, as /proc/PID/comm shows them.
+const (
+	ProcCalicoNode = "calico-node"
+	ProcFlanneld   = "flanneld"
+	ProcCilium     = "cilium-agent"
+	ProcKubeProxy  = "kube-proxy"
+)
+
+// WatchedProcesses are the agents the process probe looks for.
+var WatchedProcesses = []string{ProcCalicoNode, ProcFlanneld, ProcCilium, ProcKubeProxy}
+
+type cniSign struct {
+	cni     string
+	devices []string
+	config  string // substring of a file name in /etc/cni/net.d
+	process string
+}
+
+var cniSigns = []cniSign{
+	{cni: CNICalico, devices: []string{"vxlan.calico", "vxlan-v6.calico"}, config: "calico", process: ProcCalicoNode},
+	{cni: CNIFlannel, devices: []string{"flannel.1", "flannel-v6.1", "flannel-wg"}, config: "flannel", process: ProcFlanneld},
+	{cni: CNICilium, devices: []string{"cilium_vxlan", "cilium_geneve", "cilium_host"}, config: "cilium", process: ProcCilium},
+}
+
+// DetectCNI works out the CNI from the tunnel devices, the CNI config
+// files and the process list already in s. Calico wins over the others when
+// several leave traces, because it is the one that fights over the offload.
+func DetectCNI(s *Snapshot) CNI {
+	var out CNI
+	for _, sign := range cniSigns {
+		var ev []string
+		for _, t := range s.Tunnels.Devices {
+			if slices.Contains(sign.devices, t.Name) {
+				ev = append(ev, "device "+t.Name)
+			}
+		}
+		for _, f := range s.Host.CNIConfigs {
+			if strings.Contains(strings.ToLower(f), sign.config) {
+				ev = append(ev, "cni config "+f)
+			}
+		}
+		running := slices.Contains(s.Host.Processes, sign.process)
+		if running {
+			ev = append(ev, "process "+sign.process)
+		}
+		if sign.cni == CNICalico {
+			out.FelixRunning = running
+		}
+		if len(ev) > 0 && out.Name == "" {
+			out.Name = sign.cni
+			out.Evidence = ev
+		}
+	}
+	if out.Name == "" {
+		switch {
+		case len(s.Host.CNIConfigs) > 0:
+			out.Name = CNIOther
+			out.Evidence = []string{"cni config " + s.Host.CNIConfigs[0]}
+		case len(s.Tunnels.Devices) > 0:
+			out.Name = CNIOther
+			out.Evidence = []string{"device " + s.Tunnels.Devices[0].Name}
+		default:
+			out.Name = CNINone
+		}
+	}
+	return out
+}
+
+// Owner names an agent that manages a setting and will undo a change to it.
+type Owner struct {
+	// Name is the agent, such as "calico-felix".
+	Name string `json:"name"`
+	// Why says how nodetune knows.
+	Why string `json:"why"`
+	// DurableFix is how to make the change stick through the owner.
+	DurableFix string `json:"durable_fix"`
+}
+
+// Owner names.
+const (
+	OwnerFelix     = "calico-felix"
+	OwnerKubeProxy = "kube-proxy"
+)
+
+// felixDevices are the tunnel devices whose tx checksum offload Felix
+// switches off while it believes ChecksumOffloadBroken (tunl0 from v3.29).
+var felixDevices = []string{"vxlan.calico", "vxlan-v6.calico", "tunl0"}
+
+// FelixOverride is the exact setting that stops Felix switching tunnel
+// checksum offload off.
+const FelixOverride = "kubectl -n calico-system set env daemonset/calico-node FELIX_FEATUREDETECTOVERRIDE=ChecksumOffloadBroken=false"
+
+// OffloadOwner returns who will revert a change to dev's tx checksum
+// offload, or nil when nobody is known to.
+func OffloadOwner(s *Snapshot, dev string) *Owner {
+	if !slices.Contains(felixDevices, dev) || (s.CNI.Name != CNICalico && !s.CNI.FelixRunning) {
+		return nil
+	}
+	why := "Calico's Felix manages tx checksum offload on " + dev + " and re-applies its own choice about every 10 s"
+	if !s.CNI.FelixRunning {
+		why += " (calico-node was not seen running, but the device is Calico's)"
+	}
+	return &Owner{
+		Name:       OwnerFelix,
+		Why:        why,
+		DurableFix: FelixOverride + " (or set featureDetectOverride: ChecksumOffloadBroken=false in the default FelixConfiguration; the namespace is kube-system on manifest installs)",
+	}
+}
+
+// ConntrackMaxOwner returns who sets net.netfilter.nf_conntrack_max, or nil.
+// kube-proxy writes max(131072, 32768 × cores) at start.
+func ConntrackMaxOwner(s *Snapshot) *Owner {
+	if !s.KubeProxy.Running && !slices.Contains(s.Host.Processes, ProcKubeProxy) {
+		return nil
+	}
+	return &Owner{
+		Name:       OwnerKubeProxy,
+		Why:        "kube-proxy sets net.netfilter.nf_conntrack_max when it starts",
+		DurableFix: "set conntrack.maxPerCore (or conntrack.min) in the KubeProxyConfiguration and restart kube-proxy",
+	}
+}

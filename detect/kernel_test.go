@@ -1,0 +1,92 @@
+package detect
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseRelease(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Version
+	}{
+		{"5.4.0-150-generic", Version{5, 4, 0, "-150-generic"}},
+		{"4.18.0-553.el8_10.x86_64", Version{4, 18, 0, "-553.el8_10.x86_64"}},
+		{"6.1.0-28-cloud-amd64", Version{6, 1, 0, "-28-cloud-amd64"}},
+		{"6.18.44-fc-v595", Version{6, 18, 44, "-fc-v595"}},
+		{"5.10\n", Version{5, 10, 0, ""}},
+		{"5.15.0+", Version{5, 15, 0, "+"}},
+		{"4.14.181", Version{4, 14, 181, ""}},
+		{"5.4.", Version{5, 4, 0, "."}},
+	}
+	for _, tt := range tests {
+		got, err := ParseRelease(tt.in)
+		if err != nil {
+			t.Errorf("ParseRelease(%q): %v", tt.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("ParseRelease(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestParseReleaseRejects(t *testing.T) {
+	for _, in := range []string{"", "   ", "linux", "5", "5-generic", ".5.4", "99999999999999999999.1"} {
+		if v, err := ParseRelease(in); err == nil {
+			t.Errorf("ParseRelease(%q) = %v, want an error", in, v)
+		}
+	}
+}
+
+func TestNATChecksumFix(t *testing.T) {
+	tests := []struct {
+		release string
+		want    FixStatus
+	}{
+		{"5.7.0", FixPresent},
+		{"6.18.44-fc-v595", FixPresent},
+		{"6.1.0-28-cloud-amd64", FixPresent},
+		{"5.6.12", FixMissing},
+		{"5.6.13", FixPresent},
+		{"5.4.40", FixMissing},
+		{"5.4.41", FixPresent},
+		{"4.19.122", FixMissing},
+		{"4.19.123", FixPresent},
+		{"4.14.180", FixMissing},
+		{"4.14.181", FixPresent},
+		{"5.5.19", FixMissing},
+		{"4.9.337", FixMissing},
+		{"5.4.0-custom", FixMissing},
+		// Distribution kernels: the patch level hides the upstream one.
+		{"5.4.0-150-generic", FixUnknown},
+		{"4.18.0-553.el8_10.x86_64", FixUnknown},
+		{"4.19.0-27-amd64", FixUnknown},
+	}
+	for _, tt := range tests {
+		v, err := ParseRelease(tt.release)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.NATChecksumFix(); got != tt.want {
+			t.Errorf("%s: NATChecksumFix() = %s, want %s", tt.release, got, tt.want)
+		}
+	}
+}
+
+func FuzzParseRelease(f *testing.F) {
+	for _, s := range []string{"5.4.0-150-generic", "4.18.0-553.el8_10.x86_64", "6.1.0-28-cloud-amd64", "5.10", "", "a.b.c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseRelease(s)
+		if err != nil {
+			return
+		}
+		_ = v.NATChecksumFix()
+		if v.Major < 0 || v.Minor < 0 || v.Patch < 0 {
+			t.Fatalf("negative version from %q: %+v", s, v)
+		}
+	})
+}

@@ -1,0 +1,220 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/prometheus/procfs"
+
+	"github.com/nodetune/nodetune/detect"
+)
+
+// sample is one reading of the node's cumulative counters. Two samples
+// give the rates of a snapshot.
+type sample struct {
+	at time.Time
+
+	cpu      map[int64]procfs.CPUStat
+	cpuErr   error
+	softirqs procfs.Softirqs
+	sirqErr  error
+	softnet  []procfs.SoftnetStat
+	snetErr  error
+	ctStat   detect.ConntrackCounters
+	ctErr    error
+	udpCsum  uint64
+	udpErr   error
+}
+
+// err joins every error of the sample, for the probe's own record.
+func (s *sample) err() detect.Err {
+	return detect.Fail(errors.Join(s.cpuErr, s.sirqErr, s.snetErr, s.ctErr, s.udpErr))
+}
+
+func errMissing(field string) error { return fmt.Errorf("%s: %w", field, detect.ErrNotSupported) }
+
+// sample reads every cumulative counter once.
+func (h *Host) sample(at time.Time) *sample {
+	s := &sample{at: at}
+	if st, err := h.proc.Stat(); err != nil {
+		s.cpuErr = classify("reading /proc/stat", err)
+	} else {
+		s.cpu = st.CPU
+	}
+	if si, err := h.proc.Softirqs(); err != nil {
+		s.sirqErr = classify("reading /proc/softirqs", err)
+	} else {
+		s.softirqs = si
+	}
+	if sn, err := h.proc.NetSoftnetStat(); err != nil {
+		s.snetErr = classify("reading /proc/net/softnet_stat", err)
+	} else {
+		s.softnet = sn
+	}
+	s.ctStat, s.ctErr = h.conntrackStat()
+	s.udpCsum, s.udpErr = h.udpChecksumErrors()
+	return s
+}
+
+func (h *Host) conntrackStat() (detect.ConntrackCounters, error) {
+	entries, err := h.proc.ConntrackStat()
+	if err != nil {
+		return detect.ConntrackCounters{}, classify("reading /proc/net/stat/nf_conntrack", err)
+	}
+	var c detect.ConntrackCounters
+	for _, e := range entries {
+		c.InsertFailed += e.InsertFailed
+		c.Drop += e.Drop
+		c.EarlyDrop += e.EarlyDrop
+	}
+	return c, nil
+}
+
+// udpChecksumErrors reads Udp InCsumErrors from <procfs>/self/net/snmp,
+// the network namespace of the reading process.
+func (h *Host) udpChecksumErrors() (uint64, error) {
+	self, err := h.proc.Self()
+	if err != nil {
+		return 0, classify("finding /proc/self", err)
+	}
+	snmp, err := self.Snmp()
+	if err != nil {
+		return 0, classify("reading /proc/net/snmp", err)
+	}
+	// InCsumErrors appeared in the Udp line in Linux 3.10.
+	if snmp.Udp.InCsumErrors == nil {
+		return 0, classify("reading /proc/net/snmp", errMissing("Udp InCsumErrors"))
+	}
+	return uint64(*snmp.Udp.InCsumErrors), nil
+}
+
+// sub returns cur-prev for a counter that must not go backwards; a counter
+// that did (a namespace or module was recreated) contributes 0.
+func sub(cur, prev uint64) uint64 {
+	if cur < prev {
+		return 0
+	}
+	return cur - prev
+}
+
+// applyRates fills the window-dependent parts of s from two samples.
+func applyRates(s *detect.Snapshot, prev, cur *sample) {
+	s.Window = cur.at.Sub(prev.at)
+	applyCPU(s, prev, cur)
+	applySoftnet(s, prev, cur)
+
+	switch {
+	case cur.ctErr != nil:
+		s.Conntrack.StatErr = detect.Fail(cur.ctErr)
+	case prev.ctErr != nil:
+		s.Conntrack.StatErr = detect.Fail(prev.ctErr)
+	default:
+		s.Conntrack.Totals = cur.ctStat
+		s.Conntrack.Delta = detect.ConntrackCounters{
+			InsertFailed: sub(cur.ctStat.InsertFailed, prev.ctStat.InsertFailed),
+			Drop:         sub(cur.ctStat.Drop, prev.ctStat.Drop),
+			EarlyDrop:    sub(cur.ctStat.EarlyDrop, prev.ctStat.EarlyDrop),
+		}
+	}
+
+	switch {
+	case cur.udpErr != nil:
+		s.UDP.Err = detect.Fail(cur.udpErr)
+	case prev.udpErr != nil:
+		s.UDP.Err = detect.Fail(prev.udpErr)
+	default:
+		s.UDP.InCsumErrors = cur.udpCsum
+		s.UDP.Delta = sub(cur.udpCsum, prev.udpCsum)
+	}
+}
+
+// cpuTotal is all time a CPU accounted for. Guest time is already counted
+// in user time, so it is left out.
+func cpuTotal(c procfs.CPUStat) float64 {
+	return c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+}
+
+func ratio(d, total float64) float64 {
+	if total <= 0 || d <= 0 {
+		return 0
+	}
+	return min(d/total, 1)
+}
+
+func applyCPU(s *detect.Snapshot, prev, cur *sample) {
+	if err := errors.Join(cur.cpuErr, prev.cpuErr); err != nil {
+		s.CPU.Err = detect.Fail(err)
+		return
+	}
+	if err := errors.Join(cur.sirqErr, prev.sirqErr); err != nil {
+		s.CPU.SoftirqErr = detect.Fail(err)
+	}
+	ids := make([]int64, 0, len(cur.cpu))
+	for id := range cur.cpu {
+		if _, ok := prev.cpu[id]; ok {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var sumTotal, sumSirq, sumSteal, sumIdle float64
+	s.CPU.Total = detect.CPUUsage{CPU: -1}
+	s.CPU.PerCPU = make([]detect.CPUUsage, 0, len(ids))
+	for _, id := range ids {
+		a, b := prev.cpu[id], cur.cpu[id]
+		total := cpuTotal(b) - cpuTotal(a)
+		sirq, steal, idle := b.SoftIRQ-a.SoftIRQ, b.Steal-a.Steal, (b.Idle+b.Iowait)-(a.Idle+a.Iowait)
+		u := detect.CPUUsage{CPU: int(id), Softirq: ratio(sirq, total), Steal: ratio(steal, total), Idle: ratio(idle, total)}
+		u.NetRx = counterDelta(cur.softirqs.NetRx, prev.softirqs.NetRx, int(id))
+		u.NetTx = counterDelta(cur.softirqs.NetTx, prev.softirqs.NetTx, int(id))
+		s.CPU.Total.NetRx += u.NetRx
+		s.CPU.Total.NetTx += u.NetTx
+		s.CPU.PerCPU = append(s.CPU.PerCPU, u)
+		if total > 0 {
+			sumTotal += total
+			sumSirq += max(sirq, 0)
+			sumSteal += max(steal, 0)
+			sumIdle += max(idle, 0)
+		}
+	}
+	s.CPU.Total.Softirq = ratio(sumSirq, sumTotal)
+	s.CPU.Total.Steal = ratio(sumSteal, sumTotal)
+	s.CPU.Total.Idle = ratio(sumIdle, sumTotal)
+}
+
+// counterDelta is cur[i]-prev[i], or 0 when either lacks CPU i.
+func counterDelta(cur, prev []uint64, i int) uint64 {
+	if i >= len(cur) || i >= len(prev) {
+		return 0
+	}
+	return sub(cur[i], prev[i])
+}
+
+func applySoftnet(s *detect.Snapshot, prev, cur *sample) {
+	if err := errors.Join(cur.snetErr, prev.snetErr); err != nil {
+		s.Softnet.Err = detect.Fail(err)
+		return
+	}
+	before := make(map[uint32]procfs.SoftnetStat, len(prev.softnet))
+	for _, st := range prev.softnet {
+		before[st.Index] = st
+	}
+	for _, st := range cur.softnet {
+		s.Softnet.Totals.Processed += uint64(st.Processed)
+		s.Softnet.Totals.Dropped += uint64(st.Dropped)
+		s.Softnet.Totals.TimeSqueezed += uint64(st.TimeSqueezed)
+		s.Softnet.Totals.FlowLimit += uint64(st.FlowLimitCount)
+		p, ok := before[st.Index]
+		if !ok {
+			continue
+		}
+		// The columns are 32-bit and wrap; unsigned subtraction handles one wrap.
+		processed := uint64(st.Processed - p.Processed)
+		s.Softnet.Delta.Processed += processed
+		s.Softnet.Delta.Dropped += uint64(st.Dropped - p.Dropped)
+		s.Softnet.Delta.TimeSqueezed += uint64(st.TimeSqueezed - p.TimeSqueezed)
+		s.Softnet.Delta.FlowLimit += uint64(st.FlowLimitCount - p.FlowLimitCount)
+		s.Softnet.PerCPUProcessed = append(s.Softnet.PerCPUProcessed, processed)
+	}
+}

@@ -1,0 +1,142 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/procfs"
+
+	"github.com/nodetune/nodetune/detect"
+)
+
+// Paths are where the host's filesystems are mounted. In a pod they are
+// /host/proc, /host/sys and /host; in tests, a fixture tree.
+type Paths struct {
+	ProcFS string
+	SysFS  string
+	RootFS string
+}
+
+// DefaultPaths are the host's own filesystems.
+var DefaultPaths = Paths{ProcFS: "/proc", SysFS: "/sys", RootFS: "/"}
+
+// Host is a node as the probes see it: its filesystems and the kernel
+// handles to read it through.
+type Host struct {
+	Paths
+	Netlink Netlink
+	Ethtool Ethtool
+	// KubeProxyURL is kube-proxy's metrics address, such as
+	// "http://127.0.0.1:10249"; empty skips the kube-proxy probe.
+	KubeProxyURL string
+	// HTTP is the client for kube-proxy; it should have a short timeout.
+	HTTP *http.Client
+
+	proc procfs.FS
+}
+
+// NewHost checks paths and returns a Host that reads through nl and et.
+func NewHost(paths Paths, nl Netlink, et Ethtool) (*Host, error) {
+	fs, err := procfs.NewFS(paths.ProcFS)
+	if err != nil {
+		return nil, fmt.Errorf("opening procfs at %s: %w", paths.ProcFS, err)
+	}
+	return &Host{
+		Paths:        paths,
+		Netlink:      nl,
+		Ethtool:      et,
+		KubeProxyURL: "http://127.0.0.1:10249",
+		HTTP:         &http.Client{Timeout: 500 * time.Millisecond},
+		proc:         fs,
+	}, nil
+}
+
+func (h *Host) sys(parts ...string) string {
+	return filepath.Join(append([]string{h.SysFS}, parts...)...)
+}
+
+// Prober takes snapshots of a host. It keeps the counters of its last
+// snapshot, so that each snapshot's rates cover the time since the one
+// before; the first snapshot waits out a window of its own.
+type Prober struct {
+	host *Host
+	now  func() time.Time
+	last *sample
+}
+
+// NewProber returns a Prober for h.
+func NewProber(h *Host) *Prober { return &Prober{host: h, now: time.Now} }
+
+// probe is one named reading that fills part of a snapshot.
+type probe struct {
+	name string
+	run  func(h *Host, s *detect.Snapshot) detect.Err
+}
+
+// instantProbes read state that needs no window.
+var instantProbes = []probe{
+	{"kernel", func(h *Host, s *detect.Snapshot) detect.Err { s.Kernel = h.Kernel(); return s.Kernel.Err }},
+	{"memory", func(h *Host, s *detect.Snapshot) detect.Err { s.Memory = h.Memory(); return s.Memory.Err }},
+	{"tunnels", func(h *Host, s *detect.Snapshot) detect.Err { s.Tunnels = h.Tunnels(); return s.Tunnels.Err }},
+	{"conntrack", func(h *Host, s *detect.Snapshot) detect.Err { h.ConntrackTable(&s.Conntrack); return s.Conntrack.Err }},
+	{"sysctl", func(h *Host, s *detect.Snapshot) detect.Err { return h.SoftnetLimits(&s.Softnet) }},
+	{"kube_proxy", func(h *Host, s *detect.Snapshot) detect.Err { s.KubeProxy = h.KubeProxy(); return s.KubeProxy.Err }},
+	{"agents", func(h *Host, s *detect.Snapshot) detect.Err {
+		s.Host = h.Agents()
+		return detect.Fail(errors.Join(s.Host.CNIErr.Unwrap(), s.Host.ProcErr.Unwrap()))
+	}},
+}
+
+// Snapshot runs every probe and returns the node's state. The rates in it
+// cover the time since the previous snapshot; on the first call Snapshot
+// samples the counters, waits window while the other probes run, and
+// samples again. It returns early with ctx's error if ctx ends.
+func (p *Prober) Snapshot(ctx context.Context, window time.Duration) (*detect.Snapshot, error) {
+	s := &detect.Snapshot{}
+	var runs []detect.ProbeRun
+	record := func(name string, start time.Time, err detect.Err) {
+		runs = append(runs, detect.ProbeRun{Name: name, Duration: time.Since(start), Err: err})
+	}
+	var wait <-chan time.Time
+	if p.last == nil {
+		p.last = p.host.sample(p.now())
+		wait = time.After(window)
+	}
+
+	var wg sync.WaitGroup
+	results := make([]detect.ProbeRun, len(instantProbes))
+	for i, pr := range instantProbes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			err := pr.run(p.host, s)
+			results[i] = detect.ProbeRun{Name: pr.name, Duration: time.Since(start), Err: err}
+		}()
+	}
+	wg.Wait()
+	runs = append(runs, results...)
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+
+	start := time.Now()
+	cur := p.host.sample(p.now())
+	record("counters", start, cur.err())
+	applyRates(s, p.last, cur)
+	p.last = cur
+
+	s.CNI = detect.DetectCNI(s)
+	s.Taken = cur.at
+	s.Probes = runs
+	return s, nil
+}
