@@ -169,8 +169,8 @@ func evalSoftnet(s *detect.Snapshot, c Config, r *Result) {
 			Summary:  fmt.Sprintf("%d packets were dropped in %s because a CPU's input backlog was full", d.Dropped, s.Window),
 			Explanation: "Packets wait in a per-CPU backlog (net.core.netdev_max_backlog long) before the stack processes " +
 				"them. When it overflows, the kernel drops them before any socket sees them, and TCP backs off.",
-			Evidence: []Evidence{{"dropped", fmt.Sprint(d.Dropped)}, {"processed", fmt.Sprint(d.Processed)}, {"netdev_max_backlog", fmt.Sprint(s.Softnet.MaxBacklog)}},
-			Impact:   Impact{Summary: fmt.Sprintf("%d dropped of %d packets processed", d.Dropped, d.Processed)},
+			Evidence:   []Evidence{{"dropped", fmt.Sprint(d.Dropped)}, {"processed", fmt.Sprint(d.Processed)}, {"netdev_max_backlog", fmt.Sprint(s.Softnet.MaxBacklog)}},
+			Impact:     Impact{Summary: fmt.Sprintf("%d dropped of %d packets processed", d.Dropped, d.Processed)},
 			References: refs,
 		}
 		sysctlStep(&f, "net.core.netdev_max_backlog", s.Softnet.MaxBacklog, MaxBacklogCap)
@@ -184,8 +184,8 @@ func evalSoftnet(s *detect.Snapshot, c Config, r *Result) {
 			Summary:  fmt.Sprintf("the receive softirq ran out of budget %d times in %s", d.TimeSqueezed, s.Window),
 			Explanation: "Each NET_RX softirq may process net.core.netdev_budget packets (and netdev_budget_usecs of time). " +
 				"When it runs out with work left, the rest waits for the next round, adding latency under load.",
-			Evidence: []Evidence{{"time_squeezed", fmt.Sprint(d.TimeSqueezed)}, {"netdev_budget", fmt.Sprint(s.Softnet.Budget)}},
-			Impact:   Impact{Summary: "added receive latency under load"},
+			Evidence:   []Evidence{{"time_squeezed", fmt.Sprint(d.TimeSqueezed)}, {"netdev_budget", fmt.Sprint(s.Softnet.Budget)}},
+			Impact:     Impact{Summary: "added receive latency under load"},
 			References: refs,
 		}
 		sysctlStep(&f, "net.core.netdev_budget", s.Softnet.Budget, BudgetCap)
