@@ -1,0 +1,44 @@
+# nodetune's build, test and benchmark targets. `make help` lists them.
+
+GO       ?= go
+BIN      := bin/nodetune
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+# Tools the integration tests start (prometheus, promtool, etcd, kube-apiserver)
+# are looked up here first; hack/install-deps.sh fills it.
+TOOLS    := $(CURDIR)/.cache/bin
+export PATH := $(TOOLS):$(PATH)
+
+.PHONY: help build doctor test test-unit deps fuzz bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build the static nodetune binary into bin/
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/nodetune
+
+doctor: build ## run nodetune doctor on this host
+	./$(BIN) doctor
+
+deps: ## install what the tests need (Debian packages, kube-apiserver); needs root
+	./hack/install-deps.sh
+
+test: deps build ## run every test; as root, privileged and integration tests run too
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-unit: ## run the tests that need neither root nor external tools
+	NODETUNE_PRIVILEGED_TESTS=0 $(GO) test -count=1 -short ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	./hack/fuzz.sh $(FUZZTIME)
+
+bench: build ## run the benchmarks and print their figures
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what nodetune's tests need on a Debian machine: network tools,
+# Prometheus (server and promtool), etcd, and a kube-apiserver built from
+# the Go module proxy. Idempotent: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(iproute2 iperf3 ethtool conntrack nftables iptables prometheus etcd-server)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "install-deps: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+	else
+		echo "install-deps: installing ${missing[*]}"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+fi
+# Debian's prometheus package starts a server on :9090; the tests start
+# their own on other ports and do not need it.
