@@ -1,0 +1,110 @@
+// Package exporter presents nodetune's last probe cycle to Prometheus and
+// over HTTP. A scrape never probes: the serve loop hands the exporter an
+// immutable State at the end of each cycle, and every scrape reads the one
+// current at that moment.
+package exporter
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
+)
+
+// State is what one probe cycle concluded. The exporter serves it until the
+// next cycle replaces it; nothing may change a State after Update.
+type State struct {
+	// Snapshot is the node as the cycle found it.
+	Snapshot *detect.Snapshot
+	// Result is the rule catalog's verdict on Snapshot, plus the findings
+	// the serve loop adds itself (remediation conflicts).
+	Result rules.Result
+	// Throughput is what the last on-demand benchmark measured, if any.
+	Throughput []Throughput
+}
+
+// Throughput is one measured path of an on-demand benchmark.
+type Throughput struct {
+	// Path names what was measured, such as "vxlan-offload-on".
+	Path string `json:"path"`
+	// BitsPerSecond is the measured throughput.
+	BitsPerSecond float64 `json:"bits_per_second"`
+}
+
+// Remediation results, the values of the result label.
+const (
+	ResultApplied = "applied"
+	ResultFailed  = "failed"
+	ResultSkipped = "skipped"
+	ResultRevert  = "rolled-back"
+)
+
+// Exporter holds the current State and nodetune's own counters, and serves
+// them as Prometheus metrics.
+type Exporter struct {
+	version  string
+	state    atomic.Pointer[State]
+	started  time.Time
+	registry *prometheus.Registry
+
+	remediations *prometheus.CounterVec
+	conflicts    *prometheus.CounterVec
+}
+
+// New returns an Exporter for nodetune version, with its collectors
+// registered in a registry of its own, the Go runtime's and the process's
+// metrics included.
+func New(version string) *Exporter {
+	e := &Exporter{
+		version:  version,
+		started:  time.Now(),
+		registry: prometheus.NewRegistry(),
+		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodetune_remediations_total",
+			Help: "Changes nodetune made (or tried to make) to restore network performance, by rule, action and result. " +
+				"A rising failed or rolled-back count means a cause of lost throughput is still in place.",
+		}, []string{"rule", "action", "result"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nodetune_remediation_conflicts_total",
+			Help: "Times another agent (such as Calico Felix) undid a change nodetune made. Each one means the " +
+				"performance fix was lost until nodetune re-applied it; past the back-off limit nodetune stops re-applying.",
+		}, []string{"rule", "subject"}),
+	}
+	e.registry.MustRegister(
+		collector{e},
+		e.remediations,
+		e.conflicts,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return e
+}
+
+// Update makes s the state every later scrape and request sees.
+func (e *Exporter) Update(s *State) { e.state.Store(s) }
+
+// State returns the current state, or nil before the first cycle.
+func (e *Exporter) State() *State { return e.state.Load() }
+
+// Ready reports whether a first snapshot has been taken.
+func (e *Exporter) Ready() bool { return e.state.Load() != nil }
+
+// Version is the nodetune version the exporter reports.
+func (e *Exporter) Version() string { return e.version }
+
+// Registry is where the exporter's collectors are registered.
+func (e *Exporter) Registry() *prometheus.Registry { return e.registry }
+
+// RecordRemediation counts one change nodetune made or tried to make.
+func (e *Exporter) RecordRemediation(rule, action, result string) {
+	e.remediations.WithLabelValues(rule, action, result).Inc()
+}
+
+// RecordConflict counts one revert of nodetune's change by another agent.
+func (e *Exporter) RecordConflict(rule, subject string) {
+	e.conflicts.WithLabelValues(rule, subject).Inc()
+}

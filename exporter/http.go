@@ -1,0 +1,103 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/nodetune/nodetune/report"
+)
+
+// ErrBusy is what a BenchFunc returns when a benchmark is already running.
+var ErrBusy = errors.New("a benchmark is already running")
+
+// BenchFunc runs the on-demand benchmark and returns what it measured.
+type BenchFunc func(ctx context.Context) (any, error)
+
+// HandlerOptions configure the HTTP endpoints.
+type HandlerOptions struct {
+	// Log receives errors from the metrics handler; nil discards them.
+	Log *slog.Logger
+	// Bench, when set, serves POST /bench.
+	Bench BenchFunc
+}
+
+// Handler serves /metrics, /healthz, /readyz, /findings (the doctor's JSON
+// document for the current state), POST /bench when opts.Bench is set, and
+// a landing page at /.
+func (e *Exporter) Handler(opts HandlerOptions) (http.Handler, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !e.Ready() {
+			http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /findings", e.serveFindings)
+	links := []web.LandingLinks{
+		{Address: "/metrics", Text: "Metrics"},
+		{Address: "/findings", Text: "Findings", Description: "what costs this node network performance, as JSON"},
+		{Address: "/readyz", Text: "Readiness"},
+	}
+	if opts.Bench != nil {
+		mux.HandleFunc("POST /bench", func(w http.ResponseWriter, r *http.Request) {
+			out, err := opts.Bench(r.Context())
+			switch {
+			case errors.Is(err, ErrBusy):
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			case err != nil:
+				log.Error("on-demand benchmark failed", "err", err)
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			writeJSON(w, out)
+		})
+	}
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "nodetune",
+		Description: "Why this node's pod network is slow, in numbers",
+		Version:     e.version,
+		Links:       links,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("GET /{$}", landing)
+	return mux, nil
+}
+
+func (e *Exporter) serveFindings(w http.ResponseWriter, r *http.Request) {
+	st := e.State()
+	if st == nil {
+		http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, report.Build(e.version, st.Snapshot, st.Result))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to tell it
+}
