@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"runtime"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,8 +11,18 @@ import (
 	"github.com/nodetune/nodetune/rules"
 )
 
+// names are the names of the metrics the collector and the counters emit.
+var names []string
+
 func desc(name, help string, labels ...string) *prometheus.Desc {
+	names = append(names, name)
 	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+// MetricNames lists the name of every nodetune_ metric the exporter can
+// emit, for checking dashboards and alerting rules against.
+func MetricNames() []string {
+	return append(slices.Clone(names), remediationsName, conflictsName)
 }
 
 // The metrics the collector derives from the current State. docs/metrics.md

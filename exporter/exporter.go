@@ -43,6 +43,11 @@ const (
 	ResultRevert  = "rolled-back"
 )
 
+const (
+	remediationsName = "nodetune_remediations_total"
+	conflictsName    = "nodetune_remediation_conflicts_total"
+)
+
 // Exporter holds the current State and nodetune's own counters, and serves
 // them as Prometheus metrics.
 type Exporter struct {
@@ -64,12 +69,12 @@ func New(version string) *Exporter {
 		started:  time.Now(),
 		registry: prometheus.NewRegistry(),
 		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "nodetune_remediations_total",
+			Name: remediationsName,
 			Help: "Changes nodetune made (or tried to make) to restore network performance, by rule, action and result. " +
 				"A rising failed or rolled-back count means a cause of lost throughput is still in place.",
 		}, []string{"rule", "action", "result"}),
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "nodetune_remediation_conflicts_total",
+			Name: conflictsName,
 			Help: "Times another agent (such as Calico Felix) undid a change nodetune made. Each one means the " +
 				"performance fix was lost until nodetune re-applied it; past the back-off limit nodetune stops re-applying.",
 		}, []string{"rule", "subject"}),
