@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -99,18 +100,17 @@ func sub(cur, prev uint64) uint64 {
 	return cur - prev
 }
 
-// applyRates fills the window-dependent parts of s from two samples.
+// applyRates fills the window-dependent parts of s from two samples. A
+// counter that either sample could not read is reported with the first
+// error, the current sample's if both failed.
 func applyRates(s *detect.Snapshot, prev, cur *sample) {
 	s.Window = cur.at.Sub(prev.at)
 	applyCPU(s, prev, cur)
 	applySoftnet(s, prev, cur)
 
-	switch {
-	case cur.ctErr != nil:
-		s.Conntrack.StatErr = detect.Fail(cur.ctErr)
-	case prev.ctErr != nil:
-		s.Conntrack.StatErr = detect.Fail(prev.ctErr)
-	default:
+	if err := cmp.Or(cur.ctErr, prev.ctErr); err != nil {
+		s.Conntrack.StatErr = detect.Fail(err)
+	} else {
 		s.Conntrack.Totals = cur.ctStat
 		s.Conntrack.Delta = detect.ConntrackCounters{
 			InsertFailed: sub(cur.ctStat.InsertFailed, prev.ctStat.InsertFailed),
@@ -119,12 +119,9 @@ func applyRates(s *detect.Snapshot, prev, cur *sample) {
 		}
 	}
 
-	switch {
-	case cur.udpErr != nil:
-		s.UDP.Err = detect.Fail(cur.udpErr)
-	case prev.udpErr != nil:
-		s.UDP.Err = detect.Fail(prev.udpErr)
-	default:
+	if err := cmp.Or(cur.udpErr, prev.udpErr); err != nil {
+		s.UDP.Err = detect.Fail(err)
+	} else {
 		s.UDP.InCsumErrors = cur.udpCsum
 		s.UDP.Delta = sub(cur.udpCsum, prev.udpCsum)
 	}
@@ -144,11 +141,11 @@ func ratio(d, total float64) float64 {
 }
 
 func applyCPU(s *detect.Snapshot, prev, cur *sample) {
-	if err := errors.Join(cur.cpuErr, prev.cpuErr); err != nil {
+	if err := cmp.Or(cur.cpuErr, prev.cpuErr); err != nil {
 		s.CPU.Err = detect.Fail(err)
 		return
 	}
-	if err := errors.Join(cur.sirqErr, prev.sirqErr); err != nil {
+	if err := cmp.Or(cur.sirqErr, prev.sirqErr); err != nil {
 		s.CPU.SoftirqErr = detect.Fail(err)
 	}
 	ids := make([]int64, 0, len(cur.cpu))
@@ -192,7 +189,7 @@ func counterDelta(cur, prev []uint64, i int) uint64 {
 }
 
 func applySoftnet(s *detect.Snapshot, prev, cur *sample) {
-	if err := errors.Join(cur.snetErr, prev.snetErr); err != nil {
+	if err := cmp.Or(cur.snetErr, prev.snetErr); err != nil {
 		s.Softnet.Err = detect.Fail(err)
 		return
 	}

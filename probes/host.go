@@ -65,12 +65,17 @@ func (h *Host) sys(parts ...string) string {
 // before; the first snapshot waits out a window of its own.
 type Prober struct {
 	host *Host
-	now  func() time.Time
-	last *sample
+	// Clock stamps each counter sample; tests replace it.
+	Clock func() time.Time
+	last  *sample
 }
 
 // NewProber returns a Prober for h.
-func NewProber(h *Host) *Prober { return &Prober{host: h, now: time.Now} }
+func NewProber(h *Host) *Prober { return &Prober{host: h, Clock: time.Now} }
+
+// Baseline samples the counters of from (usually the same host) as the
+// start of the next snapshot's window, so that Snapshot does not wait.
+func (p *Prober) Baseline(from *Host) { p.last = from.sample(p.Clock()) }
 
 // probe is one named reading that fills part of a snapshot.
 type probe struct {
@@ -104,7 +109,7 @@ func (p *Prober) Snapshot(ctx context.Context, window time.Duration) (*detect.Sn
 	}
 	var wait <-chan time.Time
 	if p.last == nil {
-		p.last = p.host.sample(p.now())
+		p.last = p.host.sample(p.Clock())
 		wait = time.After(window)
 	}
 
@@ -130,7 +135,7 @@ func (p *Prober) Snapshot(ctx context.Context, window time.Duration) (*detect.Sn
 	}
 
 	start := time.Now()
-	cur := p.host.sample(p.now())
+	cur := p.host.sample(p.Clock())
 	record("counters", start, cur.err())
 	applyRates(s, p.last, cur)
 	p.last = cur

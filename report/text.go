@@ -294,7 +294,7 @@ func (p *printer) unchecked(us []rules.Unchecked) {
 	if len(us) == 0 {
 		return
 	}
-	p.printf("%s\n", p.paint(ansiBold, "Could not check:"))
+	p.printf("\n%s\n", p.paint(ansiBold, "Could not check:"))
 	for _, u := range us {
 		subject := ""
 		if u.Subject != "" {

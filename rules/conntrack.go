@@ -19,7 +19,7 @@ func ConntrackMaxCap(mem uint64) int64 {
 func evalConntrackFull(s *detect.Snapshot, c Config, r *Result) {
 	ct := s.Conntrack
 	if ct.Err.Failed() {
-		r.unchecked(ConntrackNearFull, "conntrack", fmt.Errorf("reading conntrack count and max: %w", ct.Err))
+		r.unchecked(ConntrackNearFull, "conntrack", ct.Err)
 		return
 	}
 	if !ct.Present {
@@ -64,7 +64,7 @@ func evalConntrackFull(s *detect.Snapshot, c Config, r *Result) {
 func evalInsertFailed(s *detect.Snapshot, c Config, r *Result) {
 	ct := s.Conntrack
 	if ct.StatErr.Failed() {
-		r.unchecked(ConntrackInsertFailed, "conntrack", fmt.Errorf("reading conntrack statistics: %w", ct.StatErr))
+		r.unchecked(ConntrackInsertFailed, "conntrack", ct.StatErr)
 		return
 	}
 	if ct.Delta.InsertFailed == 0 {

@@ -11,7 +11,7 @@ func pct(r float64) string { return fmt.Sprintf("%.1f%%", r*100) }
 
 func evalSteal(s *detect.Snapshot, c Config, r *Result) {
 	if s.CPU.Err.Failed() {
-		r.unchecked(CPUStealHigh, "", fmt.Errorf("reading CPU times: %w", s.CPU.Err))
+		r.unchecked(CPUStealHigh, "", s.CPU.Err)
 		return
 	}
 	steal := s.CPU.Total.Steal
@@ -66,7 +66,7 @@ func rpsOff(mask string) bool { return strings.Trim(mask, "0,\n ") == "" }
 
 func evalSoftirq(s *detect.Snapshot, c Config, r *Result) {
 	if s.CPU.Err.Failed() {
-		r.unchecked(SoftirqSaturated, "", fmt.Errorf("reading CPU times: %w", s.CPU.Err))
+		r.unchecked(SoftirqSaturated, "", s.CPU.Err)
 		return
 	}
 	n := len(s.CPU.PerCPU)
@@ -156,7 +156,7 @@ func nextStep(cur, limit int64) (int64, bool) {
 
 func evalSoftnet(s *detect.Snapshot, c Config, r *Result) {
 	if s.Softnet.Err.Failed() {
-		r.unchecked(SoftnetDrops, "", fmt.Errorf("reading softnet_stat: %w", s.Softnet.Err))
+		r.unchecked(SoftnetDrops, "", s.Softnet.Err)
 		return
 	}
 	d := s.Softnet.Delta

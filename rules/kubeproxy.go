@@ -55,7 +55,7 @@ func evalIPVSModules(s *detect.Snapshot, c Config, r *Result) {
 		return
 	}
 	if kp.ModulesErr.Failed() {
-		r.unchecked(IPVSModulesMissing, "kube-proxy", fmt.Errorf("reading loaded modules: %w", kp.ModulesErr))
+		r.unchecked(IPVSModulesMissing, "kube-proxy", kp.ModulesErr)
 		return
 	}
 	var changes []Change

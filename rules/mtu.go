@@ -24,7 +24,7 @@ func EncapOverhead(kind string, ipv6 bool) int {
 
 func evalMTU(s *detect.Snapshot, c Config, r *Result) {
 	if s.Tunnels.Err.Failed() {
-		r.unchecked(TunnelMTUMismatch, "", fmt.Errorf("listing tunnel devices: %w", s.Tunnels.Err))
+		r.unchecked(TunnelMTUMismatch, "", s.Tunnels.Err)
 		return
 	}
 	for _, t := range s.Tunnels.Devices {

@@ -50,13 +50,13 @@ func offloadEvidence(t detect.Tunnel) []Evidence {
 // recording in r those whose could not.
 func tunnelChecksum(s *detect.Snapshot, rule string, r *Result, want func(t detect.Tunnel, on bool) bool) []detect.Tunnel {
 	if s.Tunnels.Err.Failed() {
-		r.unchecked(rule, "", fmt.Errorf("listing tunnel devices: %w", s.Tunnels.Err))
+		r.unchecked(rule, "", s.Tunnels.Err)
 		return nil
 	}
 	var out []detect.Tunnel
 	for _, t := range s.Tunnels.Devices {
 		if t.Features.Err.Failed() {
-			r.unchecked(rule, t.Name, fmt.Errorf("reading ethtool features: %w", t.Features.Err))
+			r.unchecked(rule, t.Name, t.Features.Err)
 			continue
 		}
 		on, ok := t.Features.Has(detect.FeatureTxChecksumGeneric)
@@ -75,7 +75,7 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 		return
 	}
 	if s.Kernel.Err.Failed() {
-		r.unchecked(TunnelTxChecksumOff, "", fmt.Errorf("reading the kernel release: %w", s.Kernel.Err))
+		r.unchecked(TunnelTxChecksumOff, "", s.Kernel.Err)
 		return
 	}
 	fix := s.Kernel.Version.NATChecksumFix()
@@ -190,11 +190,11 @@ func evalCNIOwnsOffload(s *detect.Snapshot, c Config, r *Result) {
 			Explanation: "Calico's Felix decides at start whether checksum offload is broken (v3.25 to v3.27 always say it is; other " +
 				"versions compare the kernel with 5.7) and re-applies that choice about every 10 s. Turning offload on with ethtool " +
 				"only starts a fight that Felix wins. The durable fix is to tell Felix the kernel is fixed.",
-			Evidence: []Evidence{{"owner", owner.Name}, {"why", owner.Why}, {"kernel", s.Kernel.Release}, {"felix_running", fmt.Sprint(s.CNI.FelixRunning)}},
+			Evidence: []Evidence{{"owner", owner.Name}, {"kernel", s.Kernel.Release}, {"felix_running", fmt.Sprint(s.CNI.FelixRunning)}},
 			Impact:   Impact{Summary: "the tunnel's throughput loss cannot be fixed from the node alone"},
 			Fix: Fix{
 				Command: detect.FelixOverride,
-				Manual:  "change Calico's configuration: " + owner.DurableFix,
+				Manual:  "or set featureDetectOverride: ChecksumOffloadBroken=false in the default FelixConfiguration; on manifest installs calico-node runs in kube-system",
 			},
 			Owner: owner,
 			References: []string{

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nodetune/nodetune/detect"
-	"github.com/nodetune/nodetune/probes"
 	"github.com/nodetune/nodetune/report"
 	"github.com/nodetune/nodetune/rules"
 )
@@ -100,10 +99,10 @@ func colorful(w any) bool {
 
 // snapshot opens the host and takes one snapshot over window.
 func (g *globals) snapshot(ctx context.Context, window time.Duration) (*detect.Snapshot, error) {
-	h, closeHost, err := g.host()
+	p, closeHost, err := g.prober()
 	if err != nil {
 		return nil, err
 	}
 	defer closeHost()
-	return probes.NewProber(h).Snapshot(ctx, window)
+	return p.Snapshot(ctx, window)
 }

@@ -20,6 +20,20 @@ type globals struct {
 	logLevel  string
 	logFormat string
 	log       *slog.Logger
+	// prober opens the node; tests replace it with a fixture.
+	prober func() (*probes.Prober, func(), error)
+}
+
+func newGlobals() *globals {
+	g := &globals{}
+	g.prober = func() (*probes.Prober, func(), error) {
+		h, closeHost, err := g.host()
+		if err != nil {
+			return nil, nil, err
+		}
+		return probes.NewProber(h), closeHost, nil
+	}
+	return g
 }
 
 func (g *globals) register(fs *pflag.FlagSet) {

@@ -50,8 +50,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) int {
-	g := &globals{}
-	root := newRoot(g)
+	root := newRoot(newGlobals())
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

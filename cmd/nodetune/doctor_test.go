@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodetune/nodetune/probes"
+	"github.com/nodetune/nodetune/probes/probestest"
+	"github.com/nodetune/nodetune/report"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// runFixture runs `nodetune args...` against the node captured in dir.
+func runFixture(t *testing.T, dir string, args ...string) (stdout string, code int) {
+	t.Helper()
+	g := newGlobals()
+	g.prober = func() (*probes.Prober, func(), error) { return probestest.Load(t, dir), func() {}, nil }
+	root := newRoot(g)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	code = exitOK
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		ee, ok := err.(*exitError)
+		if !ok {
+			t.Fatalf("nodetune %v: %v", args, err)
+		}
+		if ee.err != nil {
+			t.Fatalf("nodetune %v: %v", args, ee.err)
+		}
+		code = ee.code
+	}
+	return out.String(), code
+}
+
+// stable zeroes what differs between runs: how long each probe took.
+func stable(t *testing.T, js string) string {
+	t.Helper()
+	var doc report.Document
+	if err := json.Unmarshal([]byte(js), &doc); err != nil {
+		t.Fatalf("doctor -o json is not a report document: %v\n%s", err, js)
+	}
+	for i := range doc.Facts.Probes {
+		doc.Facts.Probes[i].Duration = 0
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b) + "\n"
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/nodetune -run TestDoctorFixtures -update)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, diff)
+	}
+}
+
+// TestDoctorFixtures drives whole doctor runs over nodes captured in
+// testdata/nodes and compares the report with golden files.
+func TestDoctorFixtures(t *testing.T) {
+	tests := []struct {
+		scenario string
+		code     int
+		rules    []string
+	}{
+		{"calico-offload-off", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
+		{"flannel-old-kernel", exitCritical, []string{"tunnel-tx-checksum-unsafe", "kube-proxy-iptables-scale"}},
+		{"busy-node", exitCritical, []string{"conntrack-near-full", "cpu-steal-high", "ipvs-modules-missing", "conntrack-insert-failed", "softirq-saturated", "softnet-drops", "tunnel-mtu-mismatch", "softnet-drops"}},
+		{"healthy", exitOK, nil},
+		{"unreadable", exitOK, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			dir := filepath.Join("..", "..", "testdata", "nodes", tt.scenario)
+			js, code := runFixture(t, dir, "doctor", "-o", "json")
+			if code != tt.code {
+				t.Errorf("exit code = %d, want %d", code, tt.code)
+			}
+			var doc report.Document
+			if err := json.Unmarshal([]byte(js), &doc); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range doc.Findings {
+				got = append(got, f.Rule)
+			}
+			if diff := cmp.Diff(tt.rules, got); diff != "" {
+				t.Errorf("rules fired (-want +got):\n%s", diff)
+			}
+			golden(t, filepath.Join(dir, "doctor.golden.json"), stable(t, js))
+			text, textCode := runFixture(t, dir, "doctor")
+			if textCode != code {
+				t.Errorf("text exit code %d differs from JSON's %d", textCode, code)
+			}
+			golden(t, filepath.Join(dir, "doctor.golden.txt"), text)
+		})
+	}
+}
