@@ -1,0 +1,166 @@
+package tune
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
+)
+
+// Key names one setting on the host that tune may write.
+type Key struct {
+	// Kind is one of rules.ChangeFeature, rules.ChangeSysctl,
+	// rules.ChangeRPS and rules.ChangeModule.
+	Kind string `json:"kind"`
+	// Target is a device, a sysctl key, "DEV/rx-N" for RPS, or a module.
+	Target string `json:"target"`
+	// Setting is the ethtool feature, for feature changes.
+	Setting string `json:"setting,omitempty"`
+}
+
+// String names the key the way a person would.
+func (k Key) String() string {
+	if k.Setting != "" {
+		return k.Target + " " + k.Setting
+	}
+	return k.Target
+}
+
+// Value is a setting's state as read from the host.
+type Value struct {
+	// Set is the value last asked for: for an ethtool feature, "on" when it
+	// is requested on; for the other kinds, the value read.
+	Set string `json:"set"`
+	// Effective is the value in force: for an ethtool feature, "on" when it
+	// is active; for the other kinds, the same as Set.
+	Effective string `json:"effective"`
+}
+
+// Change is one planned write: what, from what, to what, and why.
+type Change struct {
+	Key
+	// From is the value the snapshot showed (the effective value).
+	From string `json:"from"`
+	// To is the value to write.
+	To string `json:"to"`
+	// Rule and Subject are the finding the change fixes.
+	Rule    string `json:"rule"`
+	Subject string `json:"subject"`
+	// Why is the finding's one-line summary.
+	Why string `json:"why"`
+	// Owner is the agent that manages this setting, if any.
+	Owner *detect.Owner `json:"owner,omitempty"`
+	// Refused says why the change will not be made; empty when it will.
+	Refused string `json:"refused,omitempty"`
+	// Notes say what else the change brings with it.
+	Notes []string `json:"notes,omitempty"`
+
+	// vetted is set by Plan once the change passed the allowlist and the
+	// gates; Apply writes nothing else.
+	vetted bool
+}
+
+// Command is the shell command a person would run to make the change.
+func (c Change) Command() string { return command(c.Key, c.To) }
+
+// command renders writing value to k as a shell command.
+func command(k Key, value string) string {
+	if k.Kind == rules.ChangeModule && value == moduleUnloaded {
+		return "modprobe -r " + k.Target
+	}
+	return rules.Change{Kind: k.Kind, Target: k.Target, Setting: k.Setting, Value: value}.Command()
+}
+
+// Plan is the set of changes tune proposes for a snapshot, in the order
+// they will be made, refused ones included with their reason.
+type Plan struct {
+	Changes []Change `json:"changes"`
+}
+
+// Approved returns the changes that Apply will make.
+func (p Plan) Approved() []Change { return p.filter(false) }
+
+// Refusals returns the changes that were refused, each with its reason.
+func (p Plan) Refusals() []Change { return p.filter(true) }
+
+func (p Plan) filter(refused bool) []Change {
+	var out []Change
+	for _, c := range p.Changes {
+		if (c.Refused != "") == refused {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Action is what an Outcome was part of.
+type Action string
+
+// Actions.
+const (
+	ActionApply     Action = "apply"
+	ActionRollback  Action = "rollback"
+	ActionReconcile Action = "reconcile"
+)
+
+// Result is how one change ended.
+type Result string
+
+// Results of Apply, Rollback and Reconcile.
+const (
+	// Verified: written, and read back at the new value.
+	Verified Result = "verified"
+	// Unchanged: already at the wanted value; nothing was written.
+	Unchanged Result = "unchanged"
+	// Refused: not attempted, for the reason in Outcome.Err.
+	Refused Result = "refused"
+	// Failed: the change could not be made or checked; Outcome.Err says why
+	// and what state the setting was left in.
+	Failed Result = "failed"
+	// Reverted: the kernel did not take the value, so the original was
+	// written back.
+	Reverted Result = "reverted"
+	// Restored: rollback wrote the original value back.
+	Restored Result = "restored"
+	// Closed: rollback or reconcile found the original value still in place
+	// (the write never happened) and closed the journal entry.
+	Closed Result = "closed"
+	// Conflict: someone else changed the value since nodetune set it; it was
+	// left alone and nodetune no longer claims it.
+	Conflict Result = "conflict"
+	// Planned: a dry run would make this write; Outcome.Command is it.
+	Planned Result = "planned"
+)
+
+// Outcome is what happened to one change.
+type Outcome struct {
+	Change Change `json:"change"`
+	Action Action `json:"action"`
+	Result Result `json:"result"`
+	// Command is the equivalent shell command of the write made or planned.
+	Command string `json:"command,omitempty"`
+	Err     error  `json:"-"`
+}
+
+// Ok reports whether the outcome leaves the setting as intended.
+func (o Outcome) Ok() bool {
+	switch o.Result {
+	case Verified, Unchanged, Restored, Closed, Planned:
+		return true
+	}
+	return false
+}
+
+// String is one line for a person.
+func (o Outcome) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-9s %s %s", o.Result, o.Change.Kind, o.Change.Key)
+	if o.Change.From != "" || o.Change.To != "" {
+		fmt.Fprintf(&b, ": %s -> %s", o.Change.From, o.Change.To)
+	}
+	if o.Err != nil {
+		fmt.Fprintf(&b, " (%v)", o.Err)
+	}
+	return b.String()
+}

@@ -1,0 +1,46 @@
+package tune
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// CrashEnv names the environment variable of the hidden crash hook that the
+// kill-at-every-step test uses: "STEP" or "STEP:N" makes the process kill
+// itself with SIGKILL the Nth time (default first) it passes STEP. Steps are
+// intent, write, applied, verified, revert, restore and restored.
+const CrashEnv = "NODETUNE_TEST_CRASH_AT"
+
+// crasher is the crash hook; nil when CrashEnv is unset.
+type crasher struct {
+	step string
+	n    int
+	seen map[string]int
+}
+
+func crasherFromEnv() *crasher {
+	v := os.Getenv(CrashEnv)
+	if v == "" {
+		return nil
+	}
+	step, count, _ := strings.Cut(v, ":")
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 1 {
+		n = 1
+	}
+	return &crasher{step: step, n: n, seen: map[string]int{}}
+}
+
+// at kills the process if this is the step and time it was told to.
+func (c *crasher) at(step string) {
+	if c == nil {
+		return
+	}
+	c.seen[step]++
+	if step == c.step && c.seen[step] == c.n {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // SIGKILL is not delivered synchronously; never go on
+	}
+}

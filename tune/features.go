@@ -1,0 +1,132 @@
+package tune
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nodetune/nodetune/detect"
+)
+
+// Feature values.
+const (
+	on  = "on"
+	off = "off"
+)
+
+// SegmentationFeatures are the tx segmentation features the kernel drops
+// (keeping them requested on) when tx checksumming goes off, and brings back
+// when it comes on again.
+var SegmentationFeatures = []string{
+	detect.FeatureTSO,
+	"tx-tcp-ecn-segmentation",
+	"tx-tcp-mangleid-segmentation",
+	detect.FeatureTSO6,
+	"tx-udp-segmentation",
+}
+
+// allowedFeatures are the ethtool features tune may change on a tunnel.
+var allowedFeatures = append([]string{detect.FeatureTxChecksumGeneric}, SegmentationFeatures...)
+
+func onOff(b bool) string {
+	if b {
+		return on
+	}
+	return off
+}
+
+// vetFeature checks an ethtool feature change: an allowed tx feature of a
+// tunnel device in s, and never tx offload on where the kernel lacks the NAT
+// checksum fix or bad UDP checksums are arriving.
+func vetFeature(s *detect.Snapshot, c *Change) string {
+	if !slices.Contains(allowedFeatures, c.Setting) {
+		return fmt.Sprintf("ethtool feature %q is not on nodetune's allowlist", c.Setting)
+	}
+	if c.To != on && c.To != off {
+		return fmt.Sprintf("ethtool feature value %q is neither on nor off", c.To)
+	}
+	i := slices.IndexFunc(s.Tunnels.Devices, func(t detect.Tunnel) bool { return t.Name == c.Target })
+	if i < 0 {
+		return fmt.Sprintf("%s is not a tunnel device nodetune probed", c.Target)
+	}
+	t := s.Tunnels.Devices[i]
+	if t.Features.Err.Failed() {
+		return fmt.Sprintf("the features of %s could not be read: %v", t.Name, t.Features.Err)
+	}
+	active, ok := t.Features.Has(c.Setting)
+	if !ok {
+		return fmt.Sprintf("%s has no feature %s in the snapshot", t.Name, c.Setting)
+	}
+	if t.Features.IsFixed(c.Setting) {
+		return fmt.Sprintf("the driver of %s does not let %s change", t.Name, c.Setting)
+	}
+	c.From = onOff(active)
+	if c.To == on {
+		if why := offloadGate(s); why != "" {
+			return why
+		}
+	}
+	if c.Setting == detect.FeatureTxChecksumGeneric && c.To == on {
+		c.Notes = append(c.Notes, "the kernel brings back the tx segmentation features it dropped with it ("+
+			strings.Join(SegmentationFeatures, ", ")+"); nodetune checks, and turns on any that stay off")
+	}
+	return ""
+}
+
+// offloadGate says why tx offload must not be turned on, or "". It stands
+// apart from the rules: whatever a finding says, tune checks the kernel and
+// the receive-side evidence itself.
+func offloadGate(s *detect.Snapshot) string {
+	switch {
+	case s.Kernel.Err.Failed():
+		return "the kernel release could not be read, so nodetune cannot tell whether it has the NAT checksum fix: " + s.Kernel.Err.Error()
+	case s.Kernel.Version.NATChecksumFix() != detect.FixPresent:
+		return fmt.Sprintf("kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
+			s.Kernel.Release, s.Kernel.Version.NATChecksumFix())
+	case s.UDP.Err.Failed():
+		return "the UDP checksum error counters could not be read, so nodetune cannot rule the bug out: " + s.UDP.Err.Error()
+	case s.UDP.Delta > 0:
+		return fmt.Sprintf("%d UDP packets with bad checksums arrived during the window; tx checksum offload stays off until that stops", s.UDP.Delta)
+	}
+	return ""
+}
+
+func (h *Host) featureState(k Key) (map[string]bool, Value, error) {
+	states, err := h.Ethtool.FeaturesWithState(k.Target)
+	if err != nil {
+		return nil, Value{}, classify("reading the ethtool features of "+k.Target, err)
+	}
+	st, ok := states[k.Setting]
+	if !ok {
+		return nil, Value{}, fmt.Errorf("reading the ethtool features of %s: %w: no feature %s", k.Target, detect.ErrNotSupported, k.Setting)
+	}
+	avail := map[string]bool{}
+	for name, st := range states {
+		avail[name] = st.Available
+	}
+	return avail, Value{Set: onOff(st.Requested), Effective: onOff(st.Active)}, nil
+}
+
+func (h *Host) readFeature(k Key) (Value, error) {
+	_, v, err := h.featureState(k)
+	return v, err
+}
+
+func (h *Host) featureWritable(k Key) error {
+	avail, _, err := h.featureState(k)
+	if err != nil {
+		return err
+	}
+	if !avail[k.Setting] {
+		return fmt.Errorf("changing %s on %s: %w: the driver keeps it fixed", k.Setting, k.Target, detect.ErrNotSupported)
+	}
+	return nil
+}
+
+func (h *Host) writeFeature(k Key, value string) error {
+	if value != on && value != off {
+		return fmt.Errorf("setting %s on %s: value %q is neither on nor off", k.Setting, k.Target, value)
+	}
+	err := h.Ethtool.Change(k.Target, map[string]bool{k.Setting: value == on})
+	return classify(fmt.Sprintf("setting %s %s on %s", k.Setting, value, k.Target), err)
+}

@@ -1,0 +1,368 @@
+package tune
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// JournalFile is the journal's file name inside the state directory.
+const JournalFile = "journal.jsonl"
+
+// The journal's header names its format and version; a file whose first
+// line does not is refused.
+const (
+	journalFormat  = "nodetune-journal"
+	journalVersion = 1
+)
+
+// ErrJournal marks a journal nodetune refuses to use: corrupt, foreign,
+// from a newer nodetune, or held by another nodetune process. Such a file
+// is left exactly as it is, and nothing is written to the host.
+var ErrJournal = errors.New("journal unusable")
+
+// Journal events. An entry starts with an intent and is open until one of
+// the closing events.
+const (
+	evHeader   = "header"
+	evIntent   = "intent"   // the original value, before the first write
+	evApplied  = "applied"  // the write returned
+	evVerified = "verified" // read back at the new value
+	evFailed   = "failed"   // the write failed and the value is unchanged (closes)
+	evReverted = "reverted" // the kernel did not take it; original back (closes)
+	evRestored = "restored" // rollback wrote the original back (closes)
+	evClosed   = "closed"   // the value was found at the original (closes)
+	evReleased = "released" // someone else changed it; left alone (closes)
+	evTorn     = "torn"     // acknowledges a torn, never-committed last line
+)
+
+var closing = []string{evFailed, evReverted, evRestored, evClosed, evReleased}
+
+// record is one journal event. Which fields are set depends on Event.
+type record struct {
+	Seq      int64     `json:"seq"`
+	At       time.Time `json:"at"`
+	Event    string    `json:"event"`
+	Format   string    `json:"format,omitempty"`
+	Version  int       `json:"version,omitempty"`
+	Entry    int64     `json:"entry,omitempty"`
+	Key      *Key      `json:"key,omitempty"`
+	Original *Value    `json:"original,omitempty"`
+	To       string    `json:"to,omitempty"`
+	Rule     string    `json:"rule,omitempty"`
+	Subject  string    `json:"subject,omitempty"`
+	Run      string    `json:"run,omitempty"`
+	NetNS    string    `json:"netns,omitempty"`
+	Observed *Value    `json:"observed,omitempty"`
+	Note     string    `json:"note,omitempty"`
+	Line     int       `json:"line,omitempty"`
+}
+
+// line is how a record is stored: the record's JSON and its CRC-32C, so a
+// torn or altered line is detected.
+type line struct {
+	CRC string          `json:"crc"`
+	Rec json.RawMessage `json:"rec"`
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func checksum(b []byte) string { return fmt.Sprintf("%08x", crc32.Checksum(b, castagnoli)) }
+
+// encodeLine renders r as one journal line, newline included.
+func encodeLine(r record) ([]byte, error) {
+	rec, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(line{CRC: checksum(rec), Rec: rec})
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// decodeLine parses one journal line and checks its checksum.
+func decodeLine(b []byte) (record, error) {
+	var l line
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		return record{}, fmt.Errorf("not a journal line: %w", err)
+	}
+	if dec.More() {
+		return record{}, errors.New("not a journal line: data after the record")
+	}
+	if l.CRC != checksum(l.Rec) {
+		return record{}, fmt.Errorf("checksum mismatch (stored %q, computed %s)", l.CRC, checksum(l.Rec))
+	}
+	var r record
+	dec = json.NewDecoder(bytes.NewReader(l.Rec))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return record{}, fmt.Errorf("record: %w", err)
+	}
+	return r, nil
+}
+
+// Entry is one change the journal records: the setting, the value it had
+// before nodetune first wrote it, and the value nodetune set.
+type Entry struct {
+	// ID is the sequence number of the entry's intent record.
+	ID       int64     `json:"id"`
+	Key      Key       `json:"key"`
+	Original Value     `json:"original"`
+	To       string    `json:"to"`
+	Rule     string    `json:"rule"`
+	Subject  string    `json:"subject"`
+	Run      string    `json:"run"`
+	NetNS    string    `json:"netns,omitempty"`
+	At       time.Time `json:"at"`
+	// State is the entry's last event: intent, applied, verified, or the
+	// event that closed it.
+	State string `json:"state"`
+}
+
+// Open reports whether nodetune still claims the setting.
+func (e *Entry) Open() bool { return !slices.Contains(closing, e.State) }
+
+// journalState is a journal replayed.
+type journalState struct {
+	entries []*Entry
+	byID    map[int64]*Entry
+	lastSeq int64
+	lines   int
+	// tornTail is set when the file ends in a line without its newline: a
+	// write the process died in, never committed, so never acted on.
+	tornTail bool
+}
+
+// parseJournal replays journal text. It fails on anything it does not
+// fully understand; the caller must then leave the file alone.
+func parseJournal(data []byte) (*journalState, error) {
+	st := &journalState{byID: map[int64]*Entry{}}
+	if len(data) == 0 {
+		return st, nil
+	}
+	parts := bytes.Split(data, []byte("\n"))
+	last := parts[len(parts)-1]
+	parts = parts[:len(parts)-1]
+	if len(last) > 0 {
+		st.tornTail = true
+	}
+	recs := make([]record, len(parts))
+	errs := make([]error, len(parts))
+	for i, p := range parts {
+		recs[i], errs[i] = decodeLine(p)
+	}
+	st.lines = len(parts)
+	for i := range parts {
+		n := i + 1
+		if i > 0 && i+1 < len(parts) && errs[i+1] == nil && recs[i+1].Event == evTorn && recs[i+1].Line == n {
+			continue // a torn write, never committed, acknowledged on a later open
+		}
+		if errs[i] != nil {
+			if i == 0 {
+				return nil, fmt.Errorf("line 1: %w: this is not a nodetune journal (%v)", ErrJournal, errs[i])
+			}
+			return nil, fmt.Errorf("line %d: %w: corrupt record: %v", n, ErrJournal, errs[i])
+		}
+		if err := st.replay(n, recs[i]); err != nil {
+			return nil, fmt.Errorf("line %d: %w: %v", n, ErrJournal, err)
+		}
+	}
+	if st.lines == 0 {
+		return nil, fmt.Errorf("%w: the file holds a partial first line and no header", ErrJournal)
+	}
+	return st, nil
+}
+
+// replay applies one record, checking that it follows from the ones before.
+func (st *journalState) replay(n int, r record) error {
+	if n == 1 {
+		switch {
+		case r.Event != evHeader || r.Format != journalFormat:
+			return errors.New("this is not a nodetune journal: no header")
+		case r.Version > journalVersion:
+			return fmt.Errorf("written by a newer nodetune (journal version %d; this one reads %d)", r.Version, journalVersion)
+		case r.Version != journalVersion:
+			return fmt.Errorf("unknown journal version %d", r.Version)
+		}
+		st.lastSeq = r.Seq
+		return nil
+	}
+	if r.Seq <= st.lastSeq {
+		return fmt.Errorf("sequence %d does not follow %d", r.Seq, st.lastSeq)
+	}
+	st.lastSeq = r.Seq
+	switch r.Event {
+	case evHeader:
+		return errors.New("a second header")
+	case evTorn:
+		return nil
+	case evIntent:
+		if r.Key == nil || r.Original == nil || r.To == "" {
+			return errors.New("an intent without key, original value or target")
+		}
+		e := &Entry{ID: r.Seq, Key: *r.Key, Original: *r.Original, To: r.To, Rule: r.Rule, Subject: r.Subject,
+			Run: r.Run, NetNS: r.NetNS, At: r.At, State: evIntent}
+		st.entries = append(st.entries, e)
+		st.byID[e.ID] = e
+		return nil
+	case evApplied, evVerified, evFailed, evReverted, evRestored, evClosed, evReleased:
+		e := st.byID[r.Entry]
+		if e == nil {
+			return fmt.Errorf("%s for entry %d, which has no intent", r.Event, r.Entry)
+		}
+		if !e.Open() {
+			return fmt.Errorf("%s for entry %d, which is already %s", r.Event, r.Entry, e.State)
+		}
+		e.State = r.Event
+		return nil
+	}
+	return fmt.Errorf("unknown event %q", r.Event)
+}
+
+// journal is the open journal file, locked against other nodetune
+// processes for as long as it is open.
+type journal struct {
+	path string
+	f    *os.File
+	st   *journalState
+	now  func() time.Time
+}
+
+// openJournal opens (creating if needed) the journal in dir, takes its
+// lock and replays it.
+func openJournal(dir string) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, classify("creating the state directory "+dir, err)
+	}
+	path := filepath.Join(dir, JournalFile)
+	created := true
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		created = false
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	}
+	if err != nil {
+		return nil, classify("opening the journal "+path, err)
+	}
+	j := &journal{path: path, f: f, now: time.Now}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("journal %s: %w: another nodetune process holds it (a running `nodetune serve`, or a fix or rollback in progress)", path, ErrJournal)
+		}
+		return nil, classify("locking the journal "+path, err)
+	}
+	if err := j.load(dir, created); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *journal) load(dir string, created bool) error {
+	data, err := io.ReadAll(io.NewSectionReader(j.f, 0, 1<<40))
+	if err != nil {
+		return classify("reading the journal "+j.path, err)
+	}
+	st, err := parseJournal(data)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w (the file is left as it is; nodetune writes nothing to the host until it is repaired or moved aside)", j.path, err)
+	}
+	j.st = st
+	if len(data) == 0 {
+		// A new journal, or one whose creator died before its header.
+		if err := j.append(record{Event: evHeader, Format: journalFormat, Version: journalVersion}, nil); err != nil {
+			return err
+		}
+		created = true
+	}
+	if created {
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	if st.tornTail {
+		// Close the torn line and acknowledge it, so it reads as a line
+		// that was never committed rather than as corruption.
+		torn := st.lines + 1
+		st.lines++
+		st.tornTail = false
+		if err := j.append(record{Event: evTorn, Line: torn}, []byte("\n")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// append writes r durably: it returns only once the record is on disk.
+func (j *journal) append(r record, prefix []byte) error {
+	r.Seq = j.st.lastSeq + 1
+	r.At = j.now().UTC()
+	b, err := encodeLine(r)
+	if err != nil {
+		return fmt.Errorf("encoding a journal record: %w", err)
+	}
+	if _, err := j.f.Write(append(prefix, b...)); err != nil {
+		return classify("writing the journal "+j.path, err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return classify("syncing the journal "+j.path, err)
+	}
+	if err := j.st.replay(j.st.lines+1, r); err != nil {
+		return fmt.Errorf("journal %s: %w: %v", j.path, ErrJournal, err)
+	}
+	j.st.lines++
+	return nil
+}
+
+// intent records c's original value before its first write, and returns
+// the new entry.
+func (j *journal) intent(c Change, orig Value, run, netns string) (*Entry, error) {
+	k := c.Key
+	err := j.append(record{Event: evIntent, Key: &k, Original: &orig, To: c.To, Rule: c.Rule, Subject: c.Subject, Run: run, NetNS: netns}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return j.st.entries[len(j.st.entries)-1], nil
+}
+
+// event records a later event of entry e.
+func (j *journal) event(e *Entry, ev string, observed *Value, note string) error {
+	return j.append(record{Event: ev, Entry: e.ID, Observed: observed, Note: note}, nil)
+}
+
+// open returns the entries nodetune still claims, newest first.
+func (j *journal) open() []*Entry {
+	var out []*Entry
+	for i := len(j.st.entries) - 1; i >= 0; i-- {
+		if e := j.st.entries[i]; e.Open() {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (j *journal) close() error { return j.f.Close() }
+
+// syncDir makes a new directory entry durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return classify("opening the state directory "+dir, err)
+	}
+	defer d.Close()
+	return classify("syncing the state directory "+dir, d.Sync())
+}

@@ -1,0 +1,124 @@
+package tune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/nodetune/nodetune/detect"
+)
+
+// Module values.
+const (
+	moduleLoaded   = "loaded"
+	moduleUnloaded = "unloaded"
+)
+
+// vetModule checks a module change: only loading one of the modules
+// kube-proxy's IPVS mode needs.
+func vetModule(s *detect.Snapshot, c *Change) string {
+	if !slices.Contains(detect.IPVSModuleNames, c.Target) {
+		return fmt.Sprintf("kernel module %q is not on nodetune's allowlist", c.Target)
+	}
+	if c.To != moduleLoaded {
+		return fmt.Sprintf("nodetune only loads modules; %q is not %q", c.To, moduleLoaded)
+	}
+	c.From = moduleUnloaded
+	if s.KubeProxy.IPVSModules[c.Target] {
+		c.From = moduleLoaded
+	}
+	return ""
+}
+
+func validModule(name string) error {
+	if !slices.Contains(detect.IPVSModuleNames, name) {
+		return fmt.Errorf("kernel module %s: %w", name, ErrNotAllowed)
+	}
+	return nil
+}
+
+// readModule reports whether the module is loaded (in <procfs>/modules) or
+// built in (under <sysfs>/module).
+func (h *Host) readModule(k Key) (Value, error) {
+	if err := validModule(k.Target); err != nil {
+		return Value{}, err
+	}
+	v := Value{Set: moduleUnloaded, Effective: moduleUnloaded}
+	b, err := os.ReadFile(filepath.Join(h.ProcFS, "modules"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Value{}, classify("reading the loaded modules", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, _, _ := strings.Cut(line, " "); name == k.Target {
+			v = Value{Set: moduleLoaded, Effective: moduleLoaded}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(h.SysFS, "module", k.Target)); err == nil {
+		v = Value{Set: moduleLoaded, Effective: moduleLoaded}
+	}
+	return v, nil
+}
+
+// moduleWritable says whether this host can load modules at all: a kernel
+// built without module support has no <procfs>/modules, and one that has
+// locked module loading has kernel.modules_disabled at 1.
+func (h *Host) moduleWritable(ctx context.Context, k Key) error {
+	if err := validModule(k.Target); err != nil {
+		return err
+	}
+	notHere := func(why string) error {
+		return fmt.Errorf("loading kernel module %s is not possible here: %s: %w", k.Target, why, detect.ErrNotSupported)
+	}
+	if _, err := os.Stat(filepath.Join(h.ProcFS, "modules")); errors.Is(err, os.ErrNotExist) {
+		return notHere("this kernel has no loadable module support (no /proc/modules)")
+	} else if err != nil {
+		return classify("checking module support", err)
+	}
+	b, err := os.ReadFile(filepath.Join(h.ProcFS, "sys/kernel/modules_disabled"))
+	if err == nil && strings.TrimSpace(string(b)) == "1" {
+		return notHere("module loading is disabled (kernel.modules_disabled = 1)")
+	}
+	if _, err := h.modprobe(); err != nil {
+		return notHere(err.Error())
+	}
+	return nil
+}
+
+func (h *Host) modprobe() (string, error) {
+	if h.Modprobe != "" {
+		return h.Modprobe, nil
+	}
+	p, err := exec.LookPath("modprobe")
+	if err != nil {
+		return "", fmt.Errorf("modprobe is not installed: %w", err)
+	}
+	return p, nil
+}
+
+func (h *Host) writeModule(ctx context.Context, k Key, value string) error {
+	if err := h.moduleWritable(ctx, k); err != nil {
+		return err
+	}
+	prog, err := h.modprobe()
+	if err != nil {
+		return err
+	}
+	args := []string{"--", k.Target}
+	switch value {
+	case moduleLoaded:
+	case moduleUnloaded:
+		args = []string{"-r", "--", k.Target}
+	default:
+		return fmt.Errorf("kernel module %s: value %q is neither %s nor %s", k.Target, value, moduleLoaded, moduleUnloaded)
+	}
+	out, err := exec.CommandContext(ctx, prog, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", prog, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

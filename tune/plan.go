@@ -1,0 +1,72 @@
+package tune
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
+)
+
+// PlanOptions narrow a plan and override its owner check.
+type PlanOptions struct {
+	// Rules limits the plan to findings of these rule IDs; empty means all.
+	Rules []string
+	// Force plans changes to settings another agent owns instead of
+	// refusing them. It overrides nothing else.
+	Force bool
+}
+
+// Propose turns the auto-fixable findings of s into a plan. It does no I/O.
+// A change is refused, with its reason, when it is outside the allowlist,
+// when the kernel or the evidence in s makes it unsafe, when it is not one
+// bounded step, or when another agent owns the setting and o.Force is off.
+func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
+	p := Plan{Changes: []Change{}}
+	planned := map[Key]string{}
+	for _, f := range findings {
+		if !f.Fix.Auto || (len(o.Rules) > 0 && !slices.Contains(o.Rules, f.Rule)) {
+			continue
+		}
+		for _, rc := range f.Fix.Changes {
+			c := Change{
+				Key:  Key{Kind: rc.Kind, Target: rc.Target, Setting: rc.Setting},
+				To:   rc.Value,
+				Rule: f.Rule, Subject: f.Subject, Why: f.Summary, Owner: f.Owner,
+			}
+			c.Refused = vet(s, &c)
+			if c.Refused == "" && c.Owner != nil && !o.Force {
+				c.Refused = fmt.Sprintf("%s owns this setting: %s. nodetune does not fight it (--force overrides); the durable fix: %s",
+					c.Owner.Name, c.Owner.Why, c.Owner.DurableFix)
+			}
+			if to, dup := planned[c.Key]; dup {
+				if to == c.To {
+					continue // two findings, one write
+				}
+				c.Refused = fmt.Sprintf("another finding already plans %s for %s", to, c.Key)
+			}
+			if c.Refused == "" {
+				planned[c.Key] = c.To
+				c.vetted = true
+			}
+			p.Changes = append(p.Changes, c)
+		}
+	}
+	return p
+}
+
+// vet checks c against the allowlist, the bounds and the safety gates, and
+// fills c.From (and c.Notes) from s. It returns why c is refused, or "".
+func vet(s *detect.Snapshot, c *Change) string {
+	switch c.Kind {
+	case rules.ChangeFeature:
+		return vetFeature(s, c)
+	case rules.ChangeSysctl:
+		return vetSysctl(s, c)
+	case rules.ChangeRPS:
+		return vetRPS(s, c)
+	case rules.ChangeModule:
+		return vetModule(s, c)
+	}
+	return fmt.Sprintf("change kind %q is not on nodetune's allowlist", c.Kind)
+}

@@ -1,0 +1,151 @@
+package tune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Rollback restores, newest first, every value nodetune set and still
+// claims. A setting still at the value nodetune set is written back to its
+// original; one already at its original (the write never happened, or was
+// undone) is closed; one someone else has changed since is reported as a
+// Conflict and left alone. With dryRun nothing is written, to the host or
+// the journal, and each Planned outcome carries the command to run by hand.
+func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Outcome
+	var stop error
+	for _, e := range t.j.open() {
+		c := entryChange(e)
+		o := Outcome{Change: c, Action: ActionRollback, Command: command(e.Key, e.Original.Set)}
+		switch {
+		case stop != nil:
+			o.Result, o.Err = Failed, stop
+		case ctx.Err() != nil:
+			o.Result, o.Err = Failed, fmt.Errorf("not attempted: %w", ctx.Err())
+		case t.otherNetns(e) != "":
+			o.Result, o.Err = Failed, errors.New(t.otherNetns(e))
+		default:
+			o, stop = t.restore(ctx, o, e, dryRun)
+		}
+		t.logOutcome(o)
+		out = append(out, o)
+	}
+	return out
+}
+
+// restore rolls back one entry.
+func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool) (Outcome, error) {
+	k := e.Key
+	cur, err := t.sys.Read(ctx, k)
+	if err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("reading %s: %w; its journal entry stays open", k, err)
+		return o, nil
+	}
+	record := func(ev string, r Result, note error) (Outcome, error) {
+		o.Result, o.Err = r, note
+		if dryRun {
+			return o, nil
+		}
+		msg := ""
+		if note != nil {
+			msg = note.Error()
+		}
+		if err := t.j.event(e, ev, &cur, msg); err != nil {
+			o.Result, o.Err = Failed, fmt.Errorf("recording %s for %s: %w", ev, k, err)
+			return o, errJournalDown
+		}
+		return o, nil
+	}
+	switch {
+	case same(k.Kind, cur.Set, e.Original.Set):
+		o.Command = ""
+		return record(evClosed, Closed, nil)
+	case !same(k.Kind, cur.Set, e.To):
+		return record(evReleased, Conflict, fmt.Errorf("%s is now %s, not the %s nodetune set: someone else changed it, so it is left alone (the original was %s)",
+			k, cur.Set, e.To, e.Original.Set))
+	case dryRun:
+		o.Result = Planned
+		return o, nil
+	}
+	if err := t.sys.Writable(ctx, k); err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("%w; its journal entry stays open", err)
+		return o, nil
+	}
+	if err := t.sys.Write(ctx, k, e.Original.Set); err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("%w; its journal entry stays open", err)
+		return o, nil
+	}
+	t.crash.at("restore")
+	back, err := t.sys.Read(ctx, k)
+	if err != nil || !same(k.Kind, back.Set, e.Original.Set) {
+		o.Result, o.Err = Failed, fmt.Errorf("wrote %s back to %s but it does not read back (%v, read %q); its journal entry stays open", e.Original.Set, k, err, back.Set)
+		return o, nil
+	}
+	cur = back
+	o, err = record(evRestored, Restored, nil)
+	t.crash.at("restored")
+	return o, err
+}
+
+// Reconcile finishes what a process that died mid-apply left behind, and
+// is meant to run after Open. An entry whose write never happened (the
+// setting still has its original value) is closed; one whose write did is
+// read back and marked verified, or reverted if the kernel did not take it;
+// one someone else has changed since is released as a Conflict.
+func (t *Tuner) Reconcile(ctx context.Context) []Outcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Outcome
+	for _, e := range t.j.open() {
+		if e.State != evIntent && e.State != evApplied {
+			continue
+		}
+		if t.otherNetns(e) != "" {
+			continue
+		}
+		c := Change{Key: e.Key, From: e.Original.Effective, To: e.To, Rule: e.Rule, Subject: e.Subject,
+			Why: fmt.Sprintf("journal entry %d, left %s by run %s", e.ID, e.State, e.Run), vetted: true}
+		o := Outcome{Change: c, Action: ActionReconcile, Command: c.Command()}
+		o, err := t.reconcile(ctx, o, e)
+		t.logOutcome(o)
+		out = append(out, o)
+		if err != nil {
+			break
+		}
+	}
+	return out
+}
+
+func (t *Tuner) reconcile(ctx context.Context, o Outcome, e *Entry) (Outcome, error) {
+	k := e.Key
+	cur, err := t.sys.Read(ctx, k)
+	if err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("reading %s: %w; its journal entry stays open", k, err)
+		return o, nil
+	}
+	note := func(ev string, r Result, why error) (Outcome, error) {
+		o.Result, o.Err = r, why
+		msg := ""
+		if why != nil {
+			msg = why.Error()
+		}
+		if err := t.j.event(e, ev, &cur, msg); err != nil {
+			o.Result, o.Err = Failed, fmt.Errorf("recording %s for %s: %w", ev, k, err)
+			return o, errJournalDown
+		}
+		return o, nil
+	}
+	switch {
+	case same(k.Kind, cur.Set, e.Original.Set):
+		o.Command = ""
+		return note(evClosed, Closed, nil)
+	case !same(k.Kind, cur.Set, e.To):
+		return note(evReleased, Conflict, fmt.Errorf("%s is now %s, neither its original %s nor the %s nodetune was setting: left alone", k, cur.Set, e.Original.Set, e.To))
+	case same(k.Kind, cur.Effective, e.To):
+		return note(evVerified, Verified, nil)
+	}
+	return t.revert(ctx, o, e, e.Original, cur)
+}

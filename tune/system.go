@@ -1,0 +1,133 @@
+package tune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"syscall"
+
+	"github.com/safchain/ethtool"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
+)
+
+// System is the host as tune sees it, one setting at a time. *Host is the
+// real one; tests use fixture trees or a fake.
+type System interface {
+	// Read returns the setting's current value.
+	Read(ctx context.Context, k Key) (Value, error)
+	// Writable reports why the setting cannot be written here, or nil. It
+	// writes nothing, so a change that cannot be made is never journaled.
+	Writable(ctx context.Context, k Key) error
+	// Write sets the setting to value.
+	Write(ctx context.Context, k Key, value string) error
+}
+
+// Ethtool is the part of ethtool tune uses. *ethtool.Ethtool satisfies it.
+type Ethtool interface {
+	FeaturesWithState(dev string) (map[string]ethtool.FeatureState, error)
+	Change(dev string, config map[string]bool) error
+}
+
+var _ Ethtool = (*ethtool.Ethtool)(nil)
+
+// Host is the real System: ethtool features through the ethtool ioctls,
+// sysctls under <ProcFS>/sys, RPS masks under <SysFS>/class/net, and kernel
+// modules through modprobe. In a network namespace it sees and changes that
+// namespace's devices and per-namespace sysctls.
+type Host struct {
+	ProcFS  string
+	SysFS   string
+	Ethtool Ethtool
+	// Modprobe is the modprobe program; empty looks it up in PATH.
+	Modprobe string
+}
+
+var _ System = (*Host)(nil)
+
+// NewHost returns the System for the host whose procfs and sysfs are
+// mounted at procfs and sysfs, changing features through et.
+func NewHost(procfs, sysfs string, et Ethtool) *Host {
+	return &Host{ProcFS: procfs, SysFS: sysfs, Ethtool: et}
+}
+
+// ErrNotAllowed marks a change outside nodetune's allowlist.
+var ErrNotAllowed = errors.New("not on nodetune's allowlist")
+
+// Read returns the current value of k.
+func (h *Host) Read(ctx context.Context, k Key) (Value, error) {
+	switch k.Kind {
+	case rules.ChangeFeature:
+		return h.readFeature(k)
+	case rules.ChangeSysctl:
+		return h.readSysctl(k)
+	case rules.ChangeRPS:
+		return h.readRPS(k)
+	case rules.ChangeModule:
+		return h.readModule(k)
+	}
+	return Value{}, fmt.Errorf("reading %s: kind %q: %w", k, k.Kind, ErrNotAllowed)
+}
+
+// Writable reports why k cannot be written here, or nil.
+func (h *Host) Writable(ctx context.Context, k Key) error {
+	switch k.Kind {
+	case rules.ChangeFeature:
+		return h.featureWritable(k)
+	case rules.ChangeSysctl:
+		return h.sysctlWritable(k)
+	case rules.ChangeRPS:
+		return h.rpsWritable(k)
+	case rules.ChangeModule:
+		return h.moduleWritable(ctx, k)
+	}
+	return fmt.Errorf("writing %s: kind %q: %w", k, k.Kind, ErrNotAllowed)
+}
+
+// Write sets k to value.
+func (h *Host) Write(ctx context.Context, k Key, value string) error {
+	switch k.Kind {
+	case rules.ChangeFeature:
+		return h.writeFeature(k, value)
+	case rules.ChangeSysctl:
+		return h.writeSysctl(k, value)
+	case rules.ChangeRPS:
+		return h.writeRPS(k, value)
+	case rules.ChangeModule:
+		return h.writeModule(ctx, k, value)
+	}
+	return fmt.Errorf("writing %s: kind %q: %w", k, k.Kind, ErrNotAllowed)
+}
+
+// classify wraps err with what was being done, and with detect's sentinels
+// when err means "not supported here" or "permission denied".
+func classify(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENODEV),
+		errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%s: %w: %w", what, detect.ErrNotSupported, err)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("%s: %w: %w", what, detect.ErrPermission, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// same reports whether two values of a setting of kind mean the same.
+func same(kind, a, b string) bool {
+	switch kind {
+	case rules.ChangeSysctl:
+		x, errA := parseInt(a)
+		y, errB := parseInt(b)
+		return errA == nil && errB == nil && x == y
+	case rules.ChangeRPS:
+		x, errA := ParseCPUMask(a)
+		y, errB := ParseCPUMask(b)
+		return errA == nil && errB == nil && x.Equal(y)
+	}
+	return a == b
+}

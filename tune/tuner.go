@@ -1,0 +1,275 @@
+package tune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
+)
+
+// Tuner applies and rolls back changes on one host, journaling each before
+// it is made. It holds the journal's lock from Open to Close, so two
+// nodetune processes never interleave their changes.
+type Tuner struct {
+	mu    sync.Mutex
+	sys   System
+	j     *journal
+	run   string
+	netns string
+	crash *crasher
+	log   *slog.Logger
+}
+
+// Open opens the journal in stateDir (creating both if needed), locks it,
+// and returns a Tuner that changes sys. A corrupt, foreign or locked journal
+// is an error wrapping ErrJournal, and the file is left as it is.
+func Open(stateDir string, sys System) (*Tuner, error) {
+	j, err := openJournal(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	netns, _ := os.Readlink("/proc/thread-self/ns/net")
+	return &Tuner{
+		sys:   sys,
+		j:     j,
+		run:   fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
+		netns: netns,
+		crash: crasherFromEnv(),
+		log:   slog.Default().With("journal", j.path),
+	}, nil
+}
+
+// JournalExists reports whether stateDir holds a journal, so read-only
+// commands can say "nothing to roll back" without creating one.
+func JournalExists(stateDir string) bool {
+	_, err := os.Stat(stateDir + "/" + JournalFile)
+	return err == nil
+}
+
+// Close releases the journal.
+func (t *Tuner) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.j.close()
+}
+
+// Plan is Propose: the plan for s's findings.
+func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
+	return Propose(s, findings, o)
+}
+
+// Entries returns the journal entries nodetune still claims, newest first.
+func (t *Tuner) Entries() []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Entry
+	for _, e := range t.j.open() {
+		out = append(out, *e)
+	}
+	return out
+}
+
+// errJournalDown stops a run once the journal cannot be written: nothing is
+// written to the host without its record.
+var errJournalDown = errors.New("not attempted: the journal could not be written")
+
+// Apply makes the approved changes of p in order: for each, it reads the
+// current value, records it in the journal (durably) before the first
+// write, writes, and reads back; a value the kernel did not take is
+// reverted. A change whose setting already has the wanted value is not
+// written. Apply stops at the first journal write that fails.
+func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Outcome
+	var stop error
+	for _, c := range p.Changes {
+		o := Outcome{Change: c, Action: ActionApply, Command: c.Command()}
+		switch {
+		case stop != nil:
+			o.Result, o.Err = Failed, stop
+		case ctx.Err() != nil:
+			o.Result, o.Err = Failed, fmt.Errorf("not attempted: %w", ctx.Err())
+		case c.Refused != "":
+			o.Result, o.Err = Refused, errors.New(c.Refused)
+		case !c.vetted:
+			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned by tune.Propose: %w", c.Key, ErrNotAllowed)
+		default:
+			var more []Outcome
+			o, more, stop = t.applyChange(ctx, c)
+			out = append(out, o)
+			out = append(out, more...)
+			continue
+		}
+		out = append(out, o)
+	}
+	for _, o := range out {
+		t.logOutcome(o)
+	}
+	return out
+}
+
+// applyChange makes one change, then, for tx checksum offload turned on,
+// checks that the segmentation features came back with it.
+func (t *Tuner) applyChange(ctx context.Context, c Change) (Outcome, []Outcome, error) {
+	o, err := t.write(ctx, c)
+	if err != nil || (o.Result != Verified && o.Result != Unchanged) ||
+		c.Kind != rules.ChangeFeature || c.Setting != detect.FeatureTxChecksumGeneric || c.To != on {
+		return o, nil, err
+	}
+	more, err := t.segmentation(ctx, c)
+	return o, more, err
+}
+
+// segmentation checks the tx segmentation features of c's device after tx
+// checksumming came on. The kernel restores those it dropped, since they
+// stay requested on; any that an operator had turned off are turned on
+// explicitly, each journaled like any other change.
+func (t *Tuner) segmentation(ctx context.Context, c Change) ([]Outcome, error) {
+	var out []Outcome
+	for _, f := range SegmentationFeatures {
+		k := Key{Kind: rules.ChangeFeature, Target: c.Target, Setting: f}
+		v, err := t.sys.Read(ctx, k)
+		if errors.Is(err, detect.ErrNotSupported) {
+			continue // the device has no such feature
+		}
+		sub := Change{Key: k, From: v.Effective, To: on, Rule: c.Rule, Subject: c.Subject,
+			Why: "tx segmentation offload, dropped with tx checksum offload", vetted: true}
+		if err != nil {
+			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed, Err: err})
+			continue
+		}
+		if v.Effective == on || t.sys.Writable(ctx, k) != nil {
+			continue // back, or fixed by the driver
+		}
+		if v.Set == on {
+			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed,
+				Err: fmt.Errorf("the kernel keeps %s off on %s although it is requested on", f, c.Target)})
+			continue
+		}
+		o, err := t.write(ctx, sub)
+		out = append(out, o)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// write is the journaled write of one change: read, record the original,
+// write, read back, and revert if the kernel did not take the value. The
+// error is set only when the journal could not be written.
+func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
+	o := Outcome{Change: c, Action: ActionApply, Command: c.Command()}
+	fail := func(r Result, err error) (Outcome, error) {
+		o.Result, o.Err = r, err
+		return o, nil
+	}
+	cur, err := t.sys.Read(ctx, c.Key)
+	if err != nil {
+		return fail(Failed, err)
+	}
+	if same(c.Kind, cur.Set, c.To) && same(c.Kind, cur.Effective, c.To) {
+		return fail(Unchanged, nil)
+	}
+	if c.From != "" && !same(c.Kind, cur.Effective, c.From) {
+		return fail(Refused, fmt.Errorf("%s changed since the snapshot: it showed %s and now reads %s; run fix again", c.Key, c.From, cur.Effective))
+	}
+	if err := t.sys.Writable(ctx, c.Key); err != nil {
+		return fail(Failed, err)
+	}
+	e, err := t.j.intent(c, cur, t.run, t.netns)
+	if err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("recording the original value of %s: %w; nothing was written", c.Key, err)
+		return o, errJournalDown
+	}
+	t.crash.at("intent")
+	if werr := t.sys.Write(ctx, c.Key, c.To); werr != nil {
+		now, rerr := t.sys.Read(ctx, c.Key)
+		if rerr != nil || !same(c.Kind, now.Set, cur.Set) {
+			return fail(Failed, fmt.Errorf("%w; %s may have changed, and its journal entry stays open for rollback", werr, c.Key))
+		}
+		if err := t.j.event(e, evFailed, &now, werr.Error()); err != nil {
+			o.Result, o.Err = Failed, werr
+			return o, errJournalDown
+		}
+		return fail(Failed, fmt.Errorf("%w; the value is unchanged", werr))
+	}
+	t.crash.at("write")
+	if err := t.j.event(e, evApplied, nil, ""); err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("%s was written but the journal could not record it: %w; its intent is recorded, so rollback can restore it", c.Key, err)
+		return o, errJournalDown
+	}
+	t.crash.at("applied")
+	got, err := t.sys.Read(ctx, c.Key)
+	if err != nil {
+		return fail(Failed, fmt.Errorf("reading %s back: %w; its journal entry stays open for rollback", c.Key, err))
+	}
+	if same(c.Kind, got.Effective, c.To) {
+		if err := t.j.event(e, evVerified, &got, ""); err != nil {
+			o.Result, o.Err = Failed, fmt.Errorf("%s took the new value but the journal could not record it: %w", c.Key, err)
+			return o, errJournalDown
+		}
+		t.crash.at("verified")
+		o.Result = Verified
+		return o, nil
+	}
+	return t.revert(ctx, o, e, cur, got)
+}
+
+// revert writes the original value back after the kernel did not take the
+// new one, and records it.
+func (t *Tuner) revert(ctx context.Context, o Outcome, e *Entry, orig, got Value) (Outcome, error) {
+	c := o.Change
+	notTaken := fmt.Errorf("the kernel did not take %s=%s: it reads %s", c.Key, c.To, got.Effective)
+	if err := t.sys.Write(ctx, c.Key, orig.Set); err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("%w, and writing back %s failed: %w; its journal entry stays open for rollback", notTaken, orig.Set, err)
+		return o, nil
+	}
+	t.crash.at("revert")
+	back, err := t.sys.Read(ctx, c.Key)
+	if err != nil || !same(c.Kind, back.Set, orig.Set) {
+		o.Result, o.Err = Failed, fmt.Errorf("%w, and the original %s did not read back (%v); its journal entry stays open for rollback", notTaken, orig.Set, err)
+		return o, nil
+	}
+	if err := t.j.event(e, evReverted, &back, notTaken.Error()); err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("%w; the original is back but the journal could not record it: %w", notTaken, err)
+		return o, errJournalDown
+	}
+	o.Result, o.Err = Reverted, fmt.Errorf("%w; the original %s was written back", notTaken, orig.Set)
+	return o, nil
+}
+
+func (t *Tuner) logOutcome(o Outcome) {
+	attrs := []any{"action", o.Action, "result", o.Result, "rule", o.Change.Rule, "key", o.Change.Key.String(), "from", o.Change.From, "to", o.Change.To}
+	switch {
+	case o.Err != nil && !o.Ok():
+		t.log.Warn("change "+string(o.Result), append(attrs, "err", o.Err)...)
+	case o.Result == Unchanged || o.Result == Planned:
+		t.log.Debug("change "+string(o.Result), attrs...)
+	default:
+		t.log.Info("change "+string(o.Result), attrs...)
+	}
+}
+
+// entryChange is the rollback of e as a Change: from what nodetune set
+// back to the original.
+func entryChange(e *Entry) Change {
+	return Change{Key: e.Key, From: e.To, To: e.Original.Set, Rule: e.Rule, Subject: e.Subject,
+		Why: fmt.Sprintf("journal entry %d, run %s", e.ID, e.Run), vetted: true}
+}
+
+// otherNetns says why e cannot be handled from this network namespace, or "".
+func (t *Tuner) otherNetns(e *Entry) string {
+	if e.NetNS == "" || t.netns == "" || e.NetNS == t.netns || e.Key.Kind == rules.ChangeModule {
+		return ""
+	}
+	return fmt.Sprintf("entry %d was made in network namespace %s and this process runs in %s; run nodetune there",
+		e.ID, strings.Trim(e.NetNS, "net:[]"), strings.Trim(t.netns, "net:[]"))
+}
