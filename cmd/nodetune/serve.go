@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/spf13/cobra"
+
+	"github.com/nodetune/nodetune/daemon"
+	"github.com/nodetune/nodetune/exporter"
+	"github.com/nodetune/nodetune/rules"
+)
+
+func init() { subcommands = append(subcommands, newServeCmd) }
+
+// defaultListen is nodetune's exporter port; docs/serve.md explains the choice.
+const defaultListen = ":9750"
+
+// serveFlags are the options of nodetune serve.
+type serveFlags struct {
+	mode           string
+	interval       time.Duration
+	window         time.Duration
+	debounce       time.Duration
+	listen         []string
+	webConfig      string
+	rollbackOnExit bool
+	force          bool
+	stateDir       string
+	backoff        daemon.Backoff
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	cfg := rules.DefaultConfig()
+	f := serveFlags{backoff: daemon.DefaultBackoff}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Watch this node continuously, export what costs it network performance, and optionally fix it",
+		Long: "serve probes the node every --probe.interval, and at once when rtnetlink reports a change to a tunnel\n" +
+			"device, judges each snapshot with the same rules as doctor, and serves the result on /metrics\n" +
+			"(Prometheus), /findings (doctor's JSON), /healthz and /readyz. A scrape never probes.\n\n" +
+			"--mode observe (the default) never writes to the host. --mode remediate applies the automatic fixes\n" +
+			"through the same journal and safety rules as nodetune fix, and stops re-applying a fix that another\n" +
+			"agent undoes more than --remediation.max-reapplies times in --remediation.window.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), g, f, cfg)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.mode, "mode", "observe", "observe (never writes) or remediate (applies the automatic fixes)")
+	fs.DurationVar(&f.interval, "probe.interval", 30*time.Second, "time between full probe cycles")
+	fs.DurationVar(&f.window, "probe.window", time.Second, "how long the first snapshot measures rates over; later ones cover the interval")
+	fs.DurationVar(&f.debounce, "probe.debounce", 100*time.Millisecond, "how long a link change waits for others before the tunnels are probed again")
+	fs.StringSliceVar(&f.listen, "web.listen-address", []string{defaultListen}, "addresses to serve metrics on (repeatable)")
+	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
+	fs.BoolVar(&f.rollbackOnExit, "rollback-on-exit", false, "restore every value nodetune changed when it stops")
+	fs.BoolVar(&f.force, "force", false, "in remediate mode, also change settings another agent (Calico Felix, kube-proxy) owns; the back-off still applies")
+	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "where the remediation journal lives")
+	fs.IntVar(&f.backoff.Max, "remediation.max-reapplies", f.backoff.Max, "re-apply an undone fix at most this many times per window, then stop managing it")
+	fs.DurationVar(&f.backoff.Window, "remediation.window", f.backoff.Window, "the window re-applies are counted in")
+	ruleFlags(cmd, &cfg)
+	return cmd
+}
+
+func (f serveFlags) check() error {
+	switch {
+	case f.mode != "observe" && f.mode != "remediate":
+		return fmt.Errorf("--mode: want observe or remediate, got %q", f.mode)
+	case f.interval <= 0 || f.window <= 0 || f.debounce < 0:
+		return fmt.Errorf("--probe.interval and --probe.window must be positive, --probe.debounce not negative")
+	case f.backoff.Max < 1 || f.backoff.Window <= 0:
+		return fmt.Errorf("--remediation.max-reapplies must be at least 1 and --remediation.window positive")
+	case len(f.listen) == 0:
+		return fmt.Errorf("--web.listen-address: give at least one address")
+	}
+	return nil
+}
+
+func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) error {
+	h, closeHost, err := g.host()
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	defer closeHost()
+	exp := exporter.New(version)
+	opts := daemon.Options{
+		Host: h, Exporter: exp, Rules: cfg,
+		Interval: f.interval, Window: f.window, Debounce: f.debounce,
+		Subscribe:      daemon.NetlinkSubscriber,
+		Backoff:        f.backoff,
+		RollbackOnExit: f.rollbackOnExit,
+		Log:            g.log,
+	}
+	if f.mode == "remediate" {
+		rem, closeRem, err := openRemediator(ctx, g, f)
+		if err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
+		defer closeRem()
+		opts.Remediator = rem
+	}
+	opts.Bench = benchRunner()
+	d, err := daemon.New(opts)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	hopts := exporter.HandlerOptions{Log: g.log}
+	if opts.Bench != nil {
+		hopts.Bench = func(ctx context.Context) (any, error) { return d.Bench(ctx) }
+	}
+	handler, err := exp.Handler(hopts)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	webErr := make(chan error, 1)
+	go func() {
+		webErr <- web.ListenAndServe(srv, &web.FlagConfig{WebListenAddresses: &f.listen, WebConfigFile: &f.webConfig}, g.log)
+		cancel()
+	}()
+	g.log.Info("nodetune serve started", "version", version, "mode", f.mode, "interval", f.interval, "listen", f.listen)
+	runErr := d.Run(ctx)
+
+	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = srv.Shutdown(shutCtx)
+	select {
+	case err := <-webErr:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return &exitError{code: exitFailure, err: fmt.Errorf("serving HTTP: %w", err)}
+		}
+	case <-shutCtx.Done():
+	}
+	if runErr != nil {
+		return &exitError{code: exitFailure, err: runErr}
+	}
+	g.log.Info("nodetune serve stopped")
+	return nil
+}

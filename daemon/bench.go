@@ -1,0 +1,62 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nodetune/nodetune/exporter"
+)
+
+// BenchResult is what an on-demand benchmark measured on this node.
+type BenchResult struct {
+	// Paths are the measured throughputs, such as tunnel traffic with
+	// offload on and with it off.
+	Paths []exporter.Throughput `json:"paths"`
+	// LossRatio is the share of throughput measured lost with tx checksum
+	// offload off; 0 when the benchmark could not tell.
+	LossRatio float64 `json:"loss_ratio"`
+}
+
+// BenchRunner runs the throughput benchmark.
+type BenchRunner func(ctx context.Context) (BenchResult, error)
+
+// measurement is the last benchmark's result, as the cycles use it.
+type measurement struct {
+	paths []exporter.Throughput
+	loss  float64
+}
+
+func (d *Daemon) measurement() measurement {
+	d.measuredMu.Lock()
+	defer d.measuredMu.Unlock()
+	return d.measured
+}
+
+// ErrNoBench is returned by Bench when no benchmark was configured.
+var ErrNoBench = errors.New("no benchmark configured")
+
+// Bench runs the on-demand benchmark, one at a time, and makes its figures
+// the exporter's nodetune_measured_throughput_bps and the loss the
+// tunnel-tx-checksum-off finding quotes. It returns exporter.ErrBusy while
+// another benchmark runs.
+func (d *Daemon) Bench(ctx context.Context) (BenchResult, error) {
+	if d.opt.Bench == nil {
+		return BenchResult{}, ErrNoBench
+	}
+	if !d.benchMu.TryLock() {
+		return BenchResult{}, exporter.ErrBusy
+	}
+	defer d.benchMu.Unlock()
+	r, err := d.opt.Bench(ctx)
+	if err != nil {
+		return r, err
+	}
+	d.measuredMu.Lock()
+	d.measured = measurement{paths: r.Paths, loss: r.LossRatio}
+	d.measuredMu.Unlock()
+	select {
+	case d.kick <- struct{}{}: // re-judge the last snapshot with the new figures
+	default:
+	}
+	return r, nil
+}

@@ -1,0 +1,339 @@
+// Package daemon is nodetune's serve loop: it probes the node on an
+// interval and whenever rtnetlink reports a change to a tunnel device,
+// judges each snapshot with the rule catalog, hands the result to the
+// exporter and, in remediate mode, applies the safe fixes while backing off
+// from agents that undo them.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/exporter"
+	"github.com/nodetune/nodetune/probes"
+	"github.com/nodetune/nodetune/rules"
+)
+
+// Outcome is what became of one change the Remediator tried.
+type Outcome struct {
+	// Rule and Subject name the finding the change fixes.
+	Rule, Subject string
+	// Action is what was done, such as "apply" or "rollback".
+	Action string
+	// Result is one of the exporter's Result values.
+	Result string
+	// Detail says what was changed, or why it was not.
+	Detail string
+}
+
+// Remediator applies fixes to the host and undoes them. The tune package
+// is behind it; a nil Remediator is observe mode.
+type Remediator interface {
+	// Apply plans and applies the auto-fixable changes of findings,
+	// judged against s, and reports each change's outcome.
+	Apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) ([]Outcome, error)
+	// Rollback restores every value nodetune set and nobody changed since.
+	Rollback(ctx context.Context) ([]Outcome, error)
+}
+
+// Options configure a Daemon.
+type Options struct {
+	Host     *probes.Host
+	Exporter *exporter.Exporter
+	// Rules are the thresholds the catalog judges with.
+	Rules rules.Config
+	// Interval is the time between full probe cycles.
+	Interval time.Duration
+	// Window is how long the first snapshot measures rates over; later
+	// snapshots cover the time since the one before.
+	Window time.Duration
+	// Debounce is how long a link event waits for others before the
+	// tunnels are looked at again.
+	Debounce time.Duration
+	// Subscribe delivers link events; nil means interval probing only.
+	Subscribe Subscriber
+	// Remediator applies fixes; nil is observe mode, which never writes.
+	Remediator Remediator
+	// Backoff bounds re-applying fixes another agent undoes.
+	Backoff Backoff
+	// RollbackOnExit restores what nodetune changed when Run returns.
+	RollbackOnExit bool
+	// Bench, when set, is what an on-demand benchmark runs.
+	Bench BenchRunner
+	Log   *slog.Logger
+}
+
+// Daemon is a running serve loop.
+type Daemon struct {
+	opt       Options
+	log       *slog.Logger
+	prober    *probes.Prober
+	conflicts *conflicts
+	// full is the last full snapshot; quick cycles copy it and replace
+	// only the tunnels, so rates keep covering the whole interval.
+	full   *detect.Snapshot
+	active map[key]rules.Severity
+	kick   chan struct{}
+
+	benchMu    sync.Mutex // held while a benchmark runs
+	measuredMu sync.Mutex
+	measured   measurement
+}
+
+// New checks opts and returns a Daemon.
+func New(opts Options) (*Daemon, error) {
+	switch {
+	case opts.Host == nil || opts.Exporter == nil:
+		return nil, errors.New("daemon: Host and Exporter are required")
+	case opts.Interval <= 0 || opts.Window <= 0:
+		return nil, fmt.Errorf("daemon: interval (%s) and window (%s) must be positive", opts.Interval, opts.Window)
+	case opts.Debounce < 0:
+		return nil, fmt.Errorf("daemon: negative debounce %s", opts.Debounce)
+	}
+	if opts.Backoff.Max <= 0 || opts.Backoff.Window <= 0 {
+		opts.Backoff = DefaultBackoff
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{
+		opt:       opts,
+		log:       log,
+		prober:    probes.NewProber(opts.Host),
+		conflicts: newConflicts(opts.Backoff),
+		active:    map[key]rules.Severity{},
+		kick:      make(chan struct{}, 1),
+	}, nil
+}
+
+// Run probes until ctx ends, then rolls back if asked to and returns. It
+// returns an error only when the first snapshot cannot be taken.
+func (d *Daemon) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	defer close(done)
+	links := d.subscribe(done)
+
+	if err := d.fullCycle(ctx); err != nil {
+		if ctx.Err() != nil {
+			return d.shutdown()
+		}
+		return fmt.Errorf("taking the first snapshot: %w", err)
+	}
+	tick := time.NewTicker(d.opt.Interval)
+	defer tick.Stop()
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return d.shutdown()
+		case <-tick.C:
+			if links == nil && d.opt.Subscribe != nil {
+				links = d.subscribe(done)
+			}
+			if err := d.fullCycle(ctx); err != nil && ctx.Err() == nil {
+				d.log.Error("probe cycle failed", "err", err)
+			}
+		case ev, ok := <-links:
+			if !ok {
+				d.log.Warn("link notifications stopped; probing on the interval until they resume")
+				links = nil
+				continue
+			}
+			if debounce == nil && d.relevant(ev) {
+				d.log.Debug("link changed", "device", ev.Name, "type", ev.Type, "deleted", ev.Deleted)
+				debounce = time.After(d.opt.Debounce)
+			}
+		case <-debounce:
+			debounce = nil
+			d.quickCycle(ctx)
+		case <-d.kick:
+			d.quickCycle(ctx)
+		}
+	}
+}
+
+// subscribe starts link notifications, or returns nil when there are none.
+func (d *Daemon) subscribe(done <-chan struct{}) <-chan LinkEvent {
+	if d.opt.Subscribe == nil {
+		return nil
+	}
+	ch := make(chan LinkEvent, 256)
+	err := d.opt.Subscribe(ch, done, func(err error) {
+		select {
+		case <-done: // the socket was closed to stop the subscription
+		default:
+			d.log.Warn("link notifications", "err", err)
+		}
+	})
+	if err != nil {
+		d.log.Warn("cannot watch links; probing on the interval only", "err", err)
+		return nil
+	}
+	return ch
+}
+
+// relevant reports whether ev may change a tunnel finding: it is about a
+// tunnel device, or the underlay of one.
+func (d *Daemon) relevant(ev LinkEvent) bool {
+	switch ev.Type {
+	case detect.KindVXLAN, detect.KindGeneve, detect.KindIPIP:
+		return true
+	}
+	if d.full == nil {
+		return false
+	}
+	for _, t := range d.full.Tunnels.Devices {
+		if t.Index == ev.Index || (t.Underlay != nil && t.Underlay.Index == ev.Index) {
+			return true
+		}
+	}
+	return false
+}
+
+// fullCycle runs every probe and concludes on the snapshot.
+func (d *Daemon) fullCycle(ctx context.Context) error {
+	s, err := d.prober.Snapshot(ctx, d.opt.Window)
+	if err != nil {
+		return err
+	}
+	d.full = s
+	d.conclude(ctx, s)
+	return nil
+}
+
+// quickCycle looks at the tunnels again and concludes on the last full
+// snapshot with the new tunnels in it. It costs a link dump and an ethtool
+// query per tunnel, so a changed device is judged within milliseconds.
+func (d *Daemon) quickCycle(ctx context.Context) {
+	if d.full == nil {
+		return
+	}
+	s := *d.full
+	start := time.Now()
+	s.Tunnels = d.opt.Host.Tunnels()
+	run := detect.ProbeRun{Name: "tunnels", Duration: time.Since(start), Err: s.Tunnels.Err}
+	s.Probes = slices.Clone(s.Probes)
+	if i := slices.IndexFunc(s.Probes, func(p detect.ProbeRun) bool { return p.Name == run.Name }); i >= 0 {
+		s.Probes[i] = run
+	} else {
+		s.Probes = append(s.Probes, run)
+	}
+	s.CNI = detect.DetectCNI(&s)
+	s.Taken = time.Now()
+	d.full = &s
+	d.conclude(ctx, &s)
+}
+
+// conclude judges s, remediates in remediate mode, and publishes the result.
+func (d *Daemon) conclude(ctx context.Context, s *detect.Snapshot) {
+	cfg := d.opt.Rules
+	m := d.measurement()
+	if m.loss > 0 {
+		cfg.MeasuredLoss = m.loss
+	}
+	res := rules.Evaluate(s, cfg)
+	if d.opt.Remediator != nil {
+		res.Findings = append(res.Findings, d.remediate(ctx, s, res.Findings)...)
+	}
+	d.logChanges(res.Findings)
+	d.opt.Exporter.Update(&exporter.State{Snapshot: s, Result: res, Throughput: m.paths})
+}
+
+// remediate applies the fixes the back-off still allows and returns the
+// conflict findings to report.
+func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) []rules.Finding {
+	now := time.Now()
+	rv := d.conflicts.review(findings, now)
+	for _, f := range rv.reverted {
+		d.opt.Exporter.RecordConflict(f.Rule, f.Subject)
+		d.log.Warn("a fix nodetune made was undone", "rule", f.Rule, "subject", f.Subject, "owner", ownerName(f))
+	}
+	for _, f := range rv.gaveUp {
+		d.log.Warn("stopped re-applying a fix another agent keeps undoing", "rule", f.Rule, "subject", f.Subject,
+			"owner", ownerName(f), "max_reapplies", d.opt.Backoff.Max, "window", d.opt.Backoff.Window)
+	}
+	if len(rv.fix) == 0 {
+		return rv.conflicts
+	}
+	outcomes, err := d.opt.Remediator.Apply(ctx, s, rv.fix)
+	if err != nil {
+		d.log.Error("remediation failed", "err", err)
+	}
+	failed := map[key]bool{}
+	touched := map[key]bool{}
+	for _, o := range outcomes {
+		k := key{o.Rule, o.Subject}
+		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
+		switch o.Result {
+		case exporter.ResultApplied:
+			touched[k] = true
+			d.log.Info("remediated", "rule", o.Rule, "subject", o.Subject, "change", o.Detail)
+		case exporter.ResultFailed:
+			failed[k] = true
+			d.log.Error("remediation failed", "rule", o.Rule, "subject", o.Subject, "detail", o.Detail)
+		default:
+			d.log.Debug("remediation skipped", "rule", o.Rule, "subject", o.Subject, "why", o.Detail)
+		}
+	}
+	for _, f := range rv.fix {
+		if k := keyOf(f); touched[k] && !failed[k] {
+			d.conflicts.fixed(f)
+		}
+	}
+	return rv.conflicts
+}
+
+func ownerName(f rules.Finding) string {
+	if f.Owner == nil {
+		return "unknown"
+	}
+	return f.Owner.Name
+}
+
+// logChanges logs findings that appeared or cleared since the last cycle.
+func (d *Daemon) logChanges(findings []rules.Finding) {
+	now := make(map[key]rules.Severity, len(findings))
+	for _, f := range findings {
+		k := keyOf(f)
+		now[k] = f.Severity
+		if _, was := d.active[k]; !was {
+			lvl := slog.LevelInfo
+			if f.Severity >= rules.Warning {
+				lvl = slog.LevelWarn
+			}
+			d.log.Log(context.Background(), lvl, f.Summary, "rule", f.Rule, "subject", f.Subject, "severity", f.Severity.String())
+		}
+	}
+	for k := range d.active {
+		if _, still := now[k]; !still {
+			d.log.Info("finding cleared", "rule", k.rule, "subject", k.subject)
+		}
+	}
+	d.active = now
+}
+
+// shutdown rolls back when asked to. It runs after ctx has ended, so it
+// gives the rollback a deadline of its own.
+func (d *Daemon) shutdown() error {
+	if !d.opt.RollbackOnExit || d.opt.Remediator == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	outcomes, err := d.opt.Remediator.Rollback(ctx)
+	for _, o := range outcomes {
+		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
+		d.log.Info("rolled back", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
+	}
+	if err != nil {
+		return fmt.Errorf("rolling back on exit: %w", err)
+	}
+	return nil
+}
