@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodetune/nodetune/internal/privtest"
+	"github.com/nodetune/nodetune/report"
+	"github.com/nodetune/nodetune/rules"
+	"github.com/nodetune/nodetune/testbed"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// nodetuneBinary builds nodetune once per test run, so that it can be
+// started inside a testbed namespace with `ip netns exec`.
+func nodetuneBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "nodetune-serve-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "nodetune")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// proc is a process the test started, with its output kept for failures.
+type proc struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startIn starts argv inside network namespace ns. `ip netns exec` execs
+// the program, so the pid is the program's own and only it is signalled.
+// The process is killed when the test ends, and its output logged if the
+// test failed.
+func startIn(t *testing.T, ns string, argv ...string) *proc {
+	t.Helper()
+	p := &proc{out: &syncBuffer{}}
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", argv[0], err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", filepath.Base(argv[0]), p.out.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits; it returns the exit error, if any.
+func (p *proc) stop(t *testing.T) error {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Fatalf("%s did not stop within 20 s of SIGTERM", p.cmd.Args[3])
+		return nil
+	}
+}
+
+// nsClient is an HTTP client whose connections are made inside side's
+// network namespace, where the servers under test listen on loopback.
+func nsClient(side *testbed.Side) *http.Client {
+	return &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var conn net.Conn
+				err := side.Do(func() error {
+					var err error
+					conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+					return err
+				})
+				return conn, err
+			},
+		},
+	}
+}
+
+// eventually polls fn every 100 ms until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func getBody(c *http.Client, u string) (string, error) {
+	resp, err := c.Get(u)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: HTTP %d: %s", u, resp.StatusCode, b)
+	}
+	return string(b), nil
+}
+
+const (
+	serveAddr = "127.0.0.1:9750"
+	promAddr  = "127.0.0.1:9090"
+)
+
+// TestServeScrapedByPrometheus runs nodetune serve in a VXLAN testbed
+// namespace whose tunnel has tx checksum offload off, has Debian's
+// Prometheus scrape it from the same namespace, and asks Prometheus for the
+// finding through PromQL.
+func TestServeScrapedByPrometheus(t *testing.T) {
+	privtest.Root(t)
+	prometheus := privtest.Tool(t, "prometheus")
+	bin := nodetuneBinary(t)
+	bed := testbed.NewForTest(t, testbed.Options{TunnelName: "vxlan.calico"})
+	side := bed.A
+	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
+		t.Fatal(err)
+	}
+	serve := startIn(t, side.NS, bin, "serve", "--web.listen-address="+serveAddr,
+		"--probe.interval=2s", "--probe.window=200ms", "--kube-proxy.url=", "--log.level=debug")
+	client := nsClient(side)
+
+	eventually(t, 10*time.Second, "nodetune /readyz", func() error {
+		_, err := getBody(client, "http://"+serveAddr+"/readyz")
+		return err
+	})
+	body, err := getBody(client, "http://"+serveAddr+"/findings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc report.Document
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("/findings is not the doctor document: %v", err)
+	}
+	if !hasFinding(doc.Findings, rules.TunnelTxChecksumOff, side.Tunnel) {
+		t.Fatalf("/findings lacks %s on %s: %s", rules.TunnelTxChecksumOff, side.Tunnel, body)
+	}
+
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: nodetune\n    static_configs:\n      - targets: ['%s']\n", serveAddr)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startIn(t, side.NS, prometheus, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
+
+	query := `nodetune_finding{rule="tunnel-tx-checksum-off",subject="` + side.Tunnel + `"}`
+	eventually(t, 60*time.Second, "PromQL "+query, func() error {
+		body, err := getBody(client, "http://"+promAddr+"/api/v1/query?query="+url.QueryEscape(query))
+		if err != nil {
+			return err
+		}
+		var r struct {
+			Status string `json:"status"`
+			Data   struct {
+				Result []struct {
+					Metric map[string]string `json:"metric"`
+					Value  [2]any            `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			return fmt.Errorf("decoding %s: %w", body, err)
+		}
+		if r.Status != "success" || len(r.Data.Result) != 1 {
+			return fmt.Errorf("answer %s", body)
+		}
+		m := r.Data.Result[0]
+		if m.Metric["severity"] != "warning" || m.Metric["job"] != "nodetune" || m.Value[1] != "1" {
+			return fmt.Errorf("unexpected series %v = %v", m.Metric, m.Value)
+		}
+		return nil
+	})
+
+	// Offload back on: the link notification makes nodetune drop the
+	// finding long before the 2 s interval would.
+	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "finding cleared after offload came back", func() error {
+		body, err := getBody(client, "http://"+serveAddr+"/metrics")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(body, `nodetune_finding{rule="tunnel-tx-checksum-off"`) {
+			return fmt.Errorf("finding still exported")
+		}
+		return nil
+	})
+
+	if err := serve.stop(t); err != nil {
+		t.Errorf("nodetune serve did not exit cleanly on SIGTERM: %v", err)
+	}
+	if out := serve.out.String(); !strings.Contains(out, "nodetune serve stopped") {
+		t.Errorf("no graceful shutdown in the log:\n%s", out)
+	}
+}
+
+func hasFinding(fs []rules.Finding, rule, subject string) bool {
+	for _, f := range fs {
+		if f.Rule == rule && f.Subject == subject {
+			return true
+		}
+	}
+	return false
+}
