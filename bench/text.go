@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// WriteText writes r as the table `nodetune bench` prints.
+func WriteText(w io.Writer, r Result) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s tunnel %s, MTU %d, over a veth underlay with MTU %d", r.Kind, r.Tunnel, r.TunnelMTU, r.UnderlayMTU)
+	if r.Mirrored != "" {
+		fmt.Fprintf(&b, " (mirroring this node's %s)", r.Mirrored)
+	}
+	fmt.Fprintf(&b, "\n%s, %s per case after a %s warm-up\n\n",
+		plural(r.Streams, "TCP stream"), r.Duration.Round(time.Millisecond), r.Warmup.Round(time.Millisecond))
+
+	width := len("CASE")
+	for _, c := range r.Cases {
+		width = max(width, len(c.Name))
+	}
+	fmt.Fprintf(&b, "%-*s  %12s\n", width, "CASE", "THROUGHPUT")
+	on, hasOn := r.Case(CaseOffloadOn)
+	under, hasUnder := r.Case(CaseUnderlay)
+	for _, c := range r.Cases {
+		note := ""
+		switch {
+		case c.Name == CaseOffloadOn && hasUnder && under.BitsPerSecond > 0:
+			note = fmt.Sprintf("  %s of underlay", percent(c.BitsPerSecond/under.BitsPerSecond))
+		case c.Name != CaseOffloadOn && c.Path == PathTunnel && hasOn && on.BitsPerSecond > 0:
+			note = fmt.Sprintf("  %s of offload-on", percent(c.BitsPerSecond/on.BitsPerSecond))
+		}
+		fmt.Fprintf(&b, "%-*s  %12s%s\n", width, c.Name, Rate(c.BitsPerSecond), note)
+	}
+	b.WriteString("\n")
+	if r.Ratios.TunnelOverUnderlay > 0 {
+		fmt.Fprintf(&b, "tunnel/underlay  %.2f  the tunnel costs %s of the underlay's throughput\n",
+			r.Ratios.TunnelOverUnderlay, percent(1-r.Ratios.TunnelOverUnderlay))
+	}
+	if r.MeasuredLoss != nil {
+		fmt.Fprintf(&b, "off/on           %.2f  tx checksum offload off costs %s of the tunnel's throughput\n",
+			r.Ratios.OffOverOn, percent(*r.MeasuredLoss))
+	}
+	if r.Ratios.NodeOverOn > 0 {
+		fmt.Fprintf(&b, "node/on          %.2f  with this node's own tunnel features\n", r.Ratios.NodeOverOn)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Rate formats bits per second for people: "30.5 Gbit/s", "940 Mbit/s".
+func Rate(bps float64) string {
+	switch {
+	case bps >= 1e9:
+		return fmt.Sprintf("%.1f Gbit/s", bps/1e9)
+	case bps >= 1e6:
+		return fmt.Sprintf("%.0f Mbit/s", bps/1e6)
+	case bps >= 1e3:
+		return fmt.Sprintf("%.0f kbit/s", bps/1e3)
+	}
+	return fmt.Sprintf("%.0f bit/s", bps)
+}
+
+func percent(r float64) string { return fmt.Sprintf("%.0f%%", r*100) }
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
