@@ -24,22 +24,29 @@ import (
 type Outcome struct {
 	// Rule and Subject name the finding the change fixes.
 	Rule, Subject string
-	// Action is what was done, such as "apply" or "rollback".
+	// Action is what the change was part of: apply, rollback, reconcile.
 	Action string
-	// Result is one of the exporter's Result values.
+	// Result is how it ended, in tune's words: verified, unchanged,
+	// refused, failed, reverted, restored, closed, conflict.
 	Result string
-	// Detail says what was changed, or why it was not.
+	// Ok reports whether the setting was left as intended.
+	Ok bool
+	// Wrote reports whether nodetune wrote the new value and read it back.
+	Wrote bool
+	// Detail is one line for a person.
 	Detail string
 }
 
-// Remediator applies fixes to the host and undoes them. The tune package
-// is behind it; a nil Remediator is observe mode.
+// Remediator applies fixes to the host and undoes them. TuneRemediator is
+// the real one; a nil Remediator is observe mode.
 type Remediator interface {
 	// Apply plans and applies the auto-fixable changes of findings,
 	// judged against s, and reports each change's outcome.
 	Apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) ([]Outcome, error)
 	// Rollback restores every value nodetune set and nobody changed since.
 	Rollback(ctx context.Context) ([]Outcome, error)
+	// Reconcile finishes what a nodetune that died mid-apply left behind.
+	Reconcile(ctx context.Context) ([]Outcome, error)
 }
 
 // Options configure a Daemon.
@@ -119,6 +126,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	defer close(done)
 	links := d.subscribe(done)
+	if d.opt.Remediator != nil {
+		d.record("reconciled the journal", d.opt.Remediator.Reconcile)
+	}
 
 	if err := d.fullCycle(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -267,23 +277,23 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 		d.log.Error("remediation failed", "err", err)
 	}
 	failed := map[key]bool{}
-	touched := map[key]bool{}
+	wrote := map[key]bool{}
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
 		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
-		switch o.Result {
-		case exporter.ResultApplied:
-			touched[k] = true
-			d.log.Info("remediated", "rule", o.Rule, "subject", o.Subject, "change", o.Detail)
-		case exporter.ResultFailed:
+		switch {
+		case !o.Ok:
 			failed[k] = true
-			d.log.Error("remediation failed", "rule", o.Rule, "subject", o.Subject, "detail", o.Detail)
+			d.log.Error("remediation did not take", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
+		case o.Wrote:
+			wrote[k] = true
+			d.log.Info("remediated", "rule", o.Rule, "subject", o.Subject, "detail", o.Detail)
 		default:
-			d.log.Debug("remediation skipped", "rule", o.Rule, "subject", o.Subject, "why", o.Detail)
+			d.log.Debug("remediation", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
 		}
 	}
 	for _, f := range rv.fix {
-		if k := keyOf(f); touched[k] && !failed[k] {
+		if k := keyOf(f); wrote[k] && !failed[k] {
 			d.conflicts.fixed(f)
 		}
 	}
@@ -325,15 +335,28 @@ func (d *Daemon) shutdown() error {
 	if !d.opt.RollbackOnExit || d.opt.Remediator == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	outcomes, err := d.opt.Remediator.Rollback(ctx)
-	for _, o := range outcomes {
-		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
-		d.log.Info("rolled back", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
-	}
-	if err != nil {
+	if err := d.record("rolled back on exit", d.opt.Remediator.Rollback); err != nil {
 		return fmt.Errorf("rolling back on exit: %w", err)
 	}
 	return nil
+}
+
+// record runs a journal-wide remediator step (reconcile, rollback) with a
+// deadline of its own, and counts and logs its outcomes.
+func (d *Daemon) record(what string, step func(context.Context) ([]Outcome, error)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	outcomes, err := step(ctx)
+	for _, o := range outcomes {
+		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
+		lvl := slog.LevelInfo
+		if !o.Ok {
+			lvl = slog.LevelError
+		}
+		d.log.Log(ctx, lvl, what, "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
+	}
+	if err != nil {
+		d.log.Error(what, "err", err)
+	}
+	return err
 }

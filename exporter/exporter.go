@@ -35,14 +35,6 @@ type Throughput struct {
 	BitsPerSecond float64 `json:"bits_per_second"`
 }
 
-// Remediation results, the values of the result label.
-const (
-	ResultApplied = "applied"
-	ResultFailed  = "failed"
-	ResultSkipped = "skipped"
-	ResultRevert  = "rolled-back"
-)
-
 const (
 	remediationsName = "nodetune_remediations_total"
 	conflictsName    = "nodetune_remediation_conflicts_total"

@@ -80,7 +80,7 @@ func fixtureState(t testing.TB) *State {
 func TestCollectFixture(t *testing.T) {
 	e := New("1.2.3")
 	e.Update(fixtureState(t))
-	e.RecordRemediation(rules.TunnelTxChecksumOff, "ethtool-feature", ResultApplied)
+	e.RecordRemediation(rules.TunnelTxChecksumOff, "apply", "verified")
 	e.RecordConflict(rules.TunnelTxChecksumOff, "vxlan.calico")
 
 	want := `
@@ -118,7 +118,7 @@ nodetune_finding{rule="tunnel-tx-checksum-off",severity="warning",subject="vxlan
 		`nodetune_probe_duration_seconds{probe="tunnels"}`:                                                      0.002,
 		`nodetune_probe_success{probe="tunnels"}`:                                                               1,
 		`nodetune_probe_success{probe="kube_proxy"}`:                                                            0,
-		`nodetune_remediations_total{action="ethtool-feature",result="applied",rule="tunnel-tx-checksum-off"}`:  1,
+		`nodetune_remediations_total{action="apply",result="verified",rule="tunnel-tx-checksum-off"}`:           1,
 		`nodetune_remediation_conflicts_total{rule="tunnel-tx-checksum-off",subject="vxlan.calico"}`:            1,
 		`nodetune_measured_throughput_bps{path="vxlan-offload-on"}`:                                             30.5e9,
 		`nodetune_snapshot_ready`:                                                                               1,
@@ -132,7 +132,7 @@ nodetune_finding{rule="tunnel-tx-checksum-off",severity="warning",subject="vxlan
 		`nodetune_tunnel_offload_enabled{device="eth0",feature="tx-checksum-ip-generic",kind="vxlan"}`:          -1, // underlays are not tunnels
 		`nodetune_probe_duration_seconds{probe="counters"}`:                                                     -1,
 		`nodetune_cpu_softirq_ratio{cpu="-1"}`:                                                                  -1, // the total is not a CPU
-		`nodetune_remediations_total{action="ethtool-feature",result="failed",rule="tunnel-tx-checksum-off"}`:   -1,
+		`nodetune_remediations_total{action="apply",result="failed",rule="tunnel-tx-checksum-off"}`:             -1,
 		`nodetune_remediation_conflicts_total{rule="tunnel-tx-checksum-unsafe",subject="vxlan.calico"}`:         -1,
 		`nodetune_conntrack_usage_ratio{cpu="0"}`:                                                               -1,
 	}
@@ -191,7 +191,7 @@ func TestMetricNamesAllEmitted(t *testing.T) {
 	st := fixtureState(t)
 	st.Result.Unchecked = append(st.Result.Unchecked, rules.Unchecked{Rule: rules.CPUStealHigh, Reason: "test"})
 	e.Update(st)
-	e.RecordRemediation("r", "a", ResultFailed)
+	e.RecordRemediation("r", "a", "failed")
 	e.RecordConflict("r", "s")
 	families, err := e.Registry().Gather()
 	if err != nil {
@@ -341,7 +341,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := privtest.Tool(t, "promtool")
 	e := New("test")
 	e.Update(fixtureState(t))
-	e.RecordRemediation(rules.TunnelTxChecksumOff, "ethtool-feature", ResultApplied)
+	e.RecordRemediation(rules.TunnelTxChecksumOff, "apply", "verified")
 	e.RecordConflict(rules.TunnelTxChecksumOff, "vxlan.calico")
 	body := get(t, e, "/metrics", http.StatusOK)
 	cmd := exec.Command(promtool, "check", "metrics")

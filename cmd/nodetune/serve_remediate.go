@@ -1,20 +1,39 @@
 package main
 
 import (
-	"context"
-	"errors"
+	"fmt"
+
+	"github.com/safchain/ethtool"
 
 	"github.com/nodetune/nodetune/daemon"
+	"github.com/nodetune/nodetune/tune"
 )
 
-// defaultStateDir is where nodetune keeps its remediation journal.
-const defaultStateDir = "/var/lib/nodetune"
-
-// openRemediator opens the journal under f.stateDir, reconciles it, and
-// returns the Remediator remediate mode applies fixes through.
-func openRemediator(ctx context.Context, g *globals, f serveFlags) (daemon.Remediator, func(), error) {
-	return nil, nil, errors.New("--mode remediate: the tune package is not wired in yet")
+// openRemediator opens the journal under f.stateDir with the same host
+// access as nodetune fix, and returns the Remediator remediate mode applies
+// fixes through. The daemon reconciles the journal before its first cycle.
+func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error) {
+	et, err := ethtool.NewEthtool()
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the ethtool socket: %w", err)
+	}
+	t, err := tune.Open(f.stateDir, tune.NewHost(g.paths.ProcFS, g.paths.SysFS, et))
+	if err != nil {
+		et.Close()
+		return nil, nil, fmt.Errorf("opening the remediation journal in %s: %w", f.stateDir, err)
+	}
+	closeAll := func() {
+		if err := t.Close(); err != nil {
+			g.log.Error("closing the remediation journal", "err", err)
+		}
+		et.Close()
+	}
+	return daemon.TuneRemediator{Tuner: t, Plan: tune.PlanOptions{Force: f.force}}, closeAll, nil
 }
+
+// serveStateDir is where serve keeps its journal unless told otherwise;
+// nodetune fix must use the same directory for rollback to see both.
+const serveStateDir = "/var/lib/nodetune"
 
 // benchRunner returns the on-demand benchmark, or nil when there is none.
 func benchRunner() daemon.BenchRunner { return nil }
