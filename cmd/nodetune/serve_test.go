@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -272,4 +273,182 @@ func hasFinding(fs []rules.Finding, rule, subject string) bool {
 		}
 	}
 	return false
+}
+
+// waitFeature polls dev's tx checksum offload in side until it is want,
+// and returns how long that took.
+func waitFeature(t *testing.T, side *testbed.Side, dev string, want bool, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		f, err := side.Features(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f["tx-checksum-ip-generic"] == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("tx-checksum-ip-generic on %s still %v after %s", dev, !want, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// metricValue returns the value of series in a scrape, or -1 if absent.
+func metricValue(t *testing.T, c *http.Client, series string) float64 {
+	t.Helper()
+	body, err := getBody(c, "http://"+serveAddr+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// TestServeRemediates switches tx checksum offload off on a testbed tunnel
+// under nodetune serve --mode remediate and times how long nodetune takes
+// to switch it back on. The probe interval is 30 s, so a fix within seconds
+// can only come from the link notification. On SIGTERM with
+// --rollback-on-exit, nodetune restores the value it found.
+func TestServeRemediates(t *testing.T) {
+	privtest.Root(t)
+	bin := nodetuneBinary(t)
+	bed := testbed.NewForTest(t, testbed.Options{})
+	side := bed.A
+	serve := startIn(t, side.NS, bin, "serve", "--mode=remediate", "--rollback-on-exit",
+		"--state-dir="+t.TempDir(), "--web.listen-address="+serveAddr,
+		"--probe.interval=30s", "--probe.window=200ms", "--kube-proxy.url=", "--log.level=debug")
+	client := nsClient(side)
+	eventually(t, 10*time.Second, "nodetune /readyz", func() error {
+		_, err := getBody(client, "http://"+serveAddr+"/readyz")
+		return err
+	})
+
+	var took []time.Duration
+	for range 3 {
+		if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
+			t.Fatal(err)
+		}
+		took = append(took, waitFeature(t, side, side.Tunnel, true, 10*time.Second))
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("tx checksum offload switched off on %s was back on after %v", side.Tunnel, took)
+	f, err := side.Features(side.Tunnel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f["tx-tcp-segmentation"] {
+		t.Errorf("TSO did not come back with tx checksum offload: %v", f)
+	}
+	// Three fixes 300 ms apart are three reverts well inside the window,
+	// which the default back-off (3 re-applies) still allows.
+	applied := `nodetune_remediations_total{action="apply",result="verified",rule="tunnel-tx-checksum-off"}`
+	if got := metricValue(t, client, applied); got != 3 {
+		t.Errorf("%s = %v, want 3", applied, got)
+	}
+
+	// Offload is on now and was off before nodetune's first write: a
+	// rollback on exit puts back what nodetune found.
+	if err := serve.stop(t); err != nil {
+		t.Fatalf("nodetune serve did not exit cleanly on SIGTERM: %v", err)
+	}
+	f, err = side.Features(side.Tunnel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f["tx-checksum-ip-generic"] {
+		t.Errorf("--rollback-on-exit left tx checksum offload on; the journal's original value was off")
+	}
+}
+
+// TestServeBacksOffFromReverter fights a reverter that switches offload
+// off whenever it finds it on, as Calico's Felix does (but every 50 ms
+// instead of every 10 s). nodetune must re-apply at most 3 times, then stop,
+// report a remediation-conflict finding naming Felix, and stay stopped.
+func TestServeBacksOffFromReverter(t *testing.T) {
+	privtest.Root(t)
+	bin := nodetuneBinary(t)
+	bed := testbed.NewForTest(t, testbed.Options{TunnelName: "vxlan.calico"})
+	side := bed.A
+	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
+		t.Fatal(err)
+	}
+	// Felix owns vxlan.calico, so nodetune only touches it with --force.
+	startIn(t, side.NS, bin, "serve", "--mode=remediate", "--force",
+		"--state-dir="+t.TempDir(), "--web.listen-address="+serveAddr,
+		"--probe.interval=30s", "--probe.window=200ms", "--kube-proxy.url=", "--log.level=debug")
+	client := nsClient(side)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reverts atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			f, err := side.Features(side.Tunnel)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if f["tx-checksum-ip-generic"] {
+				if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
+					t.Error(err)
+					return
+				}
+				reverts.Add(1)
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	var doc report.Document
+	eventually(t, 20*time.Second, "remediation-conflict finding", func() error {
+		body, err := getBody(client, "http://"+serveAddr+"/findings")
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(body), &doc); err != nil {
+			return err
+		}
+		if !hasFinding(doc.Findings, rules.RemediationConflict, side.Tunnel) {
+			return fmt.Errorf("no %s finding yet", rules.RemediationConflict)
+		}
+		return nil
+	})
+	for _, f := range doc.Findings {
+		if f.Rule == rules.RemediationConflict && (f.Owner == nil || f.Owner.Name != "calico-felix" || !strings.Contains(f.Summary, "calico-felix")) {
+			t.Errorf("the conflict finding does not name Felix: %+v", f)
+		}
+	}
+	// Let the reverter run on: nodetune must not touch the device again.
+	applied := `nodetune_remediations_total{action="apply",result="verified",rule="tunnel-tx-checksum-off"}`
+	before := metricValue(t, client, applied)
+	time.Sleep(2 * time.Second)
+	after := metricValue(t, client, applied)
+	conflicts := metricValue(t, client, `nodetune_remediation_conflicts_total{rule="tunnel-tx-checksum-off",subject="vxlan.calico"}`)
+	t.Logf("applies %v, conflicts %v, reverter switched offload off %d times", after, conflicts, reverts.Load())
+	if before != 4 || after != 4 {
+		t.Errorf("%s = %v then %v; want 4 (the first fix and 3 re-applies), and no more", applied, before, after)
+	}
+	if conflicts != 4 {
+		t.Errorf("conflicts counted %v, want 4 (the fourth revert ends the fight)", conflicts)
+	}
+	if got := metricValue(t, client, `nodetune_finding{rule="remediation-conflict",severity="warning",subject="vxlan.calico"}`); got != 1 {
+		t.Errorf("remediation-conflict not exported: %v", got)
+	}
 }
