@@ -18,7 +18,7 @@ import (
 func init() { subcommands = append(subcommands, newServeCmd) }
 
 // defaultListen is nodetune's exporter port; docs/serve.md explains the choice.
-const defaultListen = ":9750"
+const defaultListen = ":9848"
 
 // serveFlags are the options of nodetune serve.
 type serveFlags struct {
