@@ -145,6 +145,18 @@ node/on          0.23  with this node's own tunnel features
 	if strings.Contains(b.String(), "off/on") || !strings.Contains(b.String(), "4 TCP streams") {
 		t.Errorf("text of a one-case run:\n%s", b.String())
 	}
+
+	// A tunnel as fast as its underlay (noise) costs nothing, not -2%.
+	r = published()
+	r.Cases[1].BitsPerSecond = 1.02 * r.Cases[0].BitsPerSecond
+	r.summarize()
+	b.Reset()
+	if err := WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "tunnel/underlay  1.02  the tunnel cost nothing measurable") {
+		t.Errorf("text of a tunnel faster than its underlay:\n%s", b.String())
+	}
 }
 
 func TestRate(t *testing.T) {

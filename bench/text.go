@@ -35,9 +35,11 @@ func WriteText(w io.Writer, r Result) error {
 		fmt.Fprintf(&b, "%-*s  %12s%s\n", width, c.Name, Rate(c.BitsPerSecond), note)
 	}
 	b.WriteString("\n")
-	if r.Ratios.TunnelOverUnderlay > 0 {
-		fmt.Fprintf(&b, "tunnel/underlay  %.2f  the tunnel costs %s of the underlay's throughput\n",
-			r.Ratios.TunnelOverUnderlay, percent(1-r.Ratios.TunnelOverUnderlay))
+	switch t := r.Ratios.TunnelOverUnderlay; {
+	case t >= 1:
+		fmt.Fprintf(&b, "tunnel/underlay  %.2f  the tunnel cost nothing measurable\n", t)
+	case t > 0:
+		fmt.Fprintf(&b, "tunnel/underlay  %.2f  the tunnel costs %s of the underlay's throughput\n", t, percent(1-t))
 	}
 	if r.MeasuredLoss != nil {
 		fmt.Fprintf(&b, "off/on           %.2f  tx checksum offload off costs %s of the tunnel's throughput\n",
