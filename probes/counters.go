@@ -39,13 +39,19 @@ func errMissing(field string) error { return fmt.Errorf("%s: %w", field, detect.
 // sample reads every cumulative counter once.
 func (h *Host) sample(at time.Time) *sample {
 	s := &sample{at: at}
+	// procfs skips lines it does not know, so a garbled file can parse
+	// to nothing; that is an error too, not an idle machine.
 	if st, err := h.proc.Stat(); err != nil {
 		s.cpuErr = classify("reading /proc/stat", err)
+	} else if len(st.CPU) == 0 {
+		s.cpuErr = fmt.Errorf("reading /proc/stat: no per-CPU lines")
 	} else {
 		s.cpu = st.CPU
 	}
 	if si, err := h.proc.Softirqs(); err != nil {
 		s.sirqErr = classify("reading /proc/softirqs", err)
+	} else if len(si.NetRx) == 0 {
+		s.sirqErr = fmt.Errorf("reading /proc/softirqs: no NET_RX row")
 	} else {
 		s.softirqs = si
 	}
@@ -78,7 +84,7 @@ func (h *Host) conntrackStat() (detect.ConntrackCounters, error) {
 func (h *Host) udpChecksumErrors() (uint64, error) {
 	self, err := h.proc.Self()
 	if err != nil {
-		return 0, classify("finding /proc/self", err)
+		return 0, classify("reading /proc/net/snmp (through /proc/self)", err)
 	}
 	snmp, err := self.Snmp()
 	if err != nil {
