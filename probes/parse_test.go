@@ -94,11 +94,11 @@ func FuzzParseModules(f *testing.F) {
 // counterFiles are the procfs files a counter sample reads, relative to
 // the procfs root, with a valid example of each.
 var counterFiles = map[string]string{
-	"stat":                 "cpu  10 0 10 100 0 0 5 1 0 0\ncpu0 10 0 10 100 0 0 5 1 0 0\nintr 0\nctxt 0\nbtime 0\nprocesses 0\nprocs_running 1\nprocs_blocked 0\n",
-	"softirqs":             "                    CPU0\n          HI:          0\n       TIMER:          1\n      NET_TX:          2\n      NET_RX:          3\n       BLOCK:          0\n    IRQ_POLL:          0\n     TASKLET:          0\n       SCHED:          0\n     HRTIMER:          0\n         RCU:          0\n",
-	"net/softnet_stat":     "00000010 00000001 00000002 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n",
+	"stat":                  "cpu  10 0 10 100 0 0 5 1 0 0\ncpu0 10 0 10 100 0 0 5 1 0 0\nintr 0\nctxt 0\nbtime 0\nprocesses 0\nprocs_running 1\nprocs_blocked 0\n",
+	"softirqs":              "                    CPU0\n          HI:          0\n       TIMER:          1\n      NET_TX:          2\n      NET_RX:          3\n       BLOCK:          0\n    IRQ_POLL:          0\n     TASKLET:          0\n       SCHED:          0\n     HRTIMER:          0\n         RCU:          0\n",
+	"net/softnet_stat":      "00000010 00000001 00000002 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n",
 	"net/stat/nf_conntrack": "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n00000000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000003 00000001 00000000 00000000  00000000 00000000 00000000 00000000\n",
-	"1/net/snmp":           "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\nUdp: 1 2 3 4 5 6 7 8 9\n",
+	"1/net/snmp":            "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\nUdp: 1 2 3 4 5 6 7 8 9\n",
 }
 
 // procTree writes files into a fresh procfs tree and opens a Host on it.

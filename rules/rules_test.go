@@ -26,7 +26,7 @@ func node(release string) *detect.Snapshot {
 			Features: detect.Features{State: map[string]bool{detect.FeatureTxChecksumGeneric: true, detect.FeatureTSO: true}},
 			Underlay: &detect.Underlay{Name: "eth0", MTU: 1500, Source: "link", RxQueues: []detect.RxQueue{{Name: "rx-0", RPSCPUs: "0"}}},
 		}}},
-		CPU: detect.CPU{PerCPU: []detect.CPUUsage{{CPU: 0, Idle: 0.9}, {CPU: 1, Idle: 0.9}}},
+		CPU:       detect.CPU{PerCPU: []detect.CPUUsage{{CPU: 0, Idle: 0.9}, {CPU: 1, Idle: 0.9}}},
 		Softnet:   detect.Softnet{MaxBacklog: 1000, Budget: 300},
 		Conntrack: detect.Conntrack{Present: true, Count: 10, Max: 1000},
 		KubeProxy: detect.KubeProxy{NATRules: -1, SyncSeconds: -1},
@@ -125,8 +125,12 @@ func TestRules(t *testing.T) {
 			snap: func() *detect.Snapshot { return node("5.4.0-150-generic") },
 		},
 		{
-			name:      "distribution kernel, offload on, counters unreadable: unchecked",
-			snap:      func() *detect.Snapshot { s := node("5.4.0-150-generic"); s.UDP.Err = detect.Fail(detect.ErrNotSupported); return s },
+			name: "distribution kernel, offload on, counters unreadable: unchecked",
+			snap: func() *detect.Snapshot {
+				s := node("5.4.0-150-generic")
+				s.UDP.Err = detect.Fail(detect.ErrNotSupported)
+				return s
+			},
 			unchecked: []string{"tunnel-tx-checksum-unsafe"},
 		},
 		{
@@ -140,13 +144,21 @@ func TestRules(t *testing.T) {
 			want: []string{"cni-owns-offload vxlan.calico warning auto=false", "tunnel-tx-checksum-off vxlan.calico warning auto=true"},
 		},
 		{
-			name:      "features unreadable",
-			snap:      func() *detect.Snapshot { s := node("6.1.0"); s.Tunnels.Devices[0].Features = detect.Features{Err: detect.Fail(errors.New("EPERM"))}; return s },
+			name: "features unreadable",
+			snap: func() *detect.Snapshot {
+				s := node("6.1.0")
+				s.Tunnels.Devices[0].Features = detect.Features{Err: detect.Fail(errors.New("EPERM"))}
+				return s
+			},
 			unchecked: []string{"tunnel-tx-checksum-off", "tunnel-tx-checksum-unsafe", "cni-owns-offload"},
 		},
 		{
-			name:      "tunnel list unreadable",
-			snap:      func() *detect.Snapshot { s := node("6.1.0"); s.Tunnels = detect.Tunnels{Err: detect.Fail(errors.New("netlink"))}; return s },
+			name: "tunnel list unreadable",
+			snap: func() *detect.Snapshot {
+				s := node("6.1.0")
+				s.Tunnels = detect.Tunnels{Err: detect.Fail(errors.New("netlink"))}
+				return s
+			},
 			unchecked: []string{"tunnel-tx-checksum-off", "tunnel-tx-checksum-unsafe", "cni-owns-offload", "tunnel-mtu-mismatch"},
 		},
 		{
@@ -181,7 +193,11 @@ func TestRules(t *testing.T) {
 		},
 		{
 			name: "one CPU saturated by softirq, RPS off: RPS fix",
-			snap: func() *detect.Snapshot { s := node("6.1.0"); s.CPU.PerCPU[1] = detect.CPUUsage{CPU: 1, Softirq: 0.95}; return s },
+			snap: func() *detect.Snapshot {
+				s := node("6.1.0")
+				s.CPU.PerCPU[1] = detect.CPUUsage{CPU: 1, Softirq: 0.95}
+				return s
+			},
 			want: []string{"softirq-saturated cpu1 warning auto=true"},
 		},
 		{
@@ -204,11 +220,19 @@ func TestRules(t *testing.T) {
 		},
 		{
 			name: "one CPU: nowhere to spread",
-			snap: func() *detect.Snapshot { s := node("6.1.0"); s.CPU.PerCPU = []detect.CPUUsage{{CPU: 0, Softirq: 0.99}}; return s },
+			snap: func() *detect.Snapshot {
+				s := node("6.1.0")
+				s.CPU.PerCPU = []detect.CPUUsage{{CPU: 0, Softirq: 0.99}}
+				return s
+			},
 		},
 		{
-			name:      "CPU times unreadable",
-			snap:      func() *detect.Snapshot { s := node("6.1.0"); s.CPU = detect.CPU{Err: detect.Fail(errors.New("x"))}; return s },
+			name: "CPU times unreadable",
+			snap: func() *detect.Snapshot {
+				s := node("6.1.0")
+				s.CPU = detect.CPU{Err: detect.Fail(errors.New("x"))}
+				return s
+			},
 			unchecked: []string{"cpu-steal-high", "softirq-saturated"},
 		},
 		{
