@@ -8,6 +8,8 @@ package privtest
 import (
 	"os"
 	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -47,4 +49,43 @@ func Tool(t testing.TB, name string) string {
 		Skip(t, name+" is not installed (make deps installs it)")
 	}
 	return p
+}
+
+// globalLock is held by a test that changes a setting every network
+// namespace shares, such as net.netfilter.nf_conntrack_max, so that test
+// binaries running in parallel never interleave their changes and restores.
+const globalLock = "/run/nodetune-tests.lock"
+
+// LockGlobal takes the machine-wide lock for global settings until t ends.
+func LockGlobal(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(globalLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("opening %s: %v", globalLock, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("locking %s: %v", globalLock, err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+}
+
+// SetSysctl writes a global sysctl under <procfs>/sys for the rest of t,
+// holding LockGlobal, and restores the old value when t ends.
+func SetSysctl(t testing.TB, key, value string) {
+	t.Helper()
+	LockGlobal(t)
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		t.Fatalf("setting %s=%s: %v", key, value, err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(path, old, 0o644); err != nil {
+			t.Errorf("restoring %s to %s: %v", key, strings.TrimSpace(string(old)), err)
+		}
+	})
 }
