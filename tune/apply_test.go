@@ -1,0 +1,430 @@
+package tune
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
+)
+
+type result struct {
+	Key    string
+	Result Result
+}
+
+func results(out []Outcome) []result {
+	var r []result
+	for _, o := range out {
+		r = append(r, result{o.Change.Key.String(), o.Result})
+	}
+	return r
+}
+
+func openTuner(t *testing.T, dir string, sys System) *Tuner {
+	t.Helper()
+	tu, err := Open(dir, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tu.Close() })
+	return tu
+}
+
+// hostFiles is the content of every sysctl and RPS file of n.
+func (n *node) files(t *testing.T) map[string]string {
+	out := map[string]string{}
+	for _, root := range []string{n.proc, n.sys} {
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				out[p] = readFile(t, p)
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+func TestApplyAndRollback(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	s := loadedSnapshot(t, n)
+	beforeFiles, beforeVX := n.files(t), n.et.state("vxlan0")
+	res := rules.Evaluate(s, rules.DefaultConfig())
+	p := Propose(s, res.Findings, PlanOptions{})
+	tu := openTuner(t, t.TempDir(), n.host)
+
+	out := tu.Apply(ctx, p)
+	want := []result{
+		{SysctlConntrackMax, Refused},
+		{"ip_vs_sh", Failed}, // the fixture has no /proc/modules
+		{"eth0/rx-0", Verified},
+		{"eth0/rx-1", Verified},
+		{SysctlMaxBacklog, Verified},
+		{"vxlan0 tx-checksum-ip-generic", Verified},
+		{SysctlBudget, Verified},
+	}
+	if diff := cmp.Diff(want, results(out)); diff != "" {
+		t.Fatalf("apply (-want +got):\n%s", diff)
+	}
+	if err := out[1].Err; !errors.Is(err, detect.ErrNotSupported) || !strings.Contains(err.Error(), "not possible here") {
+		t.Errorf("module outcome: %v", err)
+	}
+	for f, want := range map[string]string{
+		"sys/net/core/netdev_max_backlog": "2000", "sys/net/core/netdev_budget": "600", "sys/net/netfilter/nf_conntrack_max": "262144",
+	} {
+		if got := readFile(t, filepath.Join(n.proc, f)); got != want {
+			t.Errorf("%s = %s, want %s", f, got, want)
+		}
+	}
+	if got := readFile(t, filepath.Join(n.sys, "class/net/eth0/queues/rx-1/rps_cpus")); got != "3" {
+		t.Errorf("rps_cpus = %s, want 3", got)
+	}
+	for _, f := range SegmentationFeatures {
+		if !n.et.devs["vxlan0"][f].Active {
+			t.Errorf("%s did not come back with tx checksumming", f)
+		}
+	}
+	if got := len(tu.Entries()); got != 5 {
+		t.Errorf("%d open journal entries, want 5 (one per verified write)", got)
+	}
+
+	back := tu.Rollback(ctx, false)
+	wantBack := []result{
+		{SysctlBudget, Restored},
+		{"vxlan0 tx-checksum-ip-generic", Restored},
+		{SysctlMaxBacklog, Restored},
+		{"eth0/rx-1", Restored},
+		{"eth0/rx-0", Restored},
+	}
+	if diff := cmp.Diff(wantBack, results(back)); diff != "" {
+		t.Errorf("rollback (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(beforeFiles, n.files(t)); diff != "" {
+		t.Errorf("files after rollback (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(beforeVX, n.et.state("vxlan0")); diff != "" {
+		t.Errorf("vxlan0 after rollback (-before +after):\n%s", diff)
+	}
+	if len(tu.Entries()) != 0 {
+		t.Errorf("entries still open after rollback: %+v", tu.Entries())
+	}
+	if again := tu.Rollback(ctx, false); len(again) != 0 {
+		t.Errorf("a second rollback did %v", results(again))
+	}
+}
+
+func TestApplyIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	s := loadedSnapshot(t, n)
+	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})
+	dir := t.TempDir()
+	tu := openTuner(t, dir, n.host)
+	tu.Apply(ctx, p)
+
+	// The same plan again: every setting is already where it should be.
+	journal := readFile(t, filepath.Join(dir, JournalFile))
+	files, writes := n.files(t), n.et.changes
+	for _, o := range tu.Apply(ctx, p) {
+		if o.Result != Unchanged && o.Result != Refused && o.Result != Failed {
+			t.Errorf("second apply: %s", o)
+		}
+	}
+	if n.et.changes != writes {
+		t.Errorf("second apply made %d ethtool writes", n.et.changes-writes)
+	}
+	if diff := cmp.Diff(files, n.files(t)); diff != "" {
+		t.Errorf("second apply changed files:\n%s", diff)
+	}
+	if got := readFile(t, filepath.Join(dir, JournalFile)); got != journal {
+		t.Errorf("second apply wrote to the journal")
+	}
+
+	// A fresh snapshot of the fixed node plans nothing at all (the
+	// conntrack table, refused for kube-proxy, has drained meanwhile).
+	s = n.snapshot(t)
+	s.Conntrack.Count = 1000
+	if p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{}); len(p.Changes) != 0 {
+		t.Errorf("fixed node: plan %+v", summarize(p))
+	}
+}
+
+func TestApplyBringsBackSegmentationExplicitly(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	// Someone ran `ethtool -K vxlan0 tx off tso off`: TSO is no longer
+	// requested, so the kernel will not bring it back by itself.
+	n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureTxChecksumGeneric: false, detect.FeatureTSO: false})
+	before := n.et.state("vxlan0")
+	s := n.snapshot(t)
+	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
+	tu := openTuner(t, t.TempDir(), n.host)
+	out := tu.Apply(ctx, p)
+	want := []result{{"vxlan0 tx-checksum-ip-generic", Verified}, {"vxlan0 tx-tcp-segmentation", Verified}}
+	if diff := cmp.Diff(want, results(out)); diff != "" {
+		t.Fatalf("apply (-want +got):\n%s", diff)
+	}
+	if st := n.et.devs["vxlan0"][detect.FeatureTSO]; !st.Active || !st.Requested {
+		t.Errorf("TSO after fix: %+v", st)
+	}
+	back := tu.Rollback(ctx, false)
+	wantBack := []result{{"vxlan0 tx-tcp-segmentation", Restored}, {"vxlan0 tx-checksum-ip-generic", Restored}}
+	if diff := cmp.Diff(wantBack, results(back)); diff != "" {
+		t.Errorf("rollback (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, n.et.state("vxlan0")); diff != "" {
+		t.Errorf("vxlan0 after rollback (-before +after):\n%s", diff)
+	}
+}
+
+func TestApplyRevertsWhatTheKernelDidNotTake(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	n.et.stuck[detect.FeatureTxChecksumGeneric] = true
+	before := n.et.state("vxlan0")
+	s := n.snapshot(t)
+	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
+	tu := openTuner(t, t.TempDir(), n.host)
+	out := tu.Apply(ctx, p)
+	if diff := cmp.Diff([]result{{"vxlan0 tx-checksum-ip-generic", Reverted}}, results(out)); diff != "" {
+		t.Fatalf("apply (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(out[0].Err.Error(), "did not take") {
+		t.Errorf("reverted outcome says %v", out[0].Err)
+	}
+	if diff := cmp.Diff(before, n.et.state("vxlan0")); diff != "" {
+		t.Errorf("vxlan0 after revert (-before +after):\n%s", diff)
+	}
+	if len(tu.Entries()) != 0 {
+		t.Errorf("a reverted change stays claimed: %+v", tu.Entries())
+	}
+}
+
+func TestApplyRefusesStaleAndUnvetted(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	s := loadedSnapshot(t, n)
+	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})
+	// Someone raised the backlog between the snapshot and the apply.
+	os.WriteFile(filepath.Join(n.proc, "sys/net/core/netdev_max_backlog"), []byte("1500\n"), 0o644)
+	handmade := Plan{Changes: []Change{{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, From: "300", To: "100000"}}}
+	tu := openTuner(t, t.TempDir(), n.host)
+	out := append(tu.Apply(ctx, p), tu.Apply(ctx, handmade)...)
+	want := []result{{SysctlMaxBacklog, Refused}, {SysctlBudget, Verified}, {SysctlBudget, Refused}}
+	if diff := cmp.Diff(want, results(out)); diff != "" {
+		t.Fatalf("apply (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(out[0].Err.Error(), "changed since the snapshot") || !errors.Is(out[2].Err, ErrNotAllowed) {
+		t.Errorf("refusals: %v; %v", out[0].Err, out[2].Err)
+	}
+	if got := readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_max_backlog")); got != "1500" {
+		t.Errorf("backlog = %s, want the 1500 someone else set", got)
+	}
+}
+
+func TestApplyMissingDevice(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	s := loadedSnapshot(t, n)
+	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
+	delete(n.et.devs, "vxlan0") // the device went away after the snapshot
+	dir := t.TempDir()
+	tu := openTuner(t, dir, n.host)
+	out := tu.Apply(ctx, p)
+	if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, detect.ErrNotSupported) {
+		t.Fatalf("apply on a missing device: %v", out)
+	}
+	if !strings.Contains(out[0].Err.Error(), "vxlan0") {
+		t.Errorf("error does not name the device: %v", out[0].Err)
+	}
+	if st, _ := parseJournal([]byte(readFile(t, filepath.Join(dir, JournalFile)) + "\n")); len(st.entries) != 0 {
+		t.Errorf("a change that was never attempted was journaled: %+v", st.entries[0])
+	}
+}
+
+func TestRollbackLeavesOthersChangesAlone(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	s := loadedSnapshot(t, n)
+	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops, rules.TunnelTxChecksumOff}})
+	tu := openTuner(t, t.TempDir(), n.host)
+	tu.Apply(ctx, p)
+	// An operator sets the budget by hand, and Felix turns offload off.
+	budget := filepath.Join(n.proc, "sys/net/core/netdev_budget")
+	os.WriteFile(budget, []byte("900\n"), 0o644)
+	n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureTxChecksumGeneric: false})
+
+	dry := tu.Rollback(ctx, true)
+	want := []result{
+		{SysctlBudget, Conflict},
+		{"vxlan0 tx-checksum-ip-generic", Closed},
+		{SysctlMaxBacklog, Planned},
+	}
+	if diff := cmp.Diff(want, results(dry)); diff != "" {
+		t.Fatalf("dry run (-want +got):\n%s", diff)
+	}
+	if got := dry[2].Command; got != "sysctl -w net.core.netdev_max_backlog=1000" {
+		t.Errorf("dry-run command %q", got)
+	}
+	if len(tu.Entries()) != 3 || readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_max_backlog")) != "2000" {
+		t.Fatalf("the dry run changed something")
+	}
+
+	out := tu.Rollback(ctx, false)
+	want[2].Result = Restored
+	if diff := cmp.Diff(want, results(out)); diff != "" {
+		t.Fatalf("rollback (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(out[0].Err.Error(), "someone else changed it") {
+		t.Errorf("conflict says %v", out[0].Err)
+	}
+	if got := readFile(t, budget); got != "900" {
+		t.Errorf("rollback clobbered the operator's budget: %s", got)
+	}
+	if n.et.changes != 0 {
+		t.Errorf("rollback wrote %d ethtool changes to a value already at its original", n.et.changes)
+	}
+}
+
+func TestRollbackChainsRepeatedRaises(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	tu := openTuner(t, t.TempDir(), n.host)
+	for range 3 {
+		s := loadedSnapshot(t, n)
+		out := tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
+		for _, o := range out {
+			if o.Result != Verified {
+				t.Fatalf("apply: %s", o)
+			}
+		}
+	}
+	if got := readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_budget")); got != "2400" {
+		t.Errorf("budget after three steps = %s, want 2400 (300, 600, 1200, capped at 2400)", got)
+	}
+	tu.Rollback(ctx, false)
+	if got := readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_budget")); got != "300" {
+		t.Errorf("budget after rollback = %s, want 300", got)
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	dir := t.TempDir()
+	tu := openTuner(t, dir, n.host)
+	budget := Change{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, To: "600", Rule: "r", Subject: "s"}
+	backlog := Change{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlMaxBacklog}, To: "2000", Rule: "r", Subject: "s"}
+	rps := Change{Key: Key{Kind: rules.ChangeRPS, Target: "eth0/rx-0"}, To: "3", Rule: "r", Subject: "s"}
+	// A process recorded three intents and died: the budget was never
+	// written, the backlog was, and the RPS mask was then set by someone
+	// else to a third value.
+	for _, c := range []Change{budget, backlog, rps} {
+		cur, err := n.host.Read(ctx, c.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tu.j.intent(c, cur, "crashed", tu.netns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(n.proc, "sys/net/core/netdev_max_backlog"), []byte("2000\n"), 0o644)
+	os.WriteFile(filepath.Join(n.sys, "class/net/eth0/queues/rx-0/rps_cpus"), []byte("1\n"), 0o644)
+	tu.Close()
+
+	tu = openTuner(t, dir, n.host)
+	out := tu.Reconcile(ctx)
+	want := []result{
+		{"eth0/rx-0", Conflict},
+		{SysctlMaxBacklog, Verified},
+		{SysctlBudget, Closed},
+	}
+	if diff := cmp.Diff(want, results(out)); diff != "" {
+		t.Fatalf("reconcile (-want +got):\n%s", diff)
+	}
+	if e := tu.Entries(); len(e) != 1 || e[0].Key.Target != SysctlMaxBacklog {
+		t.Errorf("entries after reconcile: %+v", e)
+	}
+	if again := tu.Reconcile(ctx); len(again) != 0 {
+		t.Errorf("a second reconcile did %v", results(again))
+	}
+}
+
+func TestEntriesFromAnotherNetns(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	tu := openTuner(t, t.TempDir(), n.host)
+	c := Change{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, To: "600"}
+	if _, err := tu.j.intent(c, Value{Set: "300", Effective: "300"}, "other", "net:[1]"); err != nil {
+		t.Fatal(err)
+	}
+	tu.netns = "net:[2]"
+	out := tu.Rollback(ctx, false)
+	if len(out) != 1 || out[0].Result != Failed || !strings.Contains(out[0].Err.Error(), "network namespace 1") {
+		t.Fatalf("rollback of another namespace's entry: %v", out)
+	}
+	if len(tu.Entries()) != 1 {
+		t.Errorf("the entry was closed from the wrong namespace")
+	}
+}
+
+func TestHostFixtureErrors(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	for _, tt := range []struct {
+		key  Key
+		want error
+	}{
+		{Key{Kind: rules.ChangeSysctl, Target: "kernel.panic"}, ErrNotAllowed},
+		{Key{Kind: rules.ChangeRPS, Target: "eth0/../../rx-0"}, ErrNotAllowed},
+		{Key{Kind: rules.ChangeRPS, Target: "eth9/rx-0"}, detect.ErrNotSupported},
+		{Key{Kind: rules.ChangeFeature, Target: "eth9", Setting: detect.FeatureTSO}, detect.ErrNotSupported},
+		{Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: "tx-nonsense"}, detect.ErrNotSupported},
+		{Key{Kind: rules.ChangeModule, Target: "ip_vs"}, detect.ErrNotSupported},
+		{Key{Kind: "route", Target: "x"}, ErrNotAllowed},
+	} {
+		if err := n.host.Writable(ctx, tt.key); !errors.Is(err, tt.want) {
+			t.Errorf("Writable(%v) = %v, want %v", tt.key, err, tt.want)
+		}
+	}
+	fixed := Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: detect.FeatureUDPTunnelSeg}
+	if err := n.host.Writable(ctx, fixed); !errors.Is(err, detect.ErrNotSupported) || !strings.Contains(err.Error(), "fixed") {
+		t.Errorf("Writable(fixed feature) = %v", err)
+	}
+	// go-sysctl would create a missing file; the host must not.
+	os.Remove(filepath.Join(n.proc, "sys/net/core/netdev_budget"))
+	if err := n.host.Write(ctx, Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, "600"); !errors.Is(err, detect.ErrNotSupported) {
+		t.Errorf("writing a missing sysctl: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(n.proc, "sys/net/core/netdev_budget")); err == nil {
+		t.Errorf("writing a missing sysctl created it")
+	}
+}
+
+func TestModulesDisabled(t *testing.T) {
+	ctx := context.Background()
+	proc := fixtureTree(t, map[string]string{
+		"modules":                     "ip_vs 1 0 - Live 0x0\nnf_nat 2 1 ip_vs, Live 0x0\n",
+		"sys/kernel/modules_disabled": "1\n",
+	})
+	sys := fixtureTree(t, map[string]string{"module/ip_vs_rr/refcnt": "0\n"})
+	h := NewHost(proc, sys, newKernelEthtool())
+	for m, want := range map[string]string{"ip_vs": moduleLoaded, "ip_vs_rr": moduleLoaded, "ip_vs_sh": moduleUnloaded} {
+		v, err := h.Read(ctx, Key{Kind: rules.ChangeModule, Target: m})
+		if err != nil || v.Set != want {
+			t.Errorf("Read(%s) = %v, %v; want %s", m, v, err, want)
+		}
+	}
+	err := h.Writable(ctx, Key{Kind: rules.ChangeModule, Target: "ip_vs_sh"})
+	if !errors.Is(err, detect.ErrNotSupported) || !strings.Contains(err.Error(), "modules_disabled") {
+		t.Errorf("Writable with modules disabled: %v", err)
+	}
+}

@@ -1,0 +1,277 @@
+package tune
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodetune/nodetune/rules"
+)
+
+var budgetChange = Change{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, To: "600", Rule: rules.SoftnetDrops, Subject: "netdev_budget"}
+
+// writeJournal makes a journal in a new directory with one verified entry
+// and returns the directory and the file's bytes.
+func writeJournal(t *testing.T) (string, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	j, err := openJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := j.intent(budgetChange, Value{Set: "300", Effective: "300"}, "run1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []string{evApplied, evVerified} {
+		if err := j.event(e, ev, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.close()
+	b, err := os.ReadFile(filepath.Join(dir, JournalFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, b
+}
+
+func TestJournalReopens(t *testing.T) {
+	dir, _ := writeJournal(t)
+	j, err := openJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	open := j.open()
+	if len(open) != 1 {
+		t.Fatalf("open entries: %+v", open)
+	}
+	e := open[0]
+	want := Entry{ID: 2, Key: budgetChange.Key, Original: Value{"300", "300"}, To: "600", Rule: rules.SoftnetDrops,
+		Subject: "netdev_budget", Run: "run1", At: e.At, State: evVerified}
+	if diff := cmp.Diff(want, *e); diff != "" {
+		t.Errorf("entry (-want +got):\n%s", diff)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, JournalFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("journal mode: %v, %v", fi.Mode(), err)
+	}
+}
+
+// TestJournalRefusesBadFiles checks that a journal nodetune does not fully
+// understand is refused with ErrJournal, is left byte for byte as it was,
+// and stops any write to the host.
+func TestJournalRefusesBadFiles(t *testing.T) {
+	_, good := writeJournal(t)
+	lines := bytes.SplitAfter(good, []byte("\n"))
+	flip := func(i int) []byte {
+		b := bytes.Clone(good)
+		off := len(bytes.Join(lines[:i], nil)) + len(lines[i])/2
+		b[off] ^= 0x01
+		return b
+	}
+	header := func(version string) []byte {
+		r, _ := encodeLine(record{Seq: 1, Event: evHeader, Format: journalFormat})
+		return bytes.Replace(r, []byte(`"event":"header"`), []byte(`"event":"header","version":`+version), 1)
+	}
+	newer, _ := encodeLine(record{Seq: 1, Event: evHeader, Format: journalFormat, Version: journalVersion + 1})
+	tests := []struct {
+		name, content, want string
+	}{
+		{"foreign text", "net.core.netdev_budget = 300\n", "not a nodetune journal"},
+		{"foreign JSON", `{"seq":1,"event":"header"}` + "\n", "not a nodetune journal"},
+		{"flipped bit in the header", string(flip(0)), "line 1"},
+		{"flipped bit in a record", string(flip(1)), "line 2: journal unusable: corrupt record"},
+		{"flipped bit in the middle", string(flip(2)), "line 3"},
+		{"newer version", string(newer), "written by a newer nodetune"},
+		{"forged checksum, unknown version", string(header("0")), "line 1"},
+		{"records out of order", string(lines[0]) + string(lines[1]) + string(lines[3]) + string(lines[2]), "sequence"},
+		{"event without intent", string(lines[0]) + string(lines[2]), "has no intent"},
+		{"partial header only", string(good[:20]), "no header"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t)
+			dir := t.TempDir()
+			path := filepath.Join(dir, JournalFile)
+			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Open(dir, n.host)
+			if !errors.Is(err, ErrJournal) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Open: %v; want ErrJournal saying %q", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "left as it is") {
+				t.Errorf("error does not name the file or say it is kept: %v", err)
+			}
+			if got, _ := os.ReadFile(path); string(got) != tt.content {
+				t.Errorf("the journal was modified:\n%q\nwant\n%q", got, tt.content)
+			}
+			if n.et.changes != 0 {
+				t.Errorf("something was written to the host")
+			}
+		})
+	}
+}
+
+// TestJournalTornTail checks a journal whose last line was cut short by a
+// crash in the middle of its write: that record was never committed (the
+// host write waits for it), so it is acknowledged and ignored.
+func TestJournalTornTail(t *testing.T) {
+	dir, good := writeJournal(t)
+	torn, _ := encodeLine(record{Seq: 5, Event: evIntent, Key: &Key{Kind: rules.ChangeSysctl, Target: SysctlMaxBacklog}, Original: &Value{"1000", "1000"}, To: "2000"})
+	path := filepath.Join(dir, JournalFile)
+	for _, cut := range []int{len(torn) / 2, len(torn) - 1} { // mid-record, and all but the newline
+		t.Run("", func(t *testing.T) {
+			os.WriteFile(path, append(bytes.Clone(good), torn[:cut]...), 0o600)
+			for i := range 2 { // the acknowledgement must itself read back
+				j, err := openJournal(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range j.open() {
+					if e.Key.Target != SysctlBudget {
+						t.Errorf("the torn record became an entry: %+v", e)
+					}
+				}
+				if got := len(j.open()); got != i+1 {
+					t.Errorf("open %d: %d entries, want %d", i, got, i+1)
+				}
+				if _, err := j.intent(budgetChange, Value{"600", "600"}, "run2", ""); err != nil {
+					t.Fatal(err)
+				}
+				j.close()
+			}
+			b, _ := os.ReadFile(path)
+			if !bytes.HasPrefix(b, append(bytes.Clone(good), torn[:cut]...)) {
+				t.Errorf("the torn journal was rewritten, not appended to")
+			}
+		})
+	}
+}
+
+func TestJournalLock(t *testing.T) {
+	n := newNode(t)
+	dir := t.TempDir()
+	first := openTuner(t, dir, n.host)
+	if _, err := Open(dir, n.host); !errors.Is(err, ErrJournal) || !strings.Contains(err.Error(), "another nodetune process") {
+		t.Fatalf("second Open: %v", err)
+	}
+	first.Close()
+	second, err := Open(dir, n.host)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	second.Close()
+}
+
+func TestJournalEmptyFileGetsHeader(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, JournalFile), nil, 0o600) // a creator died before its header
+	tu := openTuner(t, dir, newNode(t).host)
+	tu.Close()
+	b, _ := os.ReadFile(filepath.Join(dir, JournalFile))
+	if st, err := parseJournal(b); err != nil || st.lines != 1 {
+		t.Errorf("journal after Open: %v, %q", err, b)
+	}
+}
+
+func TestJournalUnwritable(t *testing.T) {
+	n := newNode(t)
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	if _, err := Open(filepath.Join(file, "state"), n.host); err == nil || !strings.Contains(err.Error(), "creating the state directory") {
+		t.Errorf("Open under a file: %v", err)
+	}
+	// Apply stops at the first journal write that fails, before the host.
+	dir := t.TempDir()
+	tu := openTuner(t, dir, n.host)
+	tu.j.f.Close()
+	s := loadedSnapshot(t, n)
+	out := tu.Apply(context.Background(), Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
+	if len(out) != 2 || out[0].Result != Failed || out[1].Result != Failed || !errors.Is(out[1].Err, errJournalDown) {
+		t.Fatalf("apply with a dead journal: %v", out)
+	}
+	if got := readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_max_backlog")); got != "1000" {
+		t.Errorf("the host was written without a journal record: backlog %s", got)
+	}
+}
+
+func FuzzParseJournal(f *testing.F) {
+	dir := f.TempDir()
+	j, err := openJournal(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	e, _ := j.intent(budgetChange, Value{"300", "300"}, "r", "")
+	j.event(e, evApplied, nil, "")
+	j.event(e, evRestored, &Value{"300", "300"}, "")
+	j.close()
+	good, _ := os.ReadFile(filepath.Join(dir, JournalFile))
+	f.Add(good)
+	f.Add(good[:len(good)-7])
+	f.Add([]byte("{}\n"))
+	f.Add([]byte(`{"crc":"00000000","rec":{}}` + "\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := parseJournal(data)
+		if err != nil {
+			if !errors.Is(err, ErrJournal) {
+				t.Fatalf("error without ErrJournal: %v", err)
+			}
+			return
+		}
+		for _, e := range st.entries {
+			if e.Key.Kind == "" && e.Key.Target == "" || e.To == "" || st.byID[e.ID] != e {
+				t.Fatalf("accepted an incomplete entry: %+v", e)
+			}
+		}
+	})
+}
+
+func FuzzParseCPUMask(f *testing.F) {
+	for _, s := range []string{"0", "3", "00000003", "ffffffff,ffffffff", "1,00000000", "f\n", "", ",", "123456789", "g"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseCPUMask(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseCPUMask(m.String())
+		if err != nil || !again.Equal(m) {
+			t.Fatalf("%q -> %q does not parse back to the same mask: %v", s, m.String(), err)
+		}
+		if h := m.Highest(); (h < 0) != m.Empty() || h >= 32*256 {
+			t.Fatalf("%q: highest CPU %d", s, h)
+		}
+	})
+}
+
+func TestCPUMask(t *testing.T) {
+	for in, want := range map[string]struct {
+		str     string
+		highest int
+	}{
+		"0": {"0", -1}, "00000000,00000000": {"0", -1}, "3": {"3", 1}, "00000003\n": {"3", 1},
+		"1,00000000": {"1,00000000", 32}, "ffffffff,ffffffff": {"ffffffff,ffffffff", 63}, "0,80000000": {"80000000", 31},
+	} {
+		m, err := ParseCPUMask(in)
+		if err != nil || m.String() != want.str || m.Highest() != want.highest {
+			t.Errorf("ParseCPUMask(%q) = %q (highest %d), %v; want %q (%d)", in, m.String(), m.Highest(), err, want.str, want.highest)
+		}
+	}
+	for _, in := range []string{"", "x", "123456789", "1,,2", ",1", "-1"} {
+		if _, err := ParseCPUMask(in); err == nil {
+			t.Errorf("ParseCPUMask(%q) accepted", in)
+		}
+	}
+	if m := rules.CPUMask(40); !same(rules.ChangeRPS, m, "ff,ffffffff") {
+		t.Errorf("rules.CPUMask(40) = %q does not match the kernel's form", m)
+	}
+}

@@ -1,0 +1,225 @@
+package tune
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
+)
+
+// planned is the comparable part of a planned change.
+type planned struct {
+	Key      Key
+	From, To string
+	Refused  bool
+}
+
+func summarize(p Plan) []planned {
+	var out []planned
+	for _, c := range p.Changes {
+		out = append(out, planned{Key: c.Key, From: c.From, To: c.To, Refused: c.Refused != ""})
+	}
+	return out
+}
+
+// loadedSnapshot is n's snapshot with tx checksum offload off on the
+// tunnel, the conntrack table near full, softnet drops and squeezes, one
+// CPU saturated by softirq and kube-proxy in IPVS mode without ip_vs_sh.
+func loadedSnapshot(t *testing.T, n *node) *detect.Snapshot {
+	n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	s := n.snapshot(t)
+	s.Softnet.Delta = detect.SoftnetCounters{Processed: 1e6, Dropped: 10, TimeSqueezed: 20}
+	s.KubeProxy = detect.KubeProxy{Running: true, Mode: "ipvs", NATRules: -1, SyncSeconds: -1,
+		IPVSModules: map[string]bool{"ip_vs": true, "ip_vs_rr": true, "ip_vs_wrr": true}}
+	return s
+}
+
+func TestProposeFromRules(t *testing.T) {
+	n := newNode(t)
+	s := loadedSnapshot(t, n)
+	res := rules.Evaluate(s, rules.DefaultConfig())
+	p := Propose(s, res.Findings, PlanOptions{})
+	want := []planned{
+		// kube-proxy runs, and owns nf_conntrack_max.
+		{Key: Key{rules.ChangeSysctl, SysctlConntrackMax, ""}, From: "262144", To: "524288", Refused: true},
+		{Key: Key{rules.ChangeModule, "ip_vs_sh", ""}, From: "unloaded", To: "loaded"},
+		{Key: Key{rules.ChangeRPS, "eth0/rx-0", ""}, From: "0", To: "3"},
+		{Key: Key{rules.ChangeRPS, "eth0/rx-1", ""}, From: "0", To: "3"},
+		{Key: Key{rules.ChangeSysctl, SysctlMaxBacklog, ""}, From: "1000", To: "2000"},
+		{Key: Key{rules.ChangeFeature, "vxlan0", detect.FeatureTxChecksumGeneric}, From: "off", To: "on"},
+		{Key: Key{rules.ChangeSysctl, SysctlBudget, ""}, From: "300", To: "600"},
+	}
+	if diff := cmp.Diff(want, summarize(p)); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+	for _, c := range p.Changes {
+		if c.Rule == "" || c.Subject == "" || c.Why == "" {
+			t.Errorf("%s: rule, subject or why missing: %+v", c.Key, c)
+		}
+	}
+	only := Propose(s, res.Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
+	if len(only.Changes) != 1 || only.Changes[0].Setting != detect.FeatureTxChecksumGeneric {
+		t.Errorf("--rule %s planned %+v", rules.TunnelTxChecksumOff, summarize(only))
+	}
+	if notes := only.Changes[0].Notes; len(notes) != 1 || !strings.Contains(notes[0], detect.FeatureTSO) {
+		t.Errorf("the checksum change does not say it brings back segmentation: %q", notes)
+	}
+}
+
+func TestProposeRefusesOwnedUnlessForced(t *testing.T) {
+	n := newNode(t)
+	n.et.devs["vxlan.calico"] = n.et.devs["vxlan0"]
+	delete(n.et.devs, "vxlan0")
+	n.et.setRequested(t, "vxlan.calico", map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	s := n.snapshot(t)
+	s.Tunnels.Devices[0].Name = "vxlan.calico"
+	s.Tunnels.Devices[0].Features = detect.Features{State: map[string]bool{detect.FeatureTxChecksumGeneric: false}}
+	s.Host.Processes = []string{detect.ProcCalicoNode}
+	s.CNI = detect.DetectCNI(s)
+	res := rules.Evaluate(s, rules.DefaultConfig())
+	opts := PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}}
+
+	p := Propose(s, res.Findings, opts)
+	if len(p.Changes) != 1 {
+		t.Fatalf("want one change, got %+v", summarize(p))
+	}
+	why := p.Changes[0].Refused
+	for _, want := range []string{detect.OwnerFelix, "FELIX_FEATUREDETECTOVERRIDE=ChecksumOffloadBroken=false", "--force"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("refusal %q does not mention %q", why, want)
+		}
+	}
+	if p.Approved() != nil {
+		t.Errorf("approved %+v", p.Approved())
+	}
+
+	opts.Force = true
+	if p := Propose(s, res.Findings, opts); len(p.Approved()) != 1 {
+		t.Errorf("--force: want the change approved, got %+v", summarize(p))
+	}
+}
+
+func TestProposeConntrackOwnedByKubeProxy(t *testing.T) {
+	n := newNode(t)
+	s := n.snapshot(t)
+	s.KubeProxy.Running = true
+	res := rules.Evaluate(s, rules.DefaultConfig())
+	p := Propose(s, res.Findings, PlanOptions{Rules: []string{rules.ConntrackNearFull}})
+	if len(p.Changes) != 1 || !strings.Contains(p.Changes[0].Refused, "KubeProxyConfiguration") {
+		t.Fatalf("want the conntrack change refused for kube-proxy, got %+v", p.Changes)
+	}
+}
+
+// finding is an auto-fixable finding with one change, for the tests of
+// tune's own checks, which hold whatever a rule says.
+func finding(c rules.Change) rules.Finding {
+	return rules.Finding{Rule: "test-rule", Subject: c.Target, Summary: "test", Fix: rules.Fix{Auto: true, Changes: []rules.Change{c}}}
+}
+
+func TestProposeChecks(t *testing.T) {
+	feature := func(dev, name, v string) rules.Change {
+		return rules.Change{Kind: rules.ChangeFeature, Target: dev, Setting: name, Value: v}
+	}
+	sysctl := func(k, v string) rules.Change { return rules.Change{Kind: rules.ChangeSysctl, Target: k, Value: v} }
+	rps := func(q, v string) rules.Change { return rules.Change{Kind: rules.ChangeRPS, Target: q, Value: v} }
+	release := func(r string) func(*detect.Snapshot) {
+		return func(s *detect.Snapshot) {
+			v, _ := detect.ParseRelease(r)
+			s.Kernel = detect.Kernel{Release: r, Version: v}
+		}
+	}
+	tests := []struct {
+		name   string
+		change rules.Change
+		edit   func(*detect.Snapshot)
+		refuse string // substring of the reason; "" means approved
+	}{
+		{"checksum on", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"), nil, ""},
+		{"checksum off", feature("vxlan0", detect.FeatureTxChecksumGeneric, "off"), release("4.19.0"), ""},
+		{"checksum on without the fix", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"), release("5.4.40"), "NAT checksum fix"},
+		{"checksum on, distribution kernel", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"), release("5.4.0-150-generic"), "status unknown"},
+		{"checksum on, kernel unreadable", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) { s.Kernel = detect.Kernel{Err: detect.Fail(detect.ErrPermission)} }, "kernel release could not be read"},
+		{"checksum on, bad checksums arriving", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) { s.UDP.Delta = 3 }, "3 UDP packets with bad checksums"},
+		{"checksum on, counters unreadable", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) { s.UDP.Err = detect.Fail(detect.ErrNotSupported) }, "could not be read"},
+		{"TSO on", feature("vxlan0", detect.FeatureTSO, "on"), nil, ""},
+		{"not a tunnel", feature("eth0", detect.FeatureTxChecksumGeneric, "on"), nil, "not a tunnel device"},
+		{"unknown device", feature("ghost0", detect.FeatureTxChecksumGeneric, "on"), nil, "not a tunnel device"},
+		{"feature off the allowlist", feature("vxlan0", detect.FeatureGRO, "off"), nil, "allowlist"},
+		{"fixed feature", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) {
+				s.Tunnels.Devices[0].Features.Fixed = []string{detect.FeatureTxChecksumGeneric}
+			}, "does not let"},
+		{"bad feature value", feature("vxlan0", detect.FeatureTSO, "maybe"), nil, "neither on nor off"},
+		{"features unreadable", feature("vxlan0", detect.FeatureTSO, "on"),
+			func(s *detect.Snapshot) {
+				s.Tunnels.Devices[0].Features = detect.Features{Err: detect.Fail(detect.ErrPermission)}
+			}, "could not be read"},
+		{"backlog doubled", sysctl(SysctlMaxBacklog, "2000"), nil, ""},
+		{"backlog lowered", sysctl(SysctlMaxBacklog, "500"), nil, "only ever raises"},
+		{"backlog unchanged", sysctl(SysctlMaxBacklog, "1000"), nil, "only ever raises"},
+		{"backlog tripled", sysctl(SysctlMaxBacklog, "3000"), nil, "more than one step"},
+		{"backlog past the cap", sysctl(SysctlMaxBacklog, "65537"), func(s *detect.Snapshot) { s.Softnet.MaxBacklog = 60000 }, "past nodetune's bound"},
+		{"backlog unknown", sysctl(SysctlMaxBacklog, "2000"), func(s *detect.Snapshot) { s.Softnet.MaxBacklog = 0 }, "unknown"},
+		{"budget not a number", sysctl(SysctlBudget, "lots"), nil, "not a number"},
+		{"conntrack past the memory cap", sysctl(SysctlConntrackMax, "524288"),
+			func(s *detect.Snapshot) { s.Memory.TotalBytes = 1 << 30 }, "past nodetune's bound of 104857"},
+		{"conntrack, memory unknown", sysctl(SysctlConntrackMax, "524288"),
+			func(s *detect.Snapshot) { s.Memory = detect.Memory{Err: detect.Fail(detect.ErrPermission)} }, "memory size"},
+		{"sysctl off the allowlist", sysctl("net.ipv4.ip_forward", "1"), nil, "allowlist"},
+		{"rps", rps("eth0/rx-1", "3"), nil, ""},
+		{"rps on a queue not probed", rps("eth0/rx-7", "3"), nil, "not a receive queue"},
+		{"rps path escape", rps("../../../etc/rx-0", "3"), nil, "not DEV/rx-N"},
+		{"rps on a tx queue", rps("eth0/tx-0", "3"), nil, "not DEV/rx-N"},
+		{"rps on a CPU that does not exist", rps("eth0/rx-0", "4"), nil, "names CPU 2"},
+		{"rps off", rps("eth0/rx-0", "0"), nil, "turns RPS off"},
+		{"rps bad mask", rps("eth0/rx-0", "xyz"), nil, "not hex"},
+		{"module", rules.Change{Kind: rules.ChangeModule, Target: "ip_vs_rr", Value: "loaded"}, nil, ""},
+		{"module off the allowlist", rules.Change{Kind: rules.ChangeModule, Target: "nf_nat", Value: "loaded"}, nil, "allowlist"},
+		{"module unload", rules.Change{Kind: rules.ChangeModule, Target: "ip_vs", Value: "unloaded"}, nil, "only loads"},
+		{"unknown kind", rules.Change{Kind: "iptables", Target: "x", Value: "y"}, nil, "allowlist"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newNode(t).snapshot(t)
+			if tt.edit != nil {
+				tt.edit(s)
+			}
+			p := Propose(s, []rules.Finding{finding(tt.change)}, PlanOptions{Force: true})
+			if len(p.Changes) != 1 {
+				t.Fatalf("want one change, got %+v", p.Changes)
+			}
+			c := p.Changes[0]
+			if tt.refuse == "" {
+				if c.Refused != "" || !c.vetted {
+					t.Errorf("refused: %s", c.Refused)
+				}
+				return
+			}
+			if !strings.Contains(c.Refused, tt.refuse) || c.vetted {
+				t.Errorf("refusal %q, want one that says %q", c.Refused, tt.refuse)
+			}
+		})
+	}
+}
+
+func TestProposeSkipsManualAndDuplicates(t *testing.T) {
+	s := newNode(t).snapshot(t)
+	manual := finding(rules.Change{Kind: rules.ChangeSysctl, Target: SysctlBudget, Value: "600"})
+	manual.Fix.Auto = false
+	dup := finding(rules.Change{Kind: rules.ChangeSysctl, Target: SysctlBudget, Value: "600"})
+	clash := finding(rules.Change{Kind: rules.ChangeSysctl, Target: SysctlBudget, Value: "500"})
+	p := Propose(s, []rules.Finding{manual, dup, dup, clash}, PlanOptions{})
+	want := []planned{
+		{Key: Key{rules.ChangeSysctl, SysctlBudget, ""}, From: "300", To: "600"},
+		{Key: Key{rules.ChangeSysctl, SysctlBudget, ""}, From: "300", To: "500", Refused: true},
+	}
+	if diff := cmp.Diff(want, summarize(p)); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+}
