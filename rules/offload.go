@@ -93,8 +93,9 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 			Severity: Warning,
 			Subject:  t.Name,
 			Summary:  fmt.Sprintf("tx checksum offload is off on %s %s; the tunnel loses about %.0f%% of its throughput", t.Kind, t.Name, loss*100),
-			Explanation: "With tx checksum offload off, the kernel computes every inner checksum in software and also switches off " +
-				"TCP segmentation offload and GSO for the device, so each MTU-sized packet travels the stack alone. " +
+			Explanation: "With tx checksum offload off, the kernel computes every inner checksum in software and also drops TSO and " +
+				"the other tx segmentation offloads of the device, so large sends are cut into MTU-sized packets before " +
+				"encapsulation and each is checksummed by the CPU. " +
 				"CNIs switch it off to dodge a kernel bug in NAT of zero UDP checksums, but kernel " + s.Kernel.Release +
 				" carries the fix (commit ea64d8d6c675, mainline 5.7, stable 5.6.13, 5.4.41, 4.19.123, 4.14.181).",
 			Evidence: append(offloadEvidence(t), Evidence{"kernel", s.Kernel.Release}, Evidence{"nat_checksum_fix", string(fix)}),
@@ -109,8 +110,8 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 		case fix == detect.FixUnknown:
 			f.Fix.Auto = false
 			f.Fix.Manual = "this is a distribution kernel older than 5.7: confirm that it carries commit ea64d8d6c675 (\"netfilter: nat: never update the UDP checksum when it's 0\") before turning offload on"
-			f.Explanation = "With tx checksum offload off, the kernel computes every inner checksum in software and also switches off " +
-				"TCP segmentation offload and GSO for the device. Whether this distribution kernel (" + s.Kernel.Release +
+			f.Explanation = "With tx checksum offload off, the kernel computes every inner checksum in software and also drops TSO and " +
+				"the other tx segmentation offloads of the device. Whether this distribution kernel (" + s.Kernel.Release +
 				") carries the NAT checksum fix cannot be told from its version."
 		case s.UDP.Err.Failed():
 			f.Fix.Auto = false
