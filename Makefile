@@ -35,6 +35,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 bench: build ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	@if [ "$$(id -u)" -eq 0 ]; then ./$(BIN) bench; else echo "nodetune bench skipped: needs root"; fi
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
