@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ func (h *Host) KubeProxy() detect.KubeProxy {
 	}
 	body, err := h.get("/proxyMode")
 	if err != nil {
-		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, detect.ErrNotSupported) {
+		if !notListening(err) {
 			kp.Err = detect.Fail(err)
 		}
 		return kp
@@ -66,6 +67,16 @@ func (h *Host) get(path string) (string, error) {
 		return "", fmt.Errorf("reading kube-proxy's answer from %s: %w", url, err)
 	}
 	return string(b), nil
+}
+
+// notListening reports whether err means nothing answers at kube-proxy's
+// address (refused, unreachable, timed out, or no /proxyMode there), which
+// is a node without kube-proxy rather than a failure.
+func notListening(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, detect.ErrNotSupported)
 }
 
 // ParseProxyMode parses kube-proxy's /proxyMode answer: one word.

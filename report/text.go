@@ -84,8 +84,11 @@ func (p *printer) summary(d Document) {
 		p.row("softnet", "unknown (%s)", s.Softnet.Err)
 	} else {
 		dl := s.Softnet.Delta
-		p.row("softnet", "%d packets, %d dropped, %d squeezed in the window (netdev_max_backlog %d, netdev_budget %d)",
-			dl.Processed, dl.Dropped, dl.TimeSqueezed, s.Softnet.MaxBacklog, s.Softnet.Budget)
+		limits := "netdev limits unreadable here"
+		if s.Softnet.MaxBacklog > 0 && s.Softnet.Budget > 0 {
+			limits = fmt.Sprintf("netdev_max_backlog %d, netdev_budget %d", s.Softnet.MaxBacklog, s.Softnet.Budget)
+		}
+		p.row("softnet", "%d packets, %d dropped, %d squeezed in the window (%s)", dl.Processed, dl.Dropped, dl.TimeSqueezed, limits)
 	}
 	p.conntrack(s.Conntrack)
 	switch {
