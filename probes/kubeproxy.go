@@ -112,8 +112,9 @@ func ParseKubeProxyMetrics(r io.Reader) (natRules int64, syncSeconds float64, er
 	if mf, ok := families["kubeproxy_sync_proxy_rules_iptables_total"]; ok {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "table" && l.GetValue() == "nat" && m.GetGauge() != nil {
-					natRules = int64(m.GetGauge().GetValue())
+				if l.GetName() == "table" && l.GetValue() == "nat" {
+					// A page without TYPE lines makes every sample untyped.
+					natRules = int64(m.GetGauge().GetValue() + m.GetUntyped().GetValue())
 				}
 			}
 		}
