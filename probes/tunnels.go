@@ -17,13 +17,9 @@ import (
 // namespace, whatever its name, with its underlay and the ethtool features
 // of both.
 func (h *Host) Tunnels() detect.Tunnels {
-	links, err := h.Netlink.LinkList()
+	links, lookup, err := h.tunnelLinks()
 	if err != nil {
 		return detect.Tunnels{Err: fail("listing links", err)}
-	}
-	byIndex := make(map[int]netlink.Link, len(links))
-	for _, l := range links {
-		byIndex[l.Attrs().Index] = l
 	}
 	out := detect.Tunnels{Devices: []detect.Tunnel{}}
 	var defaultDev *int
@@ -41,7 +37,7 @@ func (h *Host) Tunnels() detect.Tunnels {
 			}
 			parent, source = *defaultDev, "default-route"
 		}
-		if pl, ok := byIndex[parent]; ok && parent != t.Index {
+		if pl, ok := lookup(parent); ok && parent != t.Index {
 			a := pl.Attrs()
 			t.Underlay = &detect.Underlay{
 				Name: a.Name, Index: a.Index, MTU: a.MTU, Source: source,
@@ -53,6 +49,42 @@ func (h *Host) Tunnels() detect.Tunnels {
 	}
 	sort.Slice(out.Devices, func(i, j int) bool { return out.Devices[i].Name < out.Devices[j].Name })
 	return out
+}
+
+// tunnelKinds are the link kinds Tunnels reports.
+var tunnelKinds = []string{detect.KindVXLAN, detect.KindGeneve, detect.KindIPIP}
+
+// tunnelLinks returns the links that may be tunnels, and a lookup for the
+// devices beneath them. A seam that lists by kind spares the dump of every
+// pod veth on the node; any other lists every link.
+func (h *Host) tunnelLinks() ([]netlink.Link, func(int) (netlink.Link, bool), error) {
+	if kl, ok := h.Netlink.(KindLister); ok {
+		var links []netlink.Link
+		for _, kind := range tunnelKinds {
+			ls, err := kl.LinkListByKind(kind)
+			if err != nil {
+				return nil, nil, err
+			}
+			links = append(links, ls...)
+		}
+		lookup := func(index int) (netlink.Link, bool) {
+			if index <= 0 {
+				return nil, false
+			}
+			l, err := kl.LinkByIndex(index)
+			return l, err == nil
+		}
+		return links, lookup, nil
+	}
+	links, err := h.Netlink.LinkList()
+	if err != nil {
+		return nil, nil, err
+	}
+	byIndex := make(map[int]netlink.Link, len(links))
+	for _, l := range links {
+		byIndex[l.Attrs().Index] = l
+	}
+	return links, func(index int) (netlink.Link, bool) { l, ok := byIndex[index]; return l, ok }, nil
 }
 
 // tunnelOf describes l if it is a tunnel, with the index of the device it
