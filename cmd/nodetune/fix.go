@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/safchain/ethtool"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/nodetune/nodetune/rules"
+	"github.com/nodetune/nodetune/tune"
+)
+
+func init() { subcommands = append(subcommands, newFixCmd, newRollbackCmd) }
+
+// Exit codes of fix and rollback, besides exitOK, exitUsage and
+// exitFailure.
+const (
+	// exitIncomplete: some changes were refused, declined at the prompt, or
+	// (rollback) left alone because someone else changed them; nothing
+	// failed.
+	exitIncomplete = 1
+	// exitChangeFailed: a change failed or was reverted.
+	exitChangeFailed = 2
+)
+
+// defaultStateDir is where fix, rollback and serve keep the journal.
+const defaultStateDir = "/var/lib/nodetune"
+
+// tuneSystem opens the host for writing, through the real ethtool socket.
+func (g *globals) tuneSystem() (*tune.Host, func(), error) {
+	et, err := ethtool.NewEthtool()
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the ethtool socket: %w", err)
+	}
+	return tune.NewHost(g.paths.ProcFS, g.paths.SysFS, et), et.Close, nil
+}
+
+type fixFlags struct {
+	yes, dryRun, force bool
+	rules              []string
+	stateDir           string
+	window             time.Duration
+}
+
+func newFixCmd(g *globals) *cobra.Command {
+	cfg := rules.DefaultConfig()
+	var f fixFlags
+	cmd := &cobra.Command{
+		Use:   "fix",
+		Short: "Plan, apply and verify the safe fixes for what doctor finds, journaled for rollback",
+		Long: "fix reads the node as doctor does, plans a change for every finding nodetune may fix by itself,\n" +
+			"prints the plan (what, from, to, why) and applies it with --yes or after you confirm on a terminal.\n" +
+			"Before each write the original value is recorded durably in the journal under --state-dir; after\n" +
+			"it the value is read back, and a value the kernel did not take is reverted. A change to a setting\n" +
+			"that another agent owns (Calico Felix, kube-proxy) is refused unless --force is given; tx checksum\n" +
+			"offload is never turned on where the kernel may lack the NAT checksum fix or bad UDP checksums\n" +
+			"arrive. `nodetune rollback` undoes what fix did.\n\n" +
+			"Exit status: 0 every planned change was applied and verified (or nothing needed fixing),\n" +
+			"1 some changes were refused or not confirmed and nothing failed, 2 a change failed or was\n" +
+			"reverted, 3 bad usage, 4 nodetune could not run (probes, journal).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRuleIDs(f.rules); err != nil {
+				return err
+			}
+			if f.window <= 0 {
+				return fmt.Errorf("--window must be positive")
+			}
+			return runFix(cmd, g, cfg, f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVarP(&f.yes, "yes", "y", false, "apply the plan without asking")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
+	fs.BoolVar(&f.force, "force", false, "also change settings that another agent (Felix, kube-proxy) owns")
+	fs.StringArrayVar(&f.rules, "rule", nil, "fix only findings of this rule ID (repeatable)")
+	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "directory of the journal that rollback reads")
+	fs.DurationVar(&f.window, "window", time.Second, "how long to measure rates before planning")
+	ruleFlags(cmd, &cfg)
+	return cmd
+}
+
+// checkRuleIDs rejects --rule values that name no auto-fixable rule.
+func checkRuleIDs(ids []string) error {
+	var auto []string
+	for _, r := range rules.Catalog() {
+		if r.Auto {
+			auto = append(auto, r.ID)
+		}
+	}
+	for _, id := range ids {
+		if !slices.Contains(auto, id) {
+			return fmt.Errorf("--rule %q: not a rule nodetune fixes by itself; those are %s", id, strings.Join(auto, ", "))
+		}
+	}
+	return nil
+}
+
+func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	sys, closeSys, err := g.tuneSystem()
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	defer closeSys()
+
+	// Finish whatever an interrupted run left behind before looking at the
+	// node, so the plan starts from a settled state.
+	var tu *tune.Tuner
+	if !f.dryRun && tune.JournalExists(f.stateDir) {
+		if tu, err = tune.Open(f.stateDir, sys); err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
+		defer tu.Close()
+		if rec := tu.Reconcile(ctx); len(rec) > 0 {
+			fmt.Fprintln(out, "Recovered from an interrupted run:")
+			printOutcomes(out, rec)
+			fmt.Fprintln(out)
+		}
+	}
+
+	s, err := g.snapshot(ctx, f.window)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	plan := tune.Propose(s, rules.Evaluate(s, cfg).Findings, tune.PlanOptions{Rules: f.rules, Force: f.force})
+	printPlan(out, plan)
+	approved := len(plan.Approved())
+	partial := exitOK
+	if len(plan.Refusals()) > 0 {
+		partial = exitIncomplete
+	}
+	switch {
+	case approved == 0 || f.dryRun:
+		return exitCode(partial)
+	case !f.yes:
+		ok, err := confirm(cmd.InOrStdin(), out, approved)
+		if err != nil {
+			return &exitError{code: exitIncomplete, err: err}
+		}
+		if !ok {
+			fmt.Fprintln(out, "Nothing was changed.")
+			return exitCode(exitIncomplete)
+		}
+	}
+	if tu == nil {
+		if tu, err = tune.Open(f.stateDir, sys); err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
+		defer tu.Close()
+	}
+	outcomes := tu.Apply(ctx, plan)
+	fmt.Fprintln(out, "\nResult:")
+	printOutcomes(out, outcomes)
+	code := partial
+	for _, o := range outcomes {
+		switch o.Result {
+		case tune.Failed, tune.Reverted:
+			code = exitChangeFailed
+		case tune.Refused:
+			code = max(code, exitIncomplete)
+		}
+	}
+	if code == exitOK {
+		fmt.Fprintf(out, "\nEvery change was applied and verified. Undo with: nodetune rollback --state-dir %s\n", f.stateDir)
+	}
+	return exitCode(code)
+}
+
+// exitCode is nil for exitOK, and an exitError without a message otherwise.
+func exitCode(code int) error {
+	if code == exitOK {
+		return nil
+	}
+	return &exitError{code: code}
+}
+
+// confirm asks on a terminal whether to apply n changes. Without a
+// terminal there is nobody to ask, and the answer is an error.
+func confirm(in io.Reader, out io.Writer, n int) (bool, error) {
+	f, ok := in.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false, errors.New("not applied: standard input is not a terminal to confirm on; run with --yes to apply, or --dry-run")
+	}
+	fmt.Fprintf(out, "\nApply these %d changes? [y/N] ", n)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		return false, nil
+	}
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes", nil
+}
+
+// printPlan writes the plan for a person: each change with what, from, to
+// and why, then the refused ones with the reason.
+func printPlan(w io.Writer, p tune.Plan) {
+	approved, refused := p.Approved(), p.Refusals()
+	if len(p.Changes) == 0 {
+		fmt.Fprintln(w, "Nothing to fix: no finding that nodetune fixes by itself.")
+		return
+	}
+	fmt.Fprintf(w, "Plan: %d change(s), %d refused.\n", len(approved), len(refused))
+	for i, c := range approved {
+		fmt.Fprintf(w, "\n%2d. %s: %s -> %s\n", i+1, c.Key, orUnknown(c.From), c.To)
+		fmt.Fprintf(w, "    why:     %s [%s]\n", c.Why, c.Rule)
+		fmt.Fprintf(w, "    command: %s\n", c.Command())
+		for _, n := range c.Notes {
+			fmt.Fprintf(w, "    note:    %s\n", n)
+		}
+		if c.Owner != nil {
+			fmt.Fprintf(w, "    owner:   %s (changed anyway: --force); durable fix: %s\n", c.Owner.Name, c.Owner.DurableFix)
+		}
+	}
+	for _, c := range refused {
+		fmt.Fprintf(w, "\nrefused: %s: %s -> %s\n", c.Key, orUnknown(c.From), c.To)
+		fmt.Fprintf(w, "    why:     %s [%s]\n", c.Why, c.Rule)
+		fmt.Fprintf(w, "    refused: %s\n", c.Refused)
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
+}
+
+// printOutcomes writes one line per outcome.
+func printOutcomes(w io.Writer, outcomes []tune.Outcome) {
+	for _, o := range outcomes {
+		fmt.Fprintf(w, "  %s\n", o)
+	}
+}

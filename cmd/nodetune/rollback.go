@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodetune/nodetune/tune"
+)
+
+func newRollbackCmd(g *globals) *cobra.Command {
+	var stateDir string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Restore every value nodetune changed and still owns, newest first",
+		Long: "rollback reads the journal under --state-dir and restores, newest first, every setting nodetune\n" +
+			"changed and still finds at the value it set. A setting someone else has changed since is reported\n" +
+			"and left alone; a change whose write never happened (the process died first) is simply closed.\n" +
+			"--dry-run prints the ethtool, sysctl and other commands that would restore the values by hand.\n\n" +
+			"Exit status: 0 everything nodetune owned is back (or there was nothing to do), 1 some values were\n" +
+			"left alone because someone else changed them, 2 a restore failed, 3 bad usage, 4 nodetune could\n" +
+			"not run (journal corrupt, foreign or locked).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			if !tune.JournalExists(stateDir) {
+				fmt.Fprintf(out, "Nothing to roll back: there is no journal in %s.\n", stateDir)
+				return nil
+			}
+			sys, closeSys, err := g.tuneSystem()
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			defer closeSys()
+			tu, err := tune.Open(stateDir, sys)
+			if err != nil {
+				return &exitError{code: exitFailure, err: err}
+			}
+			defer tu.Close()
+			outcomes := tu.Rollback(cmd.Context(), dryRun)
+			if dryRun {
+				printRollbackCommands(out, outcomes)
+			} else if len(outcomes) == 0 {
+				fmt.Fprintln(out, "Nothing to roll back: nodetune owns no changed value.")
+			} else {
+				fmt.Fprintln(out, "Rollback, newest change first:")
+				printOutcomes(out, outcomes)
+			}
+			code := exitOK
+			for _, o := range outcomes {
+				switch o.Result {
+				case tune.Failed:
+					code = exitChangeFailed
+				case tune.Conflict:
+					code = max(code, exitIncomplete)
+				}
+			}
+			return exitCode(code)
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "directory of the journal")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the commands that would restore the values, and change nothing")
+	return cmd
+}
+
+// printRollbackCommands writes a shell script that restores by hand what
+// rollback would restore, with the entries it would leave as comments.
+func printRollbackCommands(w io.Writer, outcomes []tune.Outcome) {
+	fmt.Fprintln(w, "# nodetune rollback --dry-run: the commands that restore the original values, newest first")
+	if len(outcomes) == 0 {
+		fmt.Fprintln(w, "# nothing to roll back: nodetune owns no changed value")
+	}
+	for _, o := range outcomes {
+		switch o.Result {
+		case tune.Planned:
+			fmt.Fprintf(w, "%s   # was %s, set by %s\n", o.Command, o.Change.From, o.Change.Rule)
+		case tune.Closed:
+			fmt.Fprintf(w, "# %s is already at its original %s: nothing to do\n", o.Change.Key, o.Change.To)
+		default:
+			fmt.Fprintf(w, "# %s %s: %v\n", o.Result, o.Change.Key, o.Err)
+		}
+	}
+}
