@@ -33,7 +33,7 @@ var (
 
 // nodetuneBinary builds nodetune once per test run, so that it can be
 // started inside a testbed namespace with `ip netns exec`.
-func nodetuneBinary(t *testing.T) string {
+func nodetuneBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "nodetune-serve-test-")
@@ -80,7 +80,7 @@ func (s *syncBuffer) String() string {
 // the program, so the pid is the program's own and only it is signalled.
 // The process is killed when the test ends, and its output logged if the
 // test failed.
-func startIn(t *testing.T, ns string, argv ...string) *proc {
+func startIn(t testing.TB, ns string, argv ...string) *proc {
 	t.Helper()
 	p := &proc{out: &syncBuffer{}}
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
@@ -137,7 +137,7 @@ func nsClient(side *testbed.Side) *http.Client {
 }
 
 // eventually polls fn every 100 ms until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, fn func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
