@@ -132,11 +132,13 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
 	}
-	plan := tune.Propose(s, rules.Evaluate(s, cfg).Findings, tune.PlanOptions{Rules: f.rules, Force: f.force})
-	printPlan(out, plan)
+	findings := rules.Evaluate(s, cfg).Findings
+	plan := tune.Propose(s, findings, tune.PlanOptions{Rules: f.rules, Force: f.force})
+	held := heldBack(findings, f.rules)
+	printPlan(out, plan, held)
 	approved := len(plan.Approved())
 	partial := exitOK
-	if len(plan.Refusals()) > 0 {
+	if len(plan.Refusals()) > 0 || len(held) > 0 {
 		partial = exitIncomplete
 	}
 	switch {
@@ -200,10 +202,30 @@ func confirm(in io.Reader, out io.Writer, n int) (bool, error) {
 	return answer == "y" || answer == "yes", nil
 }
 
+// heldBack returns the findings (of the selected rules) whose fix names
+// changes that the rule itself judged unsafe to make automatically, such as
+// offload while bad UDP checksums arrive.
+func heldBack(findings []rules.Finding, only []string) []rules.Finding {
+	var out []rules.Finding
+	for _, f := range findings {
+		if !f.Fix.Auto && len(f.Fix.Changes) > 0 && (len(only) == 0 || slices.Contains(only, f.Rule)) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // printPlan writes the plan for a person: each change with what, from, to
-// and why, then the refused ones with the reason.
-func printPlan(w io.Writer, p tune.Plan) {
+// and why, then the refused ones with the reason, then the findings held
+// back from automatic fixing.
+func printPlan(w io.Writer, p tune.Plan, held []rules.Finding) {
 	approved, refused := p.Approved(), p.Refusals()
+	defer func() {
+		for _, f := range held {
+			fmt.Fprintf(w, "\nnot fixed automatically: %s [%s]\n", f.Summary, f.Rule)
+			fmt.Fprintf(w, "    why:     %s\n", f.Fix.Manual)
+		}
+	}()
 	if len(p.Changes) == 0 {
 		fmt.Fprintln(w, "Nothing to fix: no finding that nodetune fixes by itself.")
 		return

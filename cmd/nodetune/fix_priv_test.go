@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/safchain/ethtool"
+
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/privtest"
+	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/tune"
+)
+
+// ntRun is one finished nodetune process.
+type ntRun struct {
+	out    string
+	code   int
+	killed bool // by SIGKILL, from the crash hook
+}
+
+// nodetuneIn runs nodetune inside ns with extra environment variables, as
+// an operator would with `ip netns exec`. prefix goes between the two, for
+// setpriv.
+func nodetuneIn(t *testing.T, ns string, env, prefix []string, args ...string) ntRun {
+	t.Helper()
+	argv := append(append([]string{"netns", "exec", ns}, prefix...), append([]string{nodetuneBinary(t)}, args...)...)
+	cmd := exec.Command("ip", argv...)
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return ntRun{out: out.String()}
+	case errors.As(err, &ee):
+		ws := ee.Sys().(syscall.WaitStatus)
+		return ntRun{out: out.String(), code: ee.ExitCode(), killed: ws.Signaled() && ws.Signal() == syscall.SIGKILL}
+	}
+	t.Fatalf("ip %s: %v\n%s", strings.Join(argv, " "), err, out.String())
+	return ntRun{}
+}
+
+func fixArgs(stateDir string, extra ...string) []string {
+	return append([]string{"fix", "--yes", "--window", "200ms", "--kube-proxy.url=", "--state-dir", stateDir}, extra...)
+}
+
+func rollbackArgs(stateDir string, extra ...string) []string {
+	return append([]string{"rollback", "--state-dir", stateDir}, extra...)
+}
+
+// features is the full requested/active state of every feature of dev.
+func features(t *testing.T, s *testbed.Side, dev string) map[string]ethtool.FeatureState {
+	t.Helper()
+	f, err := s.Ethtool().FeaturesWithState(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func setFeatures(t *testing.T, s *testbed.Side, f map[string]bool) {
+	t.Helper()
+	if err := s.Ethtool().Change(s.Tunnel, f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func expectCode(t *testing.T, r ntRun, want int, what string) {
+	t.Helper()
+	if r.code != want || r.killed {
+		t.Fatalf("%s: exit %d (killed %t), want %d\n%s", what, r.code, r.killed, want, r.out)
+	}
+}
+
+// TestFixOffloadRoundTrip: on a tunnel with tx checksum offload off, fix
+// turns it on and brings TSO back, a second fix writes nothing, and
+// rollback puts every feature back exactly as it was, requested state
+// included.
+func TestFixOffloadRoundTrip(t *testing.T) {
+	for _, tso := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tso requested %t", tso), func(t *testing.T) {
+			b := testbed.NewForTest(t, testbed.Options{})
+			a := b.A
+			setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false, detect.FeatureTSO: tso})
+			before := features(t, a, a.Tunnel)
+			dir := t.TempDir()
+
+			r := nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
+			expectCode(t, r, exitOK, "fix")
+			after := features(t, a, a.Tunnel)
+			for _, f := range []string{detect.FeatureTxChecksumGeneric, detect.FeatureTSO, detect.FeatureTSO6} {
+				if !after[f].Active {
+					t.Errorf("%s is not active after fix\n%s", f, r.out)
+				}
+			}
+
+			journal, _ := os.ReadFile(filepath.Join(dir, tune.JournalFile))
+			r = nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
+			expectCode(t, r, exitOK, "second fix")
+			if !strings.Contains(r.out, "Nothing to fix") {
+				t.Errorf("second fix planned something:\n%s", r.out)
+			}
+			if again, _ := os.ReadFile(filepath.Join(dir, tune.JournalFile)); !bytes.Equal(again, journal) {
+				t.Errorf("second fix wrote to the journal")
+			}
+			if diff := cmp.Diff(after, features(t, a, a.Tunnel)); diff != "" {
+				t.Errorf("second fix changed features:\n%s", diff)
+			}
+
+			r = nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir, "--dry-run")...)
+			expectCode(t, r, exitOK, "rollback --dry-run")
+			if !strings.Contains(r.out, "ethtool -K vxlan0 tx-checksum-ip-generic off") {
+				t.Errorf("dry run does not print the ethtool command:\n%s", r.out)
+			}
+			if diff := cmp.Diff(after, features(t, a, a.Tunnel)); diff != "" {
+				t.Errorf("rollback --dry-run changed features:\n%s", diff)
+			}
+
+			r = nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...)
+			expectCode(t, r, exitOK, "rollback")
+			if diff := cmp.Diff(before, features(t, a, a.Tunnel)); diff != "" {
+				t.Errorf("features after rollback (-before +after):\n%s\n%s", diff, r.out)
+			}
+			r = nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...)
+			if r.code != exitOK || !strings.Contains(r.out, "Nothing to roll back") {
+				t.Errorf("second rollback: exit %d\n%s", r.code, r.out)
+			}
+		})
+	}
+}
+
+// TestFixKillAtEveryStep kills fix with SIGKILL between every pair of its
+// steps (journal intent, host write, journal applied, read back and
+// journal verified, for both the checksum change and the TSO change that
+// follows it), then runs rollback, and checks that every feature is back
+// exactly as it was. It does the same to rollback itself.
+func TestFixKillAtEveryStep(t *testing.T) {
+	b := testbed.NewForTest(t, testbed.Options{})
+	a := b.A
+	// TSO not requested: fix must turn it on explicitly, a second journaled
+	// change, so the kill points cover two entries.
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false, detect.FeatureTSO: false})
+	before := features(t, a, a.Tunnel)
+
+	check := func(t *testing.T, dir, what string) {
+		t.Helper()
+		r := nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...)
+		expectCode(t, r, exitOK, what+": rollback")
+		if diff := cmp.Diff(before, features(t, a, a.Tunnel)); diff != "" {
+			t.Fatalf("%s: features after rollback (-before +after):\n%s\n%s", what, diff, r.out)
+		}
+	}
+	for _, step := range []string{"intent:1", "write:1", "applied:1", "verified:1", "intent:2", "write:2", "applied:2", "verified:2"} {
+		t.Run("fix "+step, func(t *testing.T) {
+			dir := t.TempDir()
+			r := nodetuneIn(t, a.NS, []string{tune.CrashEnv + "=" + step}, nil, fixArgs(dir)...)
+			if !r.killed {
+				t.Fatalf("fix was not killed at %s: exit %d\n%s", step, r.code, r.out)
+			}
+			check(t, dir, "killed at "+step)
+		})
+	}
+	for _, step := range []string{"restore:1", "restored:1", "restore:2", "restored:2"} {
+		t.Run("rollback "+step, func(t *testing.T) {
+			dir := t.TempDir()
+			expectCode(t, nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...), exitOK, "fix")
+			r := nodetuneIn(t, a.NS, []string{tune.CrashEnv + "=" + step}, nil, rollbackArgs(dir)...)
+			if !r.killed {
+				t.Fatalf("rollback was not killed at %s: exit %d\n%s", step, r.code, r.out)
+			}
+			check(t, dir, "rollback killed at "+step)
+		})
+	}
+	t.Run("fix after a crash reconciles", func(t *testing.T) {
+		dir := t.TempDir()
+		r := nodetuneIn(t, a.NS, []string{tune.CrashEnv + "=applied:1"}, nil, fixArgs(dir)...)
+		if !r.killed {
+			t.Fatalf("fix was not killed: %s", r.out)
+		}
+		r = nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
+		expectCode(t, r, exitOK, "fix after the crash")
+		if !strings.Contains(r.out, "Recovered from an interrupted run") || !strings.Contains(r.out, "verified") {
+			t.Errorf("fix did not reconcile the interrupted run:\n%s", r.out)
+		}
+		check(t, dir, "after reconcile")
+	})
+}
+
+// TestFixRefusesWhatFelixOwns: on Calico's tunnel, fix refuses to fight
+// Felix and names the durable fix, unless --force.
+func TestFixRefusesWhatFelixOwns(t *testing.T) {
+	b := testbed.NewForTest(t, testbed.Options{TunnelName: "vxlan.calico"})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	before := features(t, a, a.Tunnel)
+	dir := t.TempDir()
+	r := nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
+	expectCode(t, r, exitIncomplete, "fix")
+	for _, want := range []string{"refused", detect.OwnerFelix, "FELIX_FEATUREDETECTOVERRIDE=ChecksumOffloadBroken=false", "--force"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("output does not mention %q:\n%s", want, r.out)
+		}
+	}
+	if diff := cmp.Diff(before, features(t, a, a.Tunnel)); diff != "" {
+		t.Errorf("a refused fix changed features:\n%s", diff)
+	}
+	r = nodetuneIn(t, a.NS, nil, nil, fixArgs(dir, "--force")...)
+	expectCode(t, r, exitOK, "fix --force")
+	if !features(t, a, a.Tunnel)[detect.FeatureTxChecksumGeneric].Active {
+		t.Errorf("fix --force did not turn offload on:\n%s", r.out)
+	}
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
+	if diff := cmp.Diff(before, features(t, a, a.Tunnel)); diff != "" {
+		t.Errorf("features after rollback:\n%s", diff)
+	}
+}
+
+// TestFixHoldsBackWhileChecksumsFail sends UDP packets with bad checksums
+// to side B while fix measures it: B must keep tx checksum offload off and
+// say why.
+func TestFixHoldsBackWhileChecksumsFail(t *testing.T) {
+	b := testbed.NewForTest(t, testbed.Options{})
+	setFeatures(t, b.B, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	// Without rx checksumming on its veth, B's UDP layer checks every
+	// checksum itself and counts the bad ones in InCsumErrors.
+	if err := b.B.Ethtool().Change(b.B.Underlay, map[string]bool{"rx-checksum": false}); err != nil {
+		t.Fatal(err)
+	}
+	before := features(t, b.B, b.B.Tunnel)
+	stop := sendBadUDP(t, b.A, b.B.UnderlayIP)
+	r := nodetuneIn(t, b.B.NS, nil, nil, fixArgs(t.TempDir(), "--window", "1s")...)
+	stop()
+	expectCode(t, r, exitIncomplete, "fix")
+	if !strings.Contains(r.out, "bad checksums") || !strings.Contains(r.out, "not fixed automatically") {
+		t.Errorf("fix does not say why offload stays off:\n%s", r.out)
+	}
+	if diff := cmp.Diff(before, features(t, b.B, b.B.Tunnel)); diff != "" {
+		t.Errorf("fix changed features while checksums failed:\n%s", diff)
+	}
+}
+
+// sendBadUDP sends UDP datagrams with a wrong checksum from side s to dst
+// every 10 ms until the returned func is called.
+func sendBadUDP(t *testing.T, s *testbed.Side, dst netip.Addr) func() {
+	t.Helper()
+	var fd int
+	err := s.Do(func() error {
+		var err error
+		fd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_UDP)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("raw socket in %s: %v", s.NS, err)
+	}
+	payload := []byte("bad checksum")
+	pkt := binary.BigEndian.AppendUint16(nil, 40000)
+	pkt = binary.BigEndian.AppendUint16(pkt, 9999)
+	pkt = binary.BigEndian.AppendUint16(pkt, uint16(8+len(payload)))
+	pkt = binary.BigEndian.AppendUint16(pkt, 0xdead) // wrong, and not 0 (which means "none")
+	pkt = append(pkt, payload...)
+	to := &syscall.SockaddrInet4{Addr: dst.As4()}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+				_ = syscall.Sendto(fd, pkt, 0, to)
+			}
+		}
+	}()
+	return func() { close(done); <-finished; syscall.Close(fd) }
+}
+
+// TestFixRefusesBadJournal: a corrupt or foreign journal stops fix before
+// it writes anything, and is left byte for byte as it was.
+func TestFixRefusesBadJournal(t *testing.T) {
+	b := testbed.NewForTest(t, testbed.Options{})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	before := features(t, a, a.Tunnel)
+
+	good := t.TempDir()
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, fixArgs(good)...), exitOK, "fix")
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(good)...), exitOK, "rollback")
+	journal, err := os.ReadFile(filepath.Join(good, tune.JournalFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Replace(journal, []byte(`"to":"on"`), []byte(`"to":"of"`), 1)
+	for name, content := range map[string][]byte{
+		"corrupt": corrupt,
+		"foreign": []byte("# /etc/sysctl.conf\nnet.core.netdev_budget = 600\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, tune.JournalFile)
+			os.WriteFile(path, content, 0o600)
+			for _, args := range [][]string{fixArgs(dir), rollbackArgs(dir)} {
+				r := nodetuneIn(t, a.NS, nil, nil, args...)
+				expectCode(t, r, exitFailure, args[0])
+				if !strings.Contains(r.out, path) || !strings.Contains(r.out, "left as it is") {
+					t.Errorf("%s does not say which journal and that it is kept:\n%s", args[0], r.out)
+				}
+				if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
+					t.Errorf("%s modified the journal", args[0])
+				}
+				if diff := cmp.Diff(before, features(t, a, a.Tunnel)); diff != "" {
+					t.Errorf("%s changed features:\n%s", args[0], diff)
+				}
+			}
+		})
+	}
+}
+
+// TestFixWithoutPermission runs fix as an unprivileged user: with no
+// access to the state directory it stops before the host; with a writable
+// state directory the ethtool write is refused by the kernel, recorded,
+// and reported.
+func TestFixWithoutPermission(t *testing.T) {
+	setpriv := privtest.Tool(t, "setpriv")
+	b := testbed.NewForTest(t, testbed.Options{})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	before := features(t, a, a.Tunnel)
+	nobody := []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"}
+	// The binary must be reachable by nobody.
+	if err := os.Chmod(filepath.Dir(nodetuneBinary(t)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	closed := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := nodetuneIn(t, a.NS, nil, nobody, fixArgs(closed)...)
+	expectCode(t, r, exitFailure, "fix without access to the state directory")
+	if !strings.Contains(r.out, "permission denied") {
+		t.Errorf("fix does not say permission denied:\n%s", r.out)
+	}
+
+	open := t.TempDir()
+	os.Chmod(open, 0o777)
+	os.Chmod(filepath.Dir(open), 0o755)
+	r = nodetuneIn(t, a.NS, nil, nobody, fixArgs(open)...)
+	expectCode(t, r, exitChangeFailed, "fix without CAP_NET_ADMIN")
+	if !strings.Contains(r.out, "permission denied") || !strings.Contains(r.out, "unchanged") {
+		t.Errorf("fix does not say the write was refused and nothing changed:\n%s", r.out)
+	}
+	if diff := cmp.Diff(before, features(t, a, a.Tunnel)); diff != "" {
+		t.Errorf("features changed:\n%s", diff)
+	}
+	// The journal records the attempt, closed, so rollback has nothing to do.
+	r = nodetuneIn(t, a.NS, nil, nil, rollbackArgs(open)...)
+	if r.code != exitOK || !strings.Contains(r.out, "Nothing to roll back") {
+		t.Errorf("rollback after a refused write: exit %d\n%s", r.code, r.out)
+	}
+}
