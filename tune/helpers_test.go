@@ -129,14 +129,21 @@ type node struct {
 	host      *Host
 }
 
-func newNode(t *testing.T) *node {
-	t.Helper()
-	proc := fixtureTree(t, map[string]string{
+func newNode(t *testing.T) *node { return newNodeAt(t, fixtureProc(t)) }
+
+// fixtureProc is a procfs tree with the sysctls tune may write.
+func fixtureProc(t *testing.T) string {
+	return fixtureTree(t, map[string]string{
 		"sys/net/netfilter/nf_conntrack_max": "262144\n",
 		"sys/net/core/netdev_max_backlog":    "1000\n",
 		"sys/net/core/netdev_budget":         "300\n",
 		"sys/kernel/osrelease":               "6.18.0\n",
 	})
+}
+
+// newNodeAt is a fixture node whose procfs tree is proc.
+func newNodeAt(t *testing.T, proc string) *node {
+	t.Helper()
 	sys := fixtureTree(t, map[string]string{
 		"class/net/eth0/queues/rx-0/rps_cpus": "0\n",
 		"class/net/eth0/queues/rx-1/rps_cpus": "0\n",
