@@ -15,6 +15,8 @@ type BenchResult struct {
 	// LossRatio is the share of throughput measured lost with tx checksum
 	// offload off; 0 when the benchmark could not tell.
 	LossRatio float64 `json:"loss_ratio"`
+	// Run is the benchmark's own account of the run, for the HTTP answer.
+	Run any `json:"run,omitempty"`
 }
 
 // BenchRunner runs the throughput benchmark.

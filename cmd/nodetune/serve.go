@@ -35,6 +35,7 @@ type serveFlags struct {
 	force          bool
 	stateDir       string
 	backoff        daemon.Backoff
+	benchDuration  time.Duration
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -69,6 +70,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.StringVar(&f.stateDir, "state-dir", serveStateDir, "where the remediation journal lives")
 	fs.IntVar(&f.backoff.Max, "remediation.max-reapplies", f.backoff.Max, "re-apply an undone fix at most this many times per window, then stop managing it")
 	fs.DurationVar(&f.backoff.Window, "remediation.window", f.backoff.Window, "the window re-applies are counted in")
+	fs.DurationVar(&f.benchDuration, "bench.duration", 2*time.Second, "how long POST /bench measures each case")
 	ruleFlags(cmd, &cfg)
 	return cmd
 }
@@ -110,7 +112,7 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 		defer closeRem()
 		opts.Remediator = rem
 	}
-	opts.Bench = benchRunner()
+	opts.Bench = benchRunner(exp, f.benchDuration, g.log)
 	d, err := daemon.New(opts)
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}

@@ -34,6 +34,3 @@ func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error)
 // serveStateDir is where serve keeps its journal unless told otherwise;
 // nodetune fix must use the same directory for rollback to see both.
 const serveStateDir = "/var/lib/nodetune"
-
-// benchRunner returns the on-demand benchmark, or nil when there is none.
-func benchRunner() daemon.BenchRunner { return nil }

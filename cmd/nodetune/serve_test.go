@@ -452,3 +452,73 @@ func TestServeBacksOffFromReverter(t *testing.T) {
 		t.Errorf("remediation-conflict not exported: %v", got)
 	}
 }
+
+// TestServeBench asks a running nodetune serve for an on-demand benchmark
+// (POST /bench): its figures become nodetune_measured_throughput_bps, and
+// the offload finding quotes the loss measured on this node.
+func TestServeBench(t *testing.T) {
+	privtest.Root(t)
+	bin := nodetuneBinary(t)
+	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntsb"})
+	side := bed.A
+	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
+		t.Fatal(err)
+	}
+	startIn(t, side.NS, bin, "serve", "--web.listen-address="+serveAddr, "--bench.duration=300ms",
+		"--probe.interval=30s", "--probe.window=200ms", "--kube-proxy.url=", "--log.level=debug")
+	client := nsClient(side)
+	client.Timeout = 2 * time.Minute
+	eventually(t, 10*time.Second, "nodetune /readyz", func() error {
+		_, err := getBody(client, "http://"+serveAddr+"/readyz")
+		return err
+	})
+	resp, err := client.Post("http://"+serveAddr+"/bench", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /bench: HTTP %d: %s", resp.StatusCode, body)
+	}
+	var got struct {
+		Paths []struct {
+			Path string  `json:"path"`
+			BPS  float64 `json:"bits_per_second"`
+		} `json:"paths"`
+		LossRatio float64 `json:"loss_ratio"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("decoding %s: %v", body, err)
+	}
+	t.Logf("measured: %+v", got)
+	if len(got.Paths) < 3 || got.LossRatio <= 0 || got.LossRatio >= 1 {
+		t.Fatalf("benchmark answer lacks the paths or a loss in (0,1): %s", body)
+	}
+	// The daemon re-judges its last snapshot with the new figures right
+	// after answering.
+	eventually(t, 5*time.Second, "measured throughput exported", func() error {
+		for _, p := range got.Paths {
+			if v := metricValue(t, client, `nodetune_measured_throughput_bps{path="`+p.Path+`"}`); v != p.BPS || v <= 0 {
+				return fmt.Errorf("nodetune_measured_throughput_bps{path=%q} = %v, want %v", p.Path, v, p.BPS)
+			}
+		}
+		return nil
+	})
+	eventually(t, 5*time.Second, "finding quotes the measured loss", func() error {
+		body, err := getBody(client, "http://"+serveAddr+"/findings")
+		if err != nil {
+			return err
+		}
+		var doc report.Document
+		if err := json.Unmarshal([]byte(body), &doc); err != nil {
+			return err
+		}
+		for _, f := range doc.Findings {
+			if f.Rule == rules.TunnelTxChecksumOff && f.Impact.ThroughputLossRatio == got.LossRatio {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s finding with loss %v", rules.TunnelTxChecksumOff, got.LossRatio)
+	})
+}
