@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -376,5 +377,18 @@ func TestBenchEndpoint(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/bench", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /bench: HTTP %d, want 405", rec.Code)
+	}
+}
+
+// TestMetricsDocumented keeps docs/metrics.md in step with the exporter.
+func TestMetricsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range MetricNames() {
+		if !strings.Contains(string(b), "| `"+name+"` |") {
+			t.Errorf("docs/metrics.md has no table row for %s", name)
+		}
 	}
 }
