@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 TOOLS    := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build doctor test test-unit deps fuzz bench lint clean
+.PHONY: help build doctor test test-unit deps fuzz bench bench-fix lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 bench: build ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 	@if [ "$$(id -u)" -eq 0 ]; then ./$(BIN) bench; else echo "nodetune bench skipped: needs root"; fi
+
+bench-fix: ## VXLAN throughput with offload on, off, and after nodetune fix (root, iperf3)
+	NODETUNE_BENCH_FIX=1 NODETUNE_PRIVILEGED_TESTS=1 $(GO) test -run '^$$' -bench '^BenchmarkFixRestoresOffload$$' -benchtime 1x -count 1 ./cmd/nodetune/
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
