@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Renders nodetune's kustomize overlays, alone and with the optional
+# components, into OUTDIR (default bin/manifests), one file per variant, with
+# the kubectl that hack/kube/build.sh builds. IMAGE_TAG, when set, replaces
+# the image tag ("latest" in the repository).
+#
+# Usage: hack/kube/manifests.sh [OUTDIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+mkdir -p .cache
+out=${1:-bin/manifests}
+
+kubectl=${KUBECTL:-.cache/bin/kubectl}
+if [[ ! -x $kubectl ]]; then
+	hack/kube/build.sh .cache/bin
+fi
+
+# variant file name, overlay, components (space-separated)
+variants=(
+	"observe observe"
+	"remediate remediate"
+	"observe-prometheus-operator observe prometheus-operator"
+	"remediate-prometheus-operator remediate prometheus-operator"
+	"remediate-load-modules remediate load-modules"
+)
+
+mkdir -p "$out"
+# kustomize refuses absolute paths, so the wrapping kustomizations live in
+# the repository (under the git-ignored .cache) and name the overlays relatively.
+scratch=$(mktemp -d "$repo/.cache/manifests.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+for v in "${variants[@]}"; do
+	read -r name overlay components <<<"$v"
+	dir=$scratch/$name
+	mkdir -p "$dir"
+	{
+		echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+		echo "kind: Kustomization"
+		echo "resources: [../../../deploy/overlays/$overlay]"
+		if [[ -n $components ]]; then
+			echo "components:"
+			for c in $components; do echo "  - ../../../deploy/components/$c"; done
+		fi
+		if [[ -n ${IMAGE_TAG:-} ]]; then
+			echo "images:"
+			echo "  - {name: ghcr.io/nodetune/nodetune, newTag: \"$IMAGE_TAG\"}"
+			echo "  - {name: ghcr.io/nodetune/nodetune-modules, newTag: \"$IMAGE_TAG\"}"
+		fi
+	} >"$dir/kustomization.yaml"
+	"$kubectl" kustomize "$dir" >"$out/$name.yaml"
+	echo "manifests: $out/$name.yaml"
+done

@@ -1,0 +1,97 @@
+package kube
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodetune/nodetune/rules"
+)
+
+// ConditionType is the Node condition nodetune keeps.
+const ConditionType corev1.NodeConditionType = "NetworkPerformanceDegraded"
+
+// The condition's reason and message when no finding is severe enough.
+const (
+	ReasonNoDegradation  = "NoDegradation"
+	MessageNoDegradation = "nodetune finds nothing that costs this node network performance"
+)
+
+// Condition is the NetworkPerformanceDegraded condition for findings: True
+// when one is at least min, with the most severe finding's rule ID in
+// CamelCase as the reason and its summary as the message; False otherwise.
+// Among equally severe findings the one with the larger estimated
+// throughput loss wins, then the first, so the choice is stable from one
+// evaluation to the next. The times are left for the caller to set.
+func Condition(findings []rules.Finding, min rules.Severity) corev1.NodeCondition {
+	var top *rules.Finding
+	for i := range findings {
+		f := &findings[i]
+		if f.Severity < min {
+			continue
+		}
+		if top == nil || f.Severity > top.Severity ||
+			f.Severity == top.Severity && f.Impact.ThroughputLossRatio > top.Impact.ThroughputLossRatio {
+			top = f
+		}
+	}
+	if top == nil {
+		return corev1.NodeCondition{
+			Type:    ConditionType,
+			Status:  corev1.ConditionFalse,
+			Reason:  ReasonNoDegradation,
+			Message: MessageNoDegradation,
+		}
+	}
+	return corev1.NodeCondition{
+		Type:    ConditionType,
+		Status:  corev1.ConditionTrue,
+		Reason:  Reason(top.Rule),
+		Message: top.Summary,
+	}
+}
+
+// Reason turns a kebab-case rule ID into the CamelCase form a condition
+// reason takes: "tunnel-tx-checksum-off" becomes "TunnelTxChecksumOff".
+// Characters a reason may not hold are dropped, and a result that would
+// not start with a letter gets the prefix "Rule", so any ID gives a valid
+// reason.
+func Reason(rule string) string {
+	var b strings.Builder
+	upper := true
+	for _, r := range rule {
+		switch {
+		case r >= 'a' && r <= 'z':
+			if upper {
+				r -= 'a' - 'A'
+			}
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		default:
+			upper = true
+			continue
+		}
+		b.WriteRune(r)
+		upper = false
+	}
+	s := b.String()
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		s = "Rule" + s
+	}
+	return s
+}
+
+// sameCondition reports whether a and b say the same thing, whatever their
+// times.
+func sameCondition(a, b corev1.NodeCondition) bool {
+	return a.Type == b.Type && a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message
+}
+
+// findCondition returns the condition of type t in cs, or nil.
+func findCondition(cs []corev1.NodeCondition, t corev1.NodeConditionType) *corev1.NodeCondition {
+	for i := range cs {
+		if cs[i].Type == t {
+			return &cs[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package kube
+
+import (
+	"regexp"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodetune/nodetune/rules"
+)
+
+func finding(rule string, sev rules.Severity, loss float64) rules.Finding {
+	return rules.Finding{
+		Rule:     rule,
+		Severity: sev,
+		Summary:  rule + " summary",
+		Impact:   rules.Impact{ThroughputLossRatio: loss},
+	}
+}
+
+func TestCondition(t *testing.T) {
+	healthy := corev1.NodeCondition{
+		Type: ConditionType, Status: corev1.ConditionFalse,
+		Reason: ReasonNoDegradation, Message: MessageNoDegradation,
+	}
+	degraded := func(reason, message string) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: ConditionType, Status: corev1.ConditionTrue, Reason: reason, Message: message}
+	}
+	tests := []struct {
+		name     string
+		findings []rules.Finding
+		min      rules.Severity
+		want     corev1.NodeCondition
+	}{
+		{"no findings", nil, rules.Warning, healthy},
+		{"only info", []rules.Finding{finding("cpu-steal-high", rules.Info, 0)}, rules.Warning, healthy},
+		{"info counts when asked", []rules.Finding{finding("cpu-steal-high", rules.Info, 0)}, rules.Info,
+			degraded("CpuStealHigh", "cpu-steal-high summary")},
+		{"one warning", []rules.Finding{finding("softnet-drops", rules.Warning, 0)}, rules.Warning,
+			degraded("SoftnetDrops", "softnet-drops summary")},
+		{"critical beats warnings before it", []rules.Finding{
+			finding("softnet-drops", rules.Warning, 0.5),
+			finding("tunnel-tx-checksum-off", rules.Critical, 0.77),
+			finding("conntrack-near-full", rules.Warning, 0),
+		}, rules.Warning, degraded("TunnelTxChecksumOff", "tunnel-tx-checksum-off summary")},
+		{"larger loss breaks a tie", []rules.Finding{
+			finding("conntrack-near-full", rules.Critical, 0),
+			finding("tunnel-tx-checksum-off", rules.Critical, 0.77),
+		}, rules.Warning, degraded("TunnelTxChecksumOff", "tunnel-tx-checksum-off summary")},
+		{"the first wins a full tie", []rules.Finding{
+			finding("conntrack-near-full", rules.Critical, 0),
+			finding("softnet-drops", rules.Critical, 0),
+		}, rules.Warning, degraded("ConntrackNearFull", "conntrack-near-full summary")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, Condition(tt.findings, tt.min)); diff != "" {
+				t.Errorf("Condition() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestReason(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"tunnel-tx-checksum-off", "TunnelTxChecksumOff"},
+		{"ipvs-modules-missing", "IpvsModulesMissing"},
+		{"kube-proxy-iptables-scale", "KubeProxyIptablesScale"},
+		{"remediation-conflict", "RemediationConflict"},
+		{"ip6-tunnel", "Ip6Tunnel"},
+		{"6to4", "Rule6to4"},
+		{"--", "Rule"},
+		{"", "Rule"},
+		{"a.b/c d", "ABCD"},
+	} {
+		if got := Reason(tt.in); got != tt.want {
+			t.Errorf("Reason(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestReasonCoversCatalog checks every shipped rule maps to a distinct
+// reason, so an alert on a reason names one rule.
+func TestReasonCoversCatalog(t *testing.T) {
+	seen := map[string]string{}
+	for _, r := range rules.Catalog() {
+		reason := Reason(r.ID)
+		if !validReason.MatchString(reason) {
+			t.Errorf("rule %s: reason %q is not a valid condition reason", r.ID, reason)
+		}
+		if other, ok := seen[reason]; ok {
+			t.Errorf("rules %s and %s share the reason %q", other, r.ID, reason)
+		}
+		seen[reason] = r.ID
+	}
+}
+
+// validReason is the pattern the API server's metav1.Condition validation
+// applies to reasons (k8s.io/apimachinery/pkg/apis/meta/v1/validation).
+var validReason = regexp.MustCompile(`^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`)
+
+func FuzzReason(f *testing.F) {
+	for _, r := range rules.Catalog() {
+		f.Add(r.ID)
+	}
+	f.Add("")
+	f.Add("-9x-é")
+	f.Fuzz(func(t *testing.T, rule string) {
+		if got := Reason(rule); !validReason.MatchString(got) {
+			t.Errorf("Reason(%q) = %q, not a valid condition reason", rule, got)
+		}
+	})
+}

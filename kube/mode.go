@@ -1,0 +1,31 @@
+package kube
+
+// ModeLabel is the Node label that overrides the DaemonSet's mode on one
+// node: "observe" or "remediate".
+const ModeLabel = "nodetune.io/mode"
+
+// The modes the label may name.
+const (
+	ModeObserve   = "observe"
+	ModeRemediate = "remediate"
+)
+
+// Mode returns the mode the Node's nodetune.io/mode label asks for, and
+// false when the label is absent, not yet read, or names no mode (that
+// case is logged). The label is read from the watch cache, so a change
+// takes effect within moments and costs no request.
+func (r *Reporter) Mode() (string, bool) {
+	n, err := r.nodes.Get(r.nodeName)
+	if err != nil {
+		return "", false
+	}
+	v, ok := n.Labels[ModeLabel]
+	if !ok {
+		return "", false
+	}
+	if v != ModeObserve && v != ModeRemediate {
+		r.log.Warn("ignoring a node label that names no mode", "label", ModeLabel, "value", v)
+		return "", false
+	}
+	return v, true
+}
