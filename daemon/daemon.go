@@ -37,6 +37,9 @@ type Outcome struct {
 	Detail string
 }
 
+// refused is tune's result for a change its plan would not make.
+const refused = "refused"
+
 // Remediator applies fixes to the host and undoes them. TuneRemediator is
 // the real one; a nil Remediator is observe mode.
 type Remediator interface {
@@ -86,7 +89,9 @@ type Daemon struct {
 	// only the tunnels, so rates keep covering the whole interval.
 	full   *detect.Snapshot
 	active map[key]rules.Severity
-	kick   chan struct{}
+	// refused are the fixes whose refusal was already logged.
+	refused map[key]bool
+	kick    chan struct{}
 
 	benchMu    sync.Mutex // held while a benchmark runs
 	measuredMu sync.Mutex
@@ -116,6 +121,7 @@ func New(opts Options) (*Daemon, error) {
 		prober:    probes.NewProber(opts.Host),
 		conflicts: newConflicts(opts.Backoff),
 		active:    map[key]rules.Severity{},
+		refused:   map[key]bool{},
 		kick:      make(chan struct{}, 1),
 	}, nil
 }
@@ -282,6 +288,13 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 		k := key{o.Rule, o.Subject}
 		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
 		switch {
+		case o.Result == refused:
+			// A plan refusal (an owner without --force, an unsafe kernel)
+			// repeats every cycle; say it once.
+			if !d.refused[k] {
+				d.refused[k] = true
+				d.log.Info("nodetune will not apply this fix", "rule", o.Rule, "subject", o.Subject, "detail", o.Detail)
+			}
 		case !o.Ok:
 			failed[k] = true
 			d.log.Error("remediation did not take", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
