@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/report"
 	"github.com/nodetune/nodetune/rules"
@@ -521,4 +523,47 @@ func TestServeBench(t *testing.T) {
 		}
 		return fmt.Errorf("no %s finding with loss %v", rules.TunnelTxChecksumOff, got.LossRatio)
 	})
+}
+
+// TestServeBasicAuth: --web.config.file is exporter-toolkit's, so basic
+// auth (and TLS) work as in node_exporter.
+func TestServeBasicAuth(t *testing.T) {
+	privtest.Root(t)
+	bin := nodetuneBinary(t)
+	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntsa"})
+	side := bed.A
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startIn(t, side.NS, bin, "serve", "--web.listen-address="+serveAddr, "--web.config.file="+cfg,
+		"--probe.interval=30s", "--probe.window=100ms", "--kube-proxy.url=")
+	client := nsClient(side)
+	url := "http://" + serveAddr + "/metrics"
+	eventually(t, 10*time.Second, "an unauthenticated scrape is refused", func() error {
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			return fmt.Errorf("HTTP %d, want 401", resp.StatusCode)
+		}
+		return nil
+	})
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.SetBasicAuth("prometheus", "s3cret")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "nodetune_build_info") {
+		t.Errorf("authenticated scrape: HTTP %d: %.200s", resp.StatusCode, body)
+	}
 }
