@@ -30,7 +30,7 @@ const veths = 1000
 func benchHost(b *testing.B, filtered bool) *probes.Host {
 	b.Helper()
 	privtest.Root(b)
-	ns := fmt.Sprintf("ntbench-%d", os.Getpid())
+	ns := fmt.Sprintf("ntprobebench-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		b.Fatalf("ip netns add: %v: %s", err, out)
 	}
