@@ -30,7 +30,3 @@ func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error)
 	}
 	return daemon.TuneRemediator{Tuner: t, Plan: tune.PlanOptions{Force: f.force}}, closeAll, nil
 }
-
-// serveStateDir is where serve keeps its journal unless told otherwise;
-// nodetune fix must use the same directory for rollback to see both.
-const serveStateDir = "/var/lib/nodetune"
