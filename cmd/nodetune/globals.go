@@ -8,7 +8,7 @@ import (
 	"github.com/safchain/ethtool"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/nodetune/nodetune/probes"
 )
@@ -63,12 +63,14 @@ func (g *globals) setup(cmd *cobra.Command) error {
 	return nil
 }
 
-// host opens the node through the real netlink and ethtool. The caller
-// closes the returned func.
+// host opens the node through the real netlink and ethtool. Links are
+// listed by kind (probes.FilteringNetlink), so that the tunnels probe,
+// which serve runs on every link notification, does not dump each pod
+// veth on the node. The caller calls the returned func to close it.
 func (g *globals) host() (*probes.Host, func(), error) {
-	nl, err := netlink.NewHandle()
+	nl, err := probes.NewNetlink(netns.None())
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening netlink: %w", err)
+		return nil, nil, err
 	}
 	et, err := ethtool.NewEthtool()
 	if err != nil {

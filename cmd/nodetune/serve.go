@@ -8,13 +8,10 @@ import (
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
-	"github.com/safchain/ethtool"
 	"github.com/spf13/cobra"
-	"github.com/vishvananda/netns"
 
 	"github.com/nodetune/nodetune/daemon"
 	"github.com/nodetune/nodetune/exporter"
-	"github.com/nodetune/nodetune/probes"
 	"github.com/nodetune/nodetune/rules"
 )
 
@@ -90,7 +87,7 @@ func (f serveFlags) check() error {
 }
 
 func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) error {
-	h, closeHost, err := serveHost(g)
+	h, closeHost, err := g.host()
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
 	}
@@ -152,27 +149,4 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	}
 	g.log.Info("nodetune serve stopped")
 	return nil
-}
-
-// serveHost opens the node like globals.host, but lists links by kind
-// (probes.FilteringNetlink), so the tunnels probe that every link
-// notification triggers does not dump each pod veth on the node.
-func serveHost(g *globals) (*probes.Host, func(), error) {
-	nl, err := probes.NewNetlink(netns.None())
-	if err != nil {
-		return nil, nil, err
-	}
-	et, err := ethtool.NewEthtool()
-	if err != nil {
-		nl.Close()
-		return nil, nil, fmt.Errorf("opening the ethtool socket: %w", err)
-	}
-	h, err := probes.NewHost(g.paths, nl, et)
-	if err != nil {
-		et.Close()
-		nl.Close()
-		return nil, nil, err
-	}
-	h.KubeProxyURL = g.kubeProxy
-	return h, func() { et.Close(); nl.Close() }, nil
 }
