@@ -428,3 +428,48 @@ func TestModulesDisabled(t *testing.T) {
 		t.Errorf("Writable with modules disabled: %v", err)
 	}
 }
+
+// TestModulesThroughModprobe loads and unloads modules on a fixture host
+// whose modprobe is a script that edits the fixture's /proc/modules, as the
+// real one changes the real file.
+func TestModulesThroughModprobe(t *testing.T) {
+	ctx := context.Background()
+	proc := fixtureTree(t, map[string]string{
+		"modules":                     "ip_vs 180224 0 - Live 0x0\n",
+		"sys/kernel/modules_disabled": "0\n",
+	})
+	modprobe := filepath.Join(t.TempDir(), "modprobe")
+	script := `#!/bin/sh
+# usage: modprobe [-r] -- NAME
+mods="` + filepath.Join(proc, "modules") + `"
+if [ "$1" = "-r" ]; then grep -v "^$3 " "$mods" > "$mods.new"; mv "$mods.new" "$mods"; exit 0; fi
+if [ "$2" = "ip_vs_wrr" ]; then echo "modprobe: FATAL: Module $2 not found in directory /lib/modules" >&2; exit 1; fi
+echo "$2 16384 0 - Live 0x0" >> "$mods"
+`
+	if err := os.WriteFile(modprobe, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := NewHost(proc, t.TempDir(), newKernelEthtool())
+	h.Modprobe = modprobe
+	s := &detect.Snapshot{KubeProxy: detect.KubeProxy{Running: true, Mode: "ipvs", IPVSModules: map[string]bool{"ip_vs": true}}}
+	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})
+	tu := openTuner(t, t.TempDir(), h)
+	out := tu.Apply(ctx, p)
+	want := []result{{"ip_vs_rr", Verified}, {"ip_vs_wrr", Failed}, {"ip_vs_sh", Verified}}
+	if diff := cmp.Diff(want, results(out)); diff != "" {
+		t.Fatalf("apply (-want +got):\n%s", diff)
+	}
+	if err := out[1].Err.Error(); !strings.Contains(err, "not found in directory") || !strings.Contains(err, "unchanged") {
+		t.Errorf("failed load says %q", err)
+	}
+	dry := tu.Rollback(ctx, true)
+	if len(dry) != 2 || dry[0].Command != "modprobe -r ip_vs_sh" || dry[1].Command != "modprobe -r ip_vs_rr" {
+		t.Errorf("dry run: %+v", dry)
+	}
+	if diff := cmp.Diff([]result{{"ip_vs_sh", Restored}, {"ip_vs_rr", Restored}}, results(tu.Rollback(ctx, false))); diff != "" {
+		t.Errorf("rollback (-want +got):\n%s", diff)
+	}
+	if got := readFile(t, filepath.Join(proc, "modules")); got != "ip_vs 180224 0 - Live 0x0" {
+		t.Errorf("/proc/modules after rollback: %q", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -48,7 +49,7 @@ func Open(stateDir string, sys System) (*Tuner, error) {
 // JournalExists reports whether stateDir holds a journal, so read-only
 // commands can say "nothing to roll back" without creating one.
 func JournalExists(stateDir string) bool {
-	_, err := os.Stat(stateDir + "/" + JournalFile)
+	_, err := os.Stat(filepath.Join(stateDir, JournalFile))
 	return err == nil
 }
 
