@@ -193,7 +193,11 @@ func confirm(in io.Reader, out io.Writer, n int) (bool, error) {
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return false, errors.New("not applied: standard input is not a terminal to confirm on; run with --yes to apply, or --dry-run")
 	}
-	fmt.Fprintf(out, "\nApply these %d changes? [y/N] ", n)
+	if n == 1 {
+		fmt.Fprint(out, "\nApply this change? [y/N] ")
+	} else {
+		fmt.Fprintf(out, "\nApply these %d changes? [y/N] ", n)
+	}
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && line == "" {
 		return false, nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,7 +99,17 @@ func TestFixOffloadRoundTrip(t *testing.T) {
 			before := features(t, a, a.Tunnel)
 			dir := t.TempDir()
 
-			r := nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
+			// Without --yes and without a terminal to ask on, nothing happens.
+			r := nodetuneIn(t, a.NS, nil, nil, slices.DeleteFunc(fixArgs(dir), func(s string) bool { return s == "--yes" })...)
+			expectCode(t, r, exitIncomplete, "fix without --yes")
+			if !strings.Contains(r.out, "not a terminal") || tune.JournalExists(dir) {
+				t.Errorf("fix without --yes:\n%s", r.out)
+			}
+			if diff := cmp.Diff(before, features(t, a, a.Tunnel)); diff != "" {
+				t.Fatalf("fix without --yes changed features:\n%s", diff)
+			}
+
+			r = nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
 			expectCode(t, r, exitOK, "fix")
 			after := features(t, a, a.Tunnel)
 			for _, f := range []string{detect.FeatureTxChecksumGeneric, detect.FeatureTSO, detect.FeatureTSO6} {
@@ -371,4 +382,42 @@ func TestFixWithoutPermission(t *testing.T) {
 	if r.code != exitOK || !strings.Contains(r.out, "Nothing to roll back") {
 		t.Errorf("rollback after a refused write: exit %d\n%s", r.code, r.out)
 	}
+}
+
+// TestFixAsksOnATerminal runs fix without --yes on a pseudo-terminal (made
+// by script(1)) and answers the prompt: "n" changes nothing, "y" applies.
+func TestFixAsksOnATerminal(t *testing.T) {
+	script := privtest.Tool(t, "script")
+	b := testbed.NewForTest(t, testbed.Options{})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	dir := t.TempDir()
+	line := strings.Join(append([]string{"ip", "netns", "exec", a.NS, nodetuneBinary(t)},
+		slices.DeleteFunc(fixArgs(dir), func(s string) bool { return s == "--yes" })...), " ")
+	answer := func(reply string) string {
+		cmd := exec.Command(script, "-qec", line, "/dev/null")
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		in.Write([]byte(reply + "\n")) // the terminal holds it until fix asks
+		err = cmd.Wait()
+		in.Close()
+		if !strings.Contains(out.String(), "Apply this change? [y/N]") {
+			t.Fatalf("no prompt (%v):\n%s", err, out.String())
+		}
+		return out.String()
+	}
+	if out := answer("n"); !strings.Contains(out, "Nothing was changed") || features(t, a, a.Tunnel)[detect.FeatureTxChecksumGeneric].Active {
+		t.Errorf("answering n:\n%s", out)
+	}
+	if out := answer("y"); !strings.Contains(out, "verified") || !features(t, a, a.Tunnel)[detect.FeatureTxChecksumGeneric].Active {
+		t.Errorf("answering y:\n%s", out)
+	}
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
 }
