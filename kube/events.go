@@ -1,9 +1,16 @@
 package kube
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Outcome is what happened to a remediation; each becomes an event on the
@@ -20,8 +27,8 @@ const (
 	RolledBack
 	// Failed: the change could not be made or did not take, and was undone.
 	Failed
-	// Conflict: another agent keeps undoing nodetune's change, and nodetune
-	// stopped managing the setting.
+	// Conflict: another agent undid nodetune's change, or changed a value
+	// nodetune set, so nodetune backs off.
 	Conflict
 )
 
@@ -42,10 +49,26 @@ func (o Outcome) Reason() string {
 	return fmt.Sprintf("Outcome%d", int(o))
 }
 
+const (
+	// eventQueue is how many events may wait for the API server; more are
+	// dropped (and logged) rather than slow the serve loop down.
+	eventQueue = 128
+	// seriesWindow is how long an identical event extends the earlier one
+	// (a series with a count) instead of making a new one, as client-go's
+	// event recorder does.
+	seriesWindow = 6 * time.Minute
+	// eventTries is how often writing one event is tried.
+	eventTries = 3
+)
+
+// seriesKey is what makes two events the same, apart from their time.
+type seriesKey struct{ reason, action, typ, note string }
+
 // Event records on the Node that a remediation for rule on subject (a
 // device, a sysctl) had outcome o; note says what was changed, from what
 // to what, or why it failed. It does not block: events are written in the
-// background, and identical ones within minutes are merged into a series.
+// background, and an identical event within six minutes adds to the count
+// of the first instead of making another.
 func (r *Reporter) Event(o Outcome, rule, subject, note string) {
 	e, ok := outcomes[o]
 	if !ok {
@@ -57,6 +80,101 @@ func (r *Reporter) Event(o Outcome, rule, subject, note string) {
 	if len(msg) > 1024 {
 		msg = msg[:1021] + "..."
 	}
-	r.recorder.Eventf(r.ref(), nil, e.typ, e.reason, e.action, "%s", msg)
-	r.log.Debug("recorded an event", "reason", e.reason, "note", msg)
+	ref := corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: r.nodeName, UID: types.UID(r.nodeName)}
+	if n, ok := r.cached(); ok {
+		ref.UID = n.UID
+	}
+	ev := eventsv1.Event{
+		ObjectMeta:          metav1.ObjectMeta{Namespace: metav1.NamespaceDefault},
+		EventTime:           metav1.NewMicroTime(time.Now()),
+		ReportingController: Controller,
+		ReportingInstance:   r.opts.Instance,
+		Action:              e.action,
+		Reason:              e.reason,
+		Regarding:           ref,
+		Note:                msg,
+		Type:                e.typ,
+	}
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	if r.closed {
+		r.log.Warn("event after Close; not recorded", "reason", e.reason, "note", msg)
+		return
+	}
+	select {
+	case r.queue <- ev:
+	default:
+		r.log.Warn("too many events waiting for the API server; dropped one", "reason", e.reason, "note", msg)
+	}
+}
+
+// writeEvents writes queued events until the queue is closed.
+func (r *Reporter) writeEvents(ctx context.Context) {
+	defer close(r.done)
+	for ev := range r.queue {
+		var err error
+		for try := range eventTries {
+			if err = r.record(ctx, ev); err == nil || ctx.Err() != nil || apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(try+1) * time.Second):
+			}
+		}
+		if err != nil {
+			r.log.Error("recording an event on the Node", "reason", ev.Reason, "note", ev.Note, "err", err)
+		}
+	}
+}
+
+// record creates ev, or extends the series of an identical recent event.
+func (r *Reporter) record(ctx context.Context, ev eventsv1.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	now := ev.EventTime.Time
+	for k, prev := range r.series {
+		if now.Sub(lastObserved(prev)) >= seriesWindow {
+			delete(r.series, k)
+		}
+	}
+	key := seriesKey{ev.Reason, ev.Action, ev.Type, ev.Note}
+	if prev, ok := r.series[key]; ok {
+		series := eventsv1.EventSeries{Count: 2, LastObservedTime: ev.EventTime}
+		if prev.Series != nil {
+			series.Count = prev.Series.Count + 1
+		}
+		patch, err := json.Marshal(map[string]any{"series": series})
+		if err != nil {
+			return fmt.Errorf("encoding an event series: %w", err)
+		}
+		out := &eventsv1.Event{}
+		err = r.events.Patch(types.MergePatchType).Namespace(prev.Namespace).Resource("events").
+			Name(prev.Name).Body(patch).Do(ctx).Into(out)
+		if err == nil {
+			r.series[key] = out
+			return nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("updating the count of event %s: %w", prev.Name, err)
+		}
+		delete(r.series, key) // expired on the server: start anew
+	}
+	// Named like client-go's recorder does: the object, then the time.
+	ev.Name = fmt.Sprintf("%s.%x", r.nodeName, now.UnixNano())
+	out := &eventsv1.Event{}
+	err := r.events.Post().Namespace(ev.Namespace).Resource("events").Body(&ev).Do(ctx).Into(out)
+	if err != nil {
+		return fmt.Errorf("creating event %s: %w", ev.Reason, err)
+	}
+	r.series[key] = out
+	return nil
+}
+
+// lastObserved is when an event or its series last happened.
+func lastObserved(ev *eventsv1.Event) time.Time {
+	if ev.Series != nil {
+		return ev.Series.LastObservedTime.Time
+	}
+	return ev.EventTime.Time
 }

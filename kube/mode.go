@@ -15,8 +15,8 @@ const (
 // case is logged). The label is read from the watch cache, so a change
 // takes effect within moments and costs no request.
 func (r *Reporter) Mode() (string, bool) {
-	n, err := r.nodes.Get(r.nodeName)
-	if err != nil {
+	n, ok := r.cached()
+	if !ok {
 		return "", false
 	}
 	v, ok := n.Labels[ModeLabel]

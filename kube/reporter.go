@@ -10,23 +10,18 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/events"
 
 	"github.com/nodetune/nodetune/rules"
 )
 
-// Controller is the reportingController of nodetune's events and the field
-// manager of its writes.
+// Controller is the reportingController of nodetune's events.
 const Controller = "nodetune.io/nodetune"
 
 // Options tune a Reporter.
@@ -39,31 +34,42 @@ type Options struct {
 	// SyncTimeout bounds how long Start waits for the first read of the
 	// Node; zero means 30 seconds.
 	SyncTimeout time.Duration
+	// Instance names this reporter in its events' reportingInstance; empty
+	// means "nodetune-<node name>".
+	Instance string
 }
 
 // Reporter publishes nodetune's view of one Node to the API server: the
 // NetworkPerformanceDegraded condition, events for remediations, and the
 // per-node mode label.
 type Reporter struct {
-	client   kubernetes.Interface
+	core     *rest.RESTClient
+	events   *rest.RESTClient
 	nodeName string
 	opts     Options
 	log      *slog.Logger
 
-	factory     informers.SharedInformerFactory
-	nodes       listerscorev1.NodeLister
-	synced      cache.InformerSynced
-	broadcaster events.EventBroadcaster
-	recorder    events.EventRecorder
-	cancel      context.CancelFunc
+	// store holds the watched Node, kept current by informer.
+	store    cache.Store
+	informer cache.Controller
+	queue    chan eventsv1.Event
+	cancel   context.CancelFunc
+	done     chan struct{}
 
 	mu sync.Mutex
 	// written is the condition of the last patch, and cachedRV the Node's
-	// resourceVersion in the informer cache when it was made. While the
-	// cache still holds that version it has not seen the patch, and
-	// written, not the cache, is the Node's condition.
+	// resourceVersion in the watch cache when it was made. While the cache
+	// still holds that version it has not seen the patch, and written, not
+	// the cache, is the Node's condition.
 	written  *corev1.NodeCondition
 	cachedRV string
+
+	// evMu guards closed, so that Event never sends on the closed queue.
+	evMu   sync.Mutex
+	closed bool
+	// series are the recent events, by what makes them identical; only
+	// the event writer uses it.
+	series map[seriesKey]*eventsv1.Event
 }
 
 // NewReporter returns a Reporter for the Node named nodeName, talking to
@@ -78,81 +84,101 @@ func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, er
 	if opts.SyncTimeout == 0 {
 		opts.SyncTimeout = 30 * time.Second
 	}
+	if opts.Instance == "" {
+		opts.Instance = "nodetune-" + nodeName
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg = rest.CopyConfig(cfg)
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = "nodetune"
-	}
-	client, err := kubernetes.NewForConfig(cfg)
+	core, err := restClient(cfg, corev1.SchemeGroupVersion)
 	if err != nil {
-		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
+		return nil, err
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", nodeName).String()
-		}))
-	informer := factory.Core().V1().Nodes()
-	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: client.EventsV1()})
-	return &Reporter{
-		client:      client,
-		nodeName:    nodeName,
-		opts:        opts,
-		log:         log.With("node", nodeName),
-		factory:     factory,
-		nodes:       informer.Lister(),
-		synced:      informer.Informer().HasSynced,
-		broadcaster: broadcaster,
-		recorder:    broadcaster.NewRecorder(scheme.Scheme, Controller),
-	}, nil
+	ev, err := restClient(cfg, eventsv1.SchemeGroupVersion)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reporter{
+		core:     core,
+		events:   ev,
+		nodeName: nodeName,
+		opts:     opts,
+		log:      log.With("node", nodeName),
+		queue:    make(chan eventsv1.Event, eventQueue),
+		done:     make(chan struct{}),
+		series:   map[seriesKey]*eventsv1.Event{},
+	}
+	// A watch on this one Node: its labels (the mode) and its conditions.
+	lw := cache.NewListWatchFromClient(core, "nodes", "", fields.OneTermEqualSelector("metadata.name", nodeName))
+	r.store, r.informer = cache.NewInformerWithOptions(cache.InformerOptions{
+		ListerWatcher: lw,
+		ObjectType:    &corev1.Node{},
+		Handler:       cache.ResourceEventHandlerFuncs{},
+	})
+	return r, nil
 }
 
 // NodeName is the name of the Node the reporter reports on.
 func (r *Reporter) NodeName() string { return r.nodeName }
 
-// Start watches the Node and starts recording events. It returns once the
-// Node has been read (or found missing), or with an error when the API
-// server cannot be reached within Options.SyncTimeout. Close stops it.
+// Start watches the Node and starts the event writer. It waits up to
+// Options.SyncTimeout for the first read of the Node and returns an error
+// if there was none; the watch keeps trying in the background either way,
+// until Close.
 func (r *Reporter) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
-	if err := r.broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
-		cancel()
-		return fmt.Errorf("starting the event recorder: %w", err)
-	}
-	r.factory.Start(ctx.Done())
+	go r.informer.RunWithContext(ctx)
+	go r.writeEvents(ctx)
 	syncCtx, stop := context.WithTimeout(ctx, r.opts.SyncTimeout)
 	defer stop()
-	if !cache.WaitForCacheSync(syncCtx.Done(), r.synced) {
-		r.Close()
-		return fmt.Errorf("watching Node %s: no answer from the API server within %s", r.nodeName, r.opts.SyncTimeout)
+	if !cache.WaitForCacheSync(syncCtx.Done(), r.informer.HasSynced) {
+		return fmt.Errorf("watching Node %s: no answer from the API server within %s; still trying", r.nodeName, r.opts.SyncTimeout)
 	}
-	if _, err := r.nodes.Get(r.nodeName); err != nil {
-		r.log.Warn("the Node is not (yet) registered; its condition will be set once it is", "err", err)
+	if _, ok := r.cached(); !ok {
+		r.log.Warn("the Node is not registered (yet); its condition will be set once it is")
 	}
 	return nil
 }
 
-// Close stops the watch and the event recorder. Events still queued may be
-// lost.
+// Close stops the watch and the event writer, after giving queued events
+// up to 5 seconds to be written.
 func (r *Reporter) Close() {
-	if r.cancel != nil {
-		r.cancel()
+	r.evMu.Lock()
+	if r.closed || r.cancel == nil {
+		r.evMu.Unlock()
+		return
 	}
-	r.broadcaster.Shutdown()
-	r.factory.Shutdown()
+	r.closed = true
+	close(r.queue)
+	r.evMu.Unlock()
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+		r.log.Warn("events still queued at exit were not written")
+	}
+	r.cancel()
+}
+
+// cached returns the Node from the watch cache.
+func (r *Reporter) cached() (*corev1.Node, bool) {
+	obj, ok, err := r.store.GetByKey(r.nodeName)
+	if err != nil || !ok {
+		return nil, false
+	}
+	n, ok := obj.(*corev1.Node)
+	return n, ok
 }
 
 // node returns the Node from the watch cache, or from the API server when
 // the cache does not have it.
 func (r *Reporter) node(ctx context.Context) (*corev1.Node, error) {
-	n, err := r.nodes.Get(r.nodeName)
-	if err == nil {
+	if n, ok := r.cached(); ok {
 		return n, nil
 	}
-	n, err = r.client.CoreV1().Nodes().Get(ctx, r.nodeName, metav1.GetOptions{})
+	n := &corev1.Node{}
+	err := r.core.Get().Resource("nodes").Name(r.nodeName).Do(ctx).Into(n)
 	if err != nil {
 		return nil, fmt.Errorf("reading Node %s: %w", r.nodeName, err)
 	}
@@ -202,7 +228,8 @@ func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) e
 	if err != nil {
 		return fmt.Errorf("encoding the condition patch: %w", err)
 	}
-	_, err = r.client.CoreV1().Nodes().PatchStatus(ctx, r.nodeName, patch)
+	err = r.core.Patch(types.StrategicMergePatchType).Resource("nodes").Name(r.nodeName).
+		SubResource("status").Body(patch).Do(ctx).Error()
 	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("patching the status of Node %s: the Node does not exist: %w", r.nodeName, err)
 	}
@@ -210,16 +237,4 @@ func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) e
 		return fmt.Errorf("patching the status of Node %s: %w", r.nodeName, err)
 	}
 	return nil
-}
-
-// ref is the object reference events about the Node point at.
-func (r *Reporter) ref() *corev1.ObjectReference {
-	ref := &corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: r.nodeName}
-	if n, err := r.nodes.Get(r.nodeName); err == nil {
-		ref.UID = n.UID
-	} else {
-		// The kubelet's own convention for events about its Node.
-		ref.UID = types.UID(r.nodeName)
-	}
-	return ref
 }

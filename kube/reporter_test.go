@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ func deployed(t *testing.T) (*kubetest.Cluster, string) {
 
 func startReporter(t *testing.T, c *kubetest.Cluster, token, node string) *kube.Reporter {
 	t.Helper()
-	r, err := kube.NewReporter(c.Config(token), node, kube.Options{SyncTimeout: 20 * time.Second})
+	r, err := kube.NewReporter(c.Config(token), node, kube.Options{SyncTimeout: 20 * time.Second, Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +206,22 @@ func TestReporterEvents(t *testing.T) {
 		}
 		delete(want, e.Reason)
 	}
+	// The same event again, twice: it becomes a series of three on the
+	// first, not two more events.
+	r.Event(kube.Applied, rules.TunnelTxChecksumOff, "vxlan0", "tx-checksum-ip-generic off -> on")
+	r.Event(kube.Applied, rules.TunnelTxChecksumOff, "vxlan0", "tx-checksum-ip-generic off -> on")
+	eventually(t, "the repeats are counted", func() bool {
+		l, err := c.Admin.EventsV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{
+			FieldSelector: "regarding.name=" + node + ",reason=RemediationApplied",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Items) != 1 {
+			t.Fatalf("%d RemediationApplied events; want 1 with a series", len(l.Items))
+		}
+		return l.Items[0].Series != nil && l.Items[0].Series.Count == 3
+	})
 	// The events are visible the way `kubectl describe node` looks for them.
 	core, err := c.Admin.CoreV1().Events("").List(ctx, metav1.ListOptions{
 		FieldSelector: "involvedObject.kind=Node,involvedObject.name=" + node + ",involvedObject.uid=" + string(created.UID),

@@ -33,6 +33,7 @@ type serveFlags struct {
 	stateDir       string
 	backoff        daemon.Backoff
 	benchDuration  time.Duration
+	kube           kubeFlags
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -68,6 +69,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.IntVar(&f.backoff.Max, "remediation.max-reapplies", f.backoff.Max, "re-apply an undone fix at most this many times per window, then stop managing it")
 	fs.DurationVar(&f.backoff.Window, "remediation.window", f.backoff.Window, "the window re-applies are counted in")
 	fs.DurationVar(&f.benchDuration, "bench.duration", 2*time.Second, "how long POST /bench measures each case")
+	f.kube.register(fs)
 	ruleFlags(cmd, &cfg)
 	return cmd
 }
@@ -109,6 +111,12 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 		defer closeRem()
 		opts.Remediator = rem
 	}
+	// Kubernetes: node condition, events, mode label (serve_kube.go).
+	kh, err := startKube(g, f.kube, f.mode, exp, &opts)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	defer kh.close()
 	opts.Bench = benchRunner(exp, f.benchDuration, g.log)
 	d, err := daemon.New(opts)
 	if err != nil {

@@ -119,3 +119,18 @@ func RepoRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// ForTest starts an API server of t's own and stops it when t ends, for a
+// package that has no TestMain calling Main. It gates t as Get does.
+func ForTest(t testing.TB) *Cluster {
+	t.Helper()
+	gate(t)
+	Tool(t, "kube-apiserver")
+	Tool(t, "etcd")
+	c, err := Start(context.Background())
+	if err != nil {
+		t.Fatalf("starting etcd and kube-apiserver: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
