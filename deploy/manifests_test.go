@@ -1,0 +1,355 @@
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+
+	"github.com/nodetune/nodetune/kube/kubetest"
+)
+
+// document is one YAML document of a manifest file.
+type document struct {
+	file string
+	data []byte
+	gvk  schema.GroupVersionKind
+}
+
+// splitDocuments returns the non-empty YAML documents of data.
+func splitDocuments(t *testing.T, file string, data []byte) []document {
+	t.Helper()
+	var docs []document
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		b, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			t.Fatalf("%s: splitting YAML documents: %v", file, err)
+		}
+		var tm struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(b, &tm); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if tm.Kind == "" {
+			continue // only comments
+		}
+		docs = append(docs, document{file: file, data: b, gvk: schema.FromAPIVersionAndKind(tm.APIVersion, tm.Kind)})
+	}
+}
+
+// decodeStrict decodes doc into its Kubernetes API type, refusing unknown
+// and duplicate fields. Kinds outside the built-in API (the Prometheus
+// Operator's) return nil; the API server tests validate those against
+// their CRDs.
+func decodeStrict(t *testing.T, doc document) runtime.Object {
+	t.Helper()
+	obj, err := scheme.Scheme.New(doc.gvk)
+	if runtime.IsNotRegisteredError(err) {
+		if doc.gvk.Group != "monitoring.coreos.com" {
+			t.Errorf("%s: %s is neither a built-in kind nor a Prometheus Operator one", doc.file, doc.gvk)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", doc.file, err)
+	}
+	if err := yaml.UnmarshalStrict(doc.data, obj); err != nil {
+		t.Errorf("%s: %s does not decode strictly: %v", doc.file, doc.gvk.Kind, err)
+	}
+	return obj
+}
+
+// TestShippedManifestsDecodeStrictly decodes every manifest and patch
+// under deploy/ (but the Prometheus rules and Grafana dashboard, which have
+// tests of their own, and the kustomization files, which kubectl reads in
+// TestRenderedVariants).
+func TestShippedManifestsDecodeStrictly(t *testing.T) {
+	n := 0
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && slices.Contains([]string{"prometheus", "grafana", "testdata"}, path) {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || filepath.Ext(path) != ".yaml" || d.Name() == "kustomization.yaml" {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, doc := range splitDocuments(t, path, data) {
+			decodeStrict(t, doc)
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Errorf("decoded only %d documents; the manifests are not where this test looks", n)
+	}
+}
+
+// variant is one rendered combination of an overlay and components.
+type variant struct {
+	name string
+	docs []document
+	objs []runtime.Object
+}
+
+// render runs hack/kube/manifests.sh, the script behind `make manifests`,
+// and decodes every variant it writes.
+func render(t *testing.T) map[string]*variant {
+	t.Helper()
+	kubectl := kubetest.Tool(t, "kubectl")
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cmd := exec.Command(filepath.Join(root, "hack/kube/manifests.sh"), out)
+	cmd.Env = append(os.Environ(), "KUBECTL="+kubectl)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("hack/kube/manifests.sh: %v\n%s", err, b)
+	}
+	files, err := filepath.Glob(filepath.Join(out, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := map[string]*variant{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := &variant{name: strings.TrimSuffix(filepath.Base(f), ".yaml")}
+		v.docs = splitDocuments(t, v.name, data)
+		for _, d := range v.docs {
+			if o := decodeStrict(t, d); o != nil {
+				v.objs = append(v.objs, o)
+			}
+		}
+		vs[v.name] = v
+	}
+	return vs
+}
+
+func (v *variant) daemonSet(t *testing.T) *appsv1.DaemonSet {
+	t.Helper()
+	var found []*appsv1.DaemonSet
+	for _, o := range v.objs {
+		if ds, ok := o.(*appsv1.DaemonSet); ok {
+			found = append(found, ds)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s: %d DaemonSets; want 1", v.name, len(found))
+	}
+	return found[0]
+}
+
+func (v *variant) kinds() []string {
+	var ks []string
+	for _, d := range v.docs {
+		ks = append(ks, d.gvk.Kind)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// expectation is what one variant's DaemonSet must look like.
+type expectation struct {
+	mode string
+	caps []corev1.Capability
+	// writable are the only mount paths that may be writable.
+	writable []string
+	image    string
+	kinds    []string
+}
+
+var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount"}
+
+func withKinds(extra ...string) []string {
+	ks := append(slices.Clone(baseKinds), extra...)
+	slices.Sort(ks)
+	return ks
+}
+
+var (
+	observeWritable   = []string{"/var/lib/nodetune"}
+	remediateWritable = []string{"/var/lib/nodetune", "/host/proc/sys/net", "/host/sys/devices"}
+	expectations      = map[string]expectation{
+		"observe":                       {"observe", nil, observeWritable, "ghcr.io/nodetune/nodetune:latest", withKinds()},
+		"remediate":                     {"remediate", []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:latest", withKinds()},
+		"observe-prometheus-operator":   {"observe", nil, observeWritable, "ghcr.io/nodetune/nodetune:latest", withKinds("PrometheusRule", "ServiceMonitor")},
+		"remediate-prometheus-operator": {"remediate", []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:latest", withKinds("PrometheusRule", "ServiceMonitor")},
+		"remediate-load-modules":        {"remediate", []corev1.Capability{"NET_ADMIN", "SYS_MODULE"}, remediateWritable, "ghcr.io/nodetune/nodetune-modules:latest", withKinds()},
+	}
+)
+
+// TestRenderedVariants renders every overlay and component combination
+// and checks the DaemonSet against what the issue and docs/deploy.md ask.
+func TestRenderedVariants(t *testing.T) {
+	vs := render(t)
+	for name := range vs {
+		if _, ok := expectations[name]; !ok {
+			t.Errorf("make manifests renders %s, which this test has no expectation for", name)
+		}
+	}
+	for name, want := range expectations {
+		t.Run(name, func(t *testing.T) {
+			v, ok := vs[name]
+			if !ok {
+				t.Fatalf("make manifests does not render %s", name)
+			}
+			if got := v.kinds(); !slices.Equal(got, want.kinds) {
+				t.Errorf("kinds = %v; want %v", got, want.kinds)
+			}
+			checkDaemonSet(t, v.daemonSet(t), want)
+		})
+	}
+}
+
+func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, want expectation) {
+	t.Helper()
+	spec := ds.Spec.Template.Spec
+	if !spec.HostNetwork {
+		t.Error("hostNetwork is off; nodetune must see the node's own links")
+	}
+	if spec.HostPID || spec.HostIPC {
+		t.Error("hostPID or hostIPC is on; nodetune needs neither")
+	}
+	if sp := spec.SecurityContext; sp == nil || sp.SeccompProfile == nil || sp.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error("the pod's seccomp profile is not RuntimeDefault")
+	}
+	if !slices.ContainsFunc(spec.Tolerations, func(t corev1.Toleration) bool {
+		return t.Operator == corev1.TolerationOpExists && t.Key == "" && t.Effect == ""
+	}) {
+		t.Errorf("tolerations %v do not tolerate every taint; the agent must run on every node", spec.Tolerations)
+	}
+	u := ds.Spec.UpdateStrategy
+	if u.Type != appsv1.RollingUpdateDaemonSetStrategyType || u.RollingUpdate == nil ||
+		u.RollingUpdate.MaxUnavailable == nil || u.RollingUpdate.MaxUnavailable.IntValue() != 1 ||
+		u.RollingUpdate.MaxSurge == nil || u.RollingUpdate.MaxSurge.IntValue() != 0 {
+		t.Errorf("update strategy %+v; want RollingUpdate with maxUnavailable 1 and maxSurge 0", u)
+	}
+	if len(spec.Containers) != 1 || len(spec.InitContainers) != 0 {
+		t.Fatalf("%d containers and %d init containers; want one container", len(spec.Containers), len(spec.InitContainers))
+	}
+	c := spec.Containers[0]
+	if c.Image != want.image {
+		t.Errorf("image %s; want %s", c.Image, want.image)
+	}
+	for _, arg := range []string{"serve", "--mode=" + want.mode, "--path.procfs=/host/proc", "--path.sysfs=/host/sys",
+		"--path.rootfs=/host/root", "--state-dir=/var/lib/nodetune"} {
+		if !slices.Contains(c.Args, arg) {
+			t.Errorf("args %v lack %s", c.Args, arg)
+		}
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"
+	}) {
+		t.Error("NODE_NAME does not come from the downward API's spec.nodeName")
+	}
+	for _, r := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
+		if _, ok := r[corev1.ResourceMemory]; !ok {
+			t.Errorf("memory request or limit missing: %+v", c.Resources)
+		}
+	}
+	checkSecurityContext(t, c.SecurityContext, want.caps)
+	checkMounts(t, spec, c, want.writable)
+}
+
+func checkSecurityContext(t *testing.T, sc *corev1.SecurityContext, caps []corev1.Capability) {
+	t.Helper()
+	if sc == nil {
+		t.Fatal("no container security context")
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		t.Error("privileged: true")
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("allowPrivilegeEscalation is not false")
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Error("readOnlyRootFilesystem is not true")
+	}
+	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error("the container's seccomp profile is not RuntimeDefault")
+	}
+	if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("capabilities %+v do not drop ALL", sc.Capabilities)
+	} else if !slices.Equal(sc.Capabilities.Add, caps) {
+		t.Errorf("capabilities add %v; want exactly %v", sc.Capabilities.Add, caps)
+	}
+	if sc.ProcMount != nil && *sc.ProcMount != corev1.DefaultProcMount {
+		t.Error("procMount is not Default")
+	}
+}
+
+// checkMounts checks that the host's /proc, /sys and / are mounted
+// read-only (recursively where the runtime can) and that only the given
+// paths are writable, each a hostPath the docs explain.
+func checkMounts(t *testing.T, spec corev1.PodSpec, c corev1.Container, writable []string) {
+	t.Helper()
+	hostPaths := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.HostPath == nil && v.EmptyDir == nil {
+			t.Errorf("volume %s is neither a hostPath nor an emptyDir", v.Name)
+		}
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	readOnly := map[string]string{"/host/proc": "/proc", "/host/sys": "/sys", "/host/root": "/"}
+	var gotWritable []string
+	for _, m := range c.VolumeMounts {
+		if m.MountPropagation != nil && *m.MountPropagation != corev1.MountPropagationNone {
+			t.Errorf("mount %s propagates mounts (%s)", m.MountPath, *m.MountPropagation)
+		}
+		if from, ok := readOnly[m.MountPath]; ok {
+			if hostPaths[m.Name] != from {
+				t.Errorf("%s mounts host path %q; want %s", m.MountPath, hostPaths[m.Name], from)
+			}
+			if !m.ReadOnly || m.RecursiveReadOnly == nil || *m.RecursiveReadOnly != corev1.RecursiveReadOnlyIfPossible {
+				t.Errorf("%s is not mounted read-only, recursively where possible", m.MountPath)
+			}
+			delete(readOnly, m.MountPath)
+		}
+		if !m.ReadOnly {
+			gotWritable = append(gotWritable, m.MountPath)
+		}
+	}
+	for p := range readOnly {
+		t.Errorf("%s is not mounted", p)
+	}
+	slices.Sort(gotWritable)
+	writable = slices.Sorted(slices.Values(writable))
+	if !slices.Equal(gotWritable, writable) {
+		t.Errorf("writable mounts %v; want exactly %v", gotWritable, writable)
+	}
+}
