@@ -5,12 +5,14 @@ BIN      := bin/nodetune
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 10s
+# The container image make image builds (and IMAGE-modules, with modprobe).
+IMAGE    ?= ghcr.io/nodetune/nodetune
 # Tools the integration tests start (prometheus, promtool, etcd, kube-apiserver)
 # are looked up here first; hack/install-deps.sh fills it.
 TOOLS    := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build doctor test test-unit deps fuzz bench bench-fix lint clean
+.PHONY: help build doctor test test-unit deps fuzz bench bench-fix lint clean image manifests
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -39,6 +41,13 @@ bench: build ## run the benchmarks and print their figures
 
 bench-fix: ## VXLAN throughput with offload on, off, and after nodetune fix (root, iperf3)
 	NODETUNE_BENCH_FIX=1 NODETUNE_PRIVILEGED_TESTS=1 $(GO) test -run '^$$' -bench '^BenchmarkFixRestoresOffload$$' -benchtime 1x -count 1 ./cmd/nodetune/
+
+image: ## build the container images with docker (IMAGE:VERSION and IMAGE-modules:VERSION)
+	docker build --build-arg VERSION=$(VERSION) --target nodetune -t $(IMAGE):$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) --target modules -t $(IMAGE)-modules:$(VERSION) .
+
+manifests: ## render the kustomize overlays and components into bin/manifests (IMAGE_TAG sets the tag)
+	./hack/kube/manifests.sh bin/manifests
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
