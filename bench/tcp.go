@@ -84,6 +84,13 @@ func (f flow) measure(ctx context.Context) (int64, time.Duration, error) {
 			if err != nil {
 				return err
 			}
+			// Go turns Nagle's algorithm off on every TCP socket; iperf3,
+			// and most bulk senders, leave it on, and it changes how the
+			// writes are cut into TSO segments. Measure what they see.
+			if err := c.(*net.TCPConn).SetNoDelay(false); err != nil {
+				c.Close()
+				return err
+			}
 			dialed = append(dialed, c)
 		}
 		return nil
