@@ -184,6 +184,8 @@ func (v *variant) kinds() []string {
 // expectation is what one variant's DaemonSet must look like.
 type expectation struct {
 	mode string
+	// uid is the user the container runs as.
+	uid  int64
 	caps []corev1.Capability
 	// writable are the only mount paths that may be writable.
 	writable []string
@@ -200,14 +202,14 @@ func withKinds(extra ...string) []string {
 }
 
 var (
-	observeWritable   = []string{"/var/lib/nodetune"}
+	observeWritable   []string
 	remediateWritable = []string{"/var/lib/nodetune", "/host/proc/sys/net", "/host/sys/devices"}
 	expectations      = map[string]expectation{
-		"observe":                       {"observe", nil, observeWritable, "ghcr.io/nodetune/nodetune:latest", withKinds()},
-		"remediate":                     {"remediate", []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:latest", withKinds()},
-		"observe-prometheus-operator":   {"observe", nil, observeWritable, "ghcr.io/nodetune/nodetune:latest", withKinds("PrometheusRule", "ServiceMonitor")},
-		"remediate-prometheus-operator": {"remediate", []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:latest", withKinds("PrometheusRule", "ServiceMonitor")},
-		"remediate-load-modules":        {"remediate", []corev1.Capability{"NET_ADMIN", "SYS_MODULE"}, remediateWritable, "ghcr.io/nodetune/nodetune-modules:latest", withKinds()},
+		"observe":                       {"observe", 65534, nil, observeWritable, "ghcr.io/nodetune/nodetune:latest", withKinds()},
+		"remediate":                     {"remediate", 0, []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:latest", withKinds()},
+		"observe-prometheus-operator":   {"observe", 65534, nil, observeWritable, "ghcr.io/nodetune/nodetune:latest", withKinds("PrometheusRule", "ServiceMonitor")},
+		"remediate-prometheus-operator": {"remediate", 0, []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:latest", withKinds("PrometheusRule", "ServiceMonitor")},
+		"remediate-load-modules":        {"remediate", 0, []corev1.Capability{"NET_ADMIN", "SYS_MODULE"}, remediateWritable, "ghcr.io/nodetune/nodetune-modules:latest", withKinds()},
 	}
 )
 
@@ -265,10 +267,14 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, want expectation) {
 		t.Errorf("image %s; want %s", c.Image, want.image)
 	}
 	for _, arg := range []string{"serve", "--mode=" + want.mode, "--path.procfs=/host/proc", "--path.sysfs=/host/sys",
-		"--path.rootfs=/host/root", "--state-dir=/var/lib/nodetune"} {
+		"--path.rootfs=/host/root"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}
+	}
+	// Only remediation keeps a journal, on the host, where rollback finds it.
+	if hasState := slices.Contains(c.Args, "--state-dir=/var/lib/nodetune"); hasState != (want.mode == "remediate") {
+		t.Errorf("args %v: --state-dir=/var/lib/nodetune present %v in %s mode", c.Args, hasState, want.mode)
 	}
 	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
 		return e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"
@@ -281,6 +287,10 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, want expectation) {
 		}
 	}
 	checkSecurityContext(t, c.SecurityContext, want.caps)
+	if sc := c.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != want.uid ||
+		sc.RunAsNonRoot == nil || *sc.RunAsNonRoot != (want.uid != 0) {
+		t.Errorf("the container does not run as uid %d with runAsNonRoot %v", want.uid, want.uid != 0)
+	}
 	checkMounts(t, spec, c, want.writable)
 }
 

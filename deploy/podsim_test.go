@@ -28,10 +28,11 @@ import (
 // network the pod shares), in a mount namespace of its own with every
 // volume of the DaemonSet bind-mounted where the container would see it,
 // read-only or writable as the manifest says and parents first as runtimes
-// mount them, and as uid 0 with exactly the manifest's capabilities and
+// mount them, and as the manifest's user with exactly its capabilities and
 // no_new_privs. They prove what docs/deploy.md claims: observe mode needs
-// no capability at all, remediate mode needs only NET_ADMIN, and the
-// nested writable mounts are the only writable parts of /proc and /sys.
+// neither root nor any capability, remediate mode needs only NET_ADMIN,
+// and the nested writable mounts are the only writable parts of /proc and
+// /sys.
 
 var (
 	binOnce sync.Once
@@ -71,6 +72,7 @@ type pod struct {
 	root  string // where the container's / would be
 	ns    string // the network namespace
 	mount []string
+	uid   int64
 	caps  []string
 	args  []string
 }
@@ -82,7 +84,17 @@ func emulate(t *testing.T, ds *appsv1.DaemonSet, ns string, hostPaths map[string
 	t.Helper()
 	spec := ds.Spec.Template.Spec
 	c := spec.Containers[0]
-	p := &pod{root: t.TempDir(), ns: ns}
+	// Traversable by the manifest's user, as a container's root is
+	// (t.TempDir is root's alone).
+	root, err := os.MkdirTemp("", "nodetune-pod-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := &pod{root: root, ns: ns}
 	volumes := map[string]string{}
 	for _, v := range spec.Volumes {
 		if v.HostPath != nil {
@@ -108,9 +120,14 @@ func emulate(t *testing.T, ds *appsv1.DaemonSet, ns string, hostPaths map[string
 			p.mount = append(p.mount, fmt.Sprintf("mount -o remount,bind,ro %q", dst))
 		}
 	}
-	if sc := c.SecurityContext; sc != nil && sc.Capabilities != nil {
-		for _, c := range sc.Capabilities.Add {
-			p.caps = append(p.caps, strings.ToLower(string(c)))
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			p.uid = *sc.RunAsUser
+		}
+		if sc.Capabilities != nil {
+			for _, c := range sc.Capabilities.Add {
+				p.caps = append(p.caps, strings.ToLower(string(c)))
+			}
 		}
 	}
 	// The container's paths, seen from outside its mount layout.
@@ -130,7 +147,7 @@ func (p *pod) command(argv ...string) *exec.Cmd {
 		bounding += ",+" + c
 	}
 	script := "set -e\nmount --make-rprivate /\n" + strings.Join(p.mount, "\n") +
-		"\nexec setpriv --reuid=0 --regid=0 --clear-groups --nnp --inh-caps=-all --ambient-caps=-all --bounding-set=" + bounding + " -- \"$@\"\n"
+		fmt.Sprintf("\nexec setpriv --reuid=%[1]d --regid=%[1]d", p.uid) + " --clear-groups --nnp --inh-caps=-all --ambient-caps=-all --bounding-set=" + bounding + " -- \"$@\"\n"
 	args := append([]string{"netns", "exec", p.ns, "unshare", "--mount", "--", "sh", "-c", script, "sh"}, argv...)
 	return exec.Command("ip", args...)
 }
@@ -230,7 +247,7 @@ func offload(t *testing.T, side *testbed.Side) bool {
 }
 
 // TestPodObserveNeedsNoCapability runs the observe DaemonSet's nodetune
-// with no capability at all and read-only host mounts on a tunnel with
+// as nobody, with no capability at all and read-only host mounts on a tunnel with
 // offload off: it must see the finding, leave the device alone, and have
 // nothing it could not check for lack of permission.
 func TestPodObserveNeedsNoCapability(t *testing.T) {
