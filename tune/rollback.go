@@ -44,20 +44,12 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool) (
 		o.Result, o.Err = Failed, fmt.Errorf("reading %s: %w; its journal entry stays open", k, err)
 		return o, nil
 	}
-	record := func(ev string, r Result, note error) (Outcome, error) {
-		o.Result, o.Err = r, note
+	record := func(ev string, r Result, why error) (Outcome, error) {
+		o.Result, o.Err = r, why
 		if dryRun {
 			return o, nil
 		}
-		msg := ""
-		if note != nil {
-			msg = note.Error()
-		}
-		if err := t.j.event(e, ev, &cur, msg); err != nil {
-			o.Result, o.Err = Failed, fmt.Errorf("recording %s for %s: %w", ev, k, err)
-			return o, errJournalDown
-		}
-		return o, nil
+		return t.record(o, e, ev, cur, why)
 	}
 	switch {
 	case same(k.Kind, cur.Set, e.Original.Set):
@@ -128,15 +120,7 @@ func (t *Tuner) reconcile(ctx context.Context, o Outcome, e *Entry) (Outcome, er
 	}
 	note := func(ev string, r Result, why error) (Outcome, error) {
 		o.Result, o.Err = r, why
-		msg := ""
-		if why != nil {
-			msg = why.Error()
-		}
-		if err := t.j.event(e, ev, &cur, msg); err != nil {
-			o.Result, o.Err = Failed, fmt.Errorf("recording %s for %s: %w", ev, k, err)
-			return o, errJournalDown
-		}
-		return o, nil
+		return t.record(o, e, ev, cur, why)
 	}
 	switch {
 	case same(k.Kind, cur.Set, e.Original.Set):
@@ -148,4 +132,19 @@ func (t *Tuner) reconcile(ctx context.Context, o Outcome, e *Entry) (Outcome, er
 		return note(evVerified, Verified, nil)
 	}
 	return t.revert(ctx, o, e, e.Original, cur)
+}
+
+// record journals event ev for entry e, with the value read from the host
+// and the reason, if any. If the journal cannot be written, the outcome
+// fails and errJournalDown tells the caller to stop touching the host.
+func (t *Tuner) record(o Outcome, e *Entry, ev string, cur Value, why error) (Outcome, error) {
+	msg := ""
+	if why != nil {
+		msg = why.Error()
+	}
+	if err := t.j.event(e, ev, &cur, msg); err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("recording %s for %s: %w", ev, e.Key, err)
+		return o, errJournalDown
+	}
+	return o, nil
 }
