@@ -31,8 +31,8 @@ type kubeFlags struct {
 }
 
 func (k *kubeFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster to report to; empty uses the in-cluster configuration when running in a pod, and reports nowhere otherwise")
-	fs.StringVar(&k.nodeName, "kube.node-name", "", "the Node to report on (default $NODE_NAME, else the host name)")
+	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster to report to; empty uses the in-cluster configuration when running in a pod with a node name, and reports nowhere otherwise")
+	fs.StringVar(&k.nodeName, "kube.node-name", "", "the Node to report on (default $NODE_NAME, else, with --kubeconfig, the host name)")
 }
 
 // kubeHook is a running Reporter and what feeds it; its methods do nothing
@@ -48,17 +48,29 @@ type kubeHook struct {
 // opts.Remediator so remediations become events. It returns nil when
 // serve runs outside a cluster without --kubeconfig.
 func startKube(g *globals, k kubeFlags, mode string, exp *exporter.Exporter, opts *daemon.Options) (*kubeHook, error) {
-	cfg, err := kube.RESTConfig(k.kubeconfig)
-	if errors.Is(err, kube.ErrNoCluster) {
-		g.log.Debug("not in a Kubernetes cluster and no --kubeconfig: no node condition or events")
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	name := k.nodeName
 	if name == "" {
 		name = os.Getenv("NODE_NAME")
+	}
+	if name == "" && k.kubeconfig == "" {
+		// In a pod that is not nodetune's DaemonSet (a debug pod, a CI
+		// job), the in-cluster configuration exists too; without a node
+		// name from the downward API, serve reports nowhere.
+		g.log.Debug("no --kubeconfig and no node name ($NODE_NAME or --kube.node-name): no node condition or events")
+		return nil, nil
+	}
+	cfg, err := kube.RESTConfig(k.kubeconfig)
+	switch {
+	case errors.Is(err, kube.ErrNoCluster):
+		g.log.Debug("not in a Kubernetes cluster and no --kubeconfig: no node condition or events")
+		return nil, nil
+	case err != nil && k.kubeconfig == "":
+		// A pod without its service-account token, say: the agent's
+		// metrics are still worth serving.
+		g.log.Error("cannot report to Kubernetes; serving metrics only", "err", err)
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
 	if name == "" {
 		name, _ = os.Hostname()
