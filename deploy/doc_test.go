@@ -7,9 +7,17 @@
 package deploy_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/nodetune/nodetune/kube/kubetest"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
+func TestMain(m *testing.M) {
+	code := kubetest.Run(m)
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}

@@ -36,12 +36,16 @@ var (
 
 // Main runs the package's tests and then stops the API server if one was
 // started. It calls os.Exit.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain with more to clean up: it runs the tests,
+// stops the API server, and returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared != nil {
 		shared.Stop()
 	}
-	os.Exit(code)
+	return code
 }
 
 // Get returns the test binary's API server, starting it on first use.
