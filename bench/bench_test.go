@@ -106,24 +106,25 @@ func TestRunCleansUpWhenCancelled(t *testing.T) {
 	}
 }
 
-// TestCrashHelper is not a test: TestRunSweepsACrashedRun runs the test
-// binary with it to build a testbed and be killed while holding it.
-func TestCrashHelper(t *testing.T) {
-	if os.Getenv("NODETUNE_BENCH_CRASH_HELPER") != "1" {
-		t.Skip("helper process for TestRunSweepsACrashedRun")
-	}
-	if _, err := testbed.New(testbed.Options{Prefix: testPrefix}); err != nil {
-		fmt.Println("error:", err)
+// TestMain doubles as the crashing process of TestRunSweepsACrashedRun:
+// run with NODETUNE_BENCH_CRASH_HELPER=1, the test binary builds a testbed,
+// says so, and waits to be killed while holding it.
+func TestMain(m *testing.M) {
+	if os.Getenv("NODETUNE_BENCH_CRASH_HELPER") == "1" {
+		if _, err := testbed.New(testbed.Options{Prefix: testPrefix}); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		time.Sleep(time.Minute)
 		os.Exit(1)
 	}
-	fmt.Println("ready")
-	time.Sleep(time.Minute)
-	os.Exit(1)
+	os.Exit(m.Run())
 }
 
 func TestRunSweepsACrashedRun(t *testing.T) {
 	privtest.Root(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "NODETUNE_BENCH_CRASH_HELPER=1")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
