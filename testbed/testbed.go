@@ -31,6 +31,10 @@ var overhead = map[string]int{
 	detect.KindIPIP:   20,
 }
 
+// Overhead is the encapsulation overhead of kind over an IPv4 underlay in
+// bytes, or 0 for a kind the testbed cannot build.
+func Overhead(kind string) int { return overhead[kind] }
+
 // Options describe the bed to build. The zero value is a VXLAN bed.
 type Options struct {
 	// Prefix starts each namespace name (default "ntb"). The full name is
