@@ -27,34 +27,6 @@ import (
 	"github.com/nodetune/nodetune/testbed"
 )
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// nodetuneBinary builds nodetune once per test run, so that it can be
-// started inside a testbed namespace with `ip netns exec`.
-func nodetuneBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nodetune-serve-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "nodetune")
-		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
-}
-
 // proc is a process the test started, with its output kept for failures.
 type proc struct {
 	cmd *exec.Cmd
