@@ -12,7 +12,7 @@ IMAGE    ?= ghcr.io/nodetune/nodetune
 TOOLS    := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build doctor test test-unit deps fuzz bench bench-fix lint clean image manifests
+.PHONY: help build doctor test test-unit deps fuzz bench bench-deps bench-fix lint clean image manifests
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,7 +35,10 @@ test-unit: ## run the tests that need neither root nor external tools
 fuzz: ## run every fuzz target for FUZZTIME each
 	./hack/fuzz.sh $(FUZZTIME)
 
-bench: build ## run the benchmarks and print their figures
+bench-deps: ## install node_exporter, which make bench measures nodetune against
+	[ -x $(TOOLS)/node_exporter ] || GOBIN=$(TOOLS) $(GO) install github.com/prometheus/node_exporter@v1.12.1
+
+bench: build bench-deps ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 	@if [ "$$(id -u)" -eq 0 ]; then ./$(BIN) bench; else echo "nodetune bench skipped: needs root"; fi
 

@@ -21,8 +21,6 @@ if ((${#missing[@]})); then
 fi
 # Debian's prometheus package starts a server on :9090; the tests start
 # their own on other ports and do not need it.
-# node_exporter, which the serve benchmark (make bench) runs side by side with nodetune.
-[[ -x .cache/bin/node_exporter ]] || GOBIN="$PWD/.cache/bin" go install github.com/prometheus/node_exporter@v1.12.1
 # kube-apiserver and kubectl for the Kubernetes tests and make manifests, built
 # from the Go module proxy (several minutes, once); skipped when cached.
 hack/kube/build.sh .cache/bin
