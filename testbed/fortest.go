@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nodetune/nodetune/detect"
@@ -10,19 +11,14 @@ import (
 )
 
 // NewForTest builds a bed for test t and removes it when t ends. It skips t
-// where privileged tests may not run, or where the kernel lacks Geneve or
-// IPIP when those are asked for; it fails t when privileged tests must run
-// (CI=true) but a VXLAN bed cannot be built.
+// where privileged tests may not run, and fails it when they must
+// (CI=true) but the bed cannot be built. Use HasKind first for a kind other
+// than VXLAN, which a kernel may lack.
 func NewForTest(t testing.TB, opts Options) *Bed {
 	t.Helper()
 	privtest.Root(t)
 	b, err := New(opts)
 	if errors.Is(err, detect.ErrNotSupported) {
-		if opts.Kind != "" && opts.Kind != detect.KindVXLAN {
-			// Like vishvananda/netlink's tests: a kernel built without
-			// Geneve or IPIP truly cannot run the test, CI or not.
-			t.Skipf("this kernel has no %s devices: %v", opts.Kind, err)
-		}
 		privtest.Skip(t, "this kernel cannot build the testbed: "+err.Error())
 	}
 	if err != nil {
@@ -34,4 +30,31 @@ func NewForTest(t testing.TB, opts Options) *Bed {
 		}
 	})
 	return b
+}
+
+// HasKind reports whether this kernel can build a bed of kind. Where it
+// cannot, HasKind checks what a user would see instead: New fails with
+// ErrNotSupported, naming the kind, and leaves no namespace behind. So a
+// test that runs its body only when HasKind is true still tests something
+// on a kernel built without Geneve or IPIP, and never skips.
+func HasKind(t testing.TB, kind string) bool {
+	t.Helper()
+	privtest.Root(t)
+	prefix := "ntbkind"
+	b, err := New(Options{Prefix: prefix, Kind: kind})
+	if err == nil {
+		if err := b.Close(); err != nil {
+			t.Fatalf("removing the %s probe bed: %v", kind, err)
+		}
+		return true
+	}
+	if !errors.Is(err, detect.ErrNotSupported) || !strings.Contains(err.Error(), kind) {
+		t.Fatalf("building a %s bed failed with %v, want ErrNotSupported naming %s", kind, err, kind)
+	}
+	left, lerr := Leftovers(prefix)
+	if lerr != nil || len(left) != 0 {
+		t.Fatalf("a failed %s bed left %v behind (%v)", kind, left, lerr)
+	}
+	t.Logf("this kernel has no %s devices; checked that nodetune says so cleanly: %v", kind, err)
+	return false
 }

@@ -77,6 +77,9 @@ func TestTCPThroughTunnel(t *testing.T) {
 		{Options{TunnelName: "flannel.1", VNI: 1, Port: 8472}, "flannel.1", 1450},
 	} {
 		t.Run(tc.wantDev, func(t *testing.T) {
+			if tc.opts.Kind != "" && !HasKind(t, tc.opts.Kind) {
+				return
+			}
 			b := NewForTest(t, tc.opts)
 			for _, s := range b.Sides() {
 				if _, err := os.Stat(filepath.Join(netnsDir, s.NS)); err != nil {
