@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/nodetune/nodetune/kube/kubetest"
 )
@@ -44,13 +45,35 @@ func kubectl(t *testing.T, c *kubetest.Cluster, args ...string) string {
 // issue 134040, fixed by PR 134054 in later 1.34 releases).
 const knownWarning = "spec.SessionAffinity is ignored for headless services"
 
-// installCRDs installs the Prometheus Operator's ServiceMonitor and
-// PrometheusRule definitions and waits until the API server serves them.
+// installCRDs installs nodetune's own test schemas of the Prometheus
+// Operator's ServiceMonitor and PrometheusRule (testdata/crds) and waits
+// until the API server serves every one of them. It reads the files itself
+// for their names, which also lets go test's cache see when they change.
 func installCRDs(t *testing.T, c *kubetest.Cluster) {
 	t.Helper()
+	files, err := filepath.Glob("testdata/crds/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no CRDs in testdata/crds (%v)", err)
+	}
+	wait := []string{"wait", "--for=condition=Established", "--timeout=60s"}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var crd struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(data, &crd); err != nil || crd.Kind != "CustomResourceDefinition" || crd.Metadata.Name == "" {
+			t.Fatalf("%s is not one named CustomResourceDefinition (%v)", f, err)
+		}
+		wait = append(wait, "crd/"+crd.Metadata.Name)
+	}
 	kubectl(t, c, "apply", "--server-side", "-f", "deploy/testdata/crds/")
-	kubectl(t, c, "wait", "--for=condition=Established", "--timeout=60s",
-		"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+	kubectl(t, c, wait...)
 }
 
 // TestServerSideApply applies every rendered variant to a real API server,
@@ -78,7 +101,9 @@ func TestServerSideApply(t *testing.T) {
 		if err := os.WriteFile(f, []byte(strings.Join(byteStrings(docs), "---\n")), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		kubectl(t, c, "apply", "--server-side", "-f", f)
+		// Strict, so a misspelt field fails here instead of being pruned
+		// (TestCRDsAreStrict checks that it does).
+		kubectl(t, c, "apply", "--server-side", "--validate=strict", "-f", f)
 		ds, err := c.Admin.AppsV1().DaemonSets("nodetune").Get(context.Background(), "nodetune", metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("after applying %s: %v", name, err)

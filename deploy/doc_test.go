@@ -2,8 +2,9 @@
 // shipped file decodes strictly into the Kubernetes API types, that the
 // rendered overlays hold the security context docs/deploy.md promises,
 // that the PrometheusRule carries exactly the shipped alerting rules, and,
-// against a real API server, that server-side apply accepts every variant
-// and that the RBAC is sufficient and minimal.
+// against a real API server, that server-side apply accepts every variant,
+// that the test schemas of the Prometheus Operator's kinds refuse a
+// misspelt field, and that the RBAC is sufficient and minimal.
 package deploy_test
 
 import (
