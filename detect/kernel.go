@@ -114,15 +114,24 @@ var natChecksumBackports = map[[2]int]int{
 // NATChecksumFix reports whether this kernel carries the fix for the NAT
 // rewrite of a zero UDP checksum on VXLAN packets, without which tx checksum
 // offload on a tunnel device corrupts the outer checksum.
+//
+// A distribution kernel (see Distribution) whose patch level already
+// reaches a stable backport, such as Amazon Linux's "5.4.247-162.amzn2",
+// has the fix; one below it may carry the distribution's own backport, so
+// its answer is unknown. A 5.7 release candidate is unknown too: the fix
+// went in during the 5.7 cycle, after the first candidates.
 func (v Version) NATChecksumFix() FixStatus {
 	if !v.Less(natChecksumMainline) {
+		if v.Major == natChecksumMainline.Major && v.Minor == natChecksumMainline.Minor && v.Patch == 0 && strings.HasPrefix(v.Suffix, "-rc") {
+			return FixUnknown
+		}
+		return FixPresent
+	}
+	if first, ok := natChecksumBackports[[2]int{v.Major, v.Minor}]; ok && v.Patch >= first {
 		return FixPresent
 	}
 	if v.Distribution() {
 		return FixUnknown
-	}
-	if first, ok := natChecksumBackports[[2]int{v.Major, v.Minor}]; ok && v.Patch >= first {
-		return FixPresent
 	}
 	return FixMissing
 }

@@ -63,6 +63,15 @@ func TestNATChecksumFix(t *testing.T) {
 		{"5.4.0-150-generic", FixUnknown},
 		{"4.18.0-553.el8_10.x86_64", FixUnknown},
 		{"4.19.0-27-amd64", FixUnknown},
+		// A distribution kernel past the stable backport has it.
+		{"5.4.247-162.amzn2.x86_64", FixPresent},
+		{"4.14.336-257.562.amzn2.x86_64", FixPresent},
+		{"4.19.100-1.el7", FixUnknown},
+		// Release candidates of the fix's own release may predate it.
+		{"5.7.0-rc1", FixUnknown},
+		{"5.7.0-rc7", FixUnknown},
+		{"5.8.0-rc1", FixPresent},
+		{"5.6.13-rc1", FixPresent},
 	}
 	for _, tt := range tests {
 		v, err := ParseRelease(tt.release)
