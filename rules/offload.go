@@ -109,10 +109,11 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 		switch {
 		case fix == detect.FixUnknown:
 			f.Fix.Auto = false
-			f.Fix.Manual = "this is a distribution kernel older than 5.7: confirm that it carries commit ea64d8d6c675 (\"netfilter: nat: never update the UDP checksum when it's 0\") before turning offload on"
+			f.Fix.Manual = "this kernel's version does not tell whether it carries commit ea64d8d6c675 (\"netfilter: nat: never update the UDP checksum when it's 0\"): confirm that it does (the distribution's changelog) before turning offload on"
 			f.Explanation = "With tx checksum offload off, the kernel computes every inner checksum in software and also drops TSO and " +
-				"the other tx segmentation offloads of the device. Whether this distribution kernel (" + s.Kernel.Release +
-				") carries the NAT checksum fix cannot be told from its version."
+				"the other tx segmentation offloads of the device. Whether kernel " + s.Kernel.Release +
+				" carries the NAT checksum fix cannot be told from its version: a distribution kernel below the stable " +
+				"backports may carry its own backport, and 5.7 release candidates may predate the fix."
 		case s.UDP.Err.Failed():
 			f.Fix.Auto = false
 			f.Fix.Manual = "UDP checksum error counters could not be read, so nodetune cannot confirm that the bug is absent: " + s.UDP.Err.Error()
