@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -51,6 +52,24 @@ func (h *Host) Tunnels() detect.Tunnels {
 	return out
 }
 
+// dumpRetries is how many times a netlink dump is tried when the kernel
+// interrupts it because links changed while it was read, as they do on a
+// node that is starting pods.
+const dumpRetries = 3
+
+// retryDump runs dump until it is not interrupted, at most dumpRetries
+// times; the last error is returned if every try was.
+func retryDump[T any](dump func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range dumpRetries {
+		if v, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return v, err
+}
+
 // tunnelKinds are the link kinds Tunnels reports.
 var tunnelKinds = []string{detect.KindVXLAN, detect.KindGeneve, detect.KindIPIP}
 
@@ -61,7 +80,7 @@ func (h *Host) tunnelLinks() ([]netlink.Link, func(int) (netlink.Link, bool), er
 	if kl, ok := h.Netlink.(KindLister); ok {
 		var links []netlink.Link
 		for _, kind := range tunnelKinds {
-			ls, err := kl.LinkListByKind(kind)
+			ls, err := retryDump(func() ([]netlink.Link, error) { return kl.LinkListByKind(kind) })
 			if err != nil {
 				return nil, nil, err
 			}
@@ -76,7 +95,7 @@ func (h *Host) tunnelLinks() ([]netlink.Link, func(int) (netlink.Link, bool), er
 		}
 		return links, lookup, nil
 	}
-	links, err := h.Netlink.LinkList()
+	links, err := retryDump(h.Netlink.LinkList)
 	if err != nil {
 		return nil, nil, err
 	}
