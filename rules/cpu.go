@@ -44,19 +44,31 @@ func evalSteal(s *detect.Snapshot, c Config, r *Result) {
 	})
 }
 
-// CPUMask returns the hex mask of cpus CPUs in the comma-grouped form that
-// rps_cpus takes and prints, such as "f" or "ffffffff,ffffffff".
-func CPUMask(cpus int) string {
-	if cpus <= 0 {
+// CPUMask returns the hex mask of the given CPU ids in the comma-grouped
+// form that rps_cpus takes and prints, such as "f" or "ffffffff,ffffffff".
+// The ids are those the kernel reports, which need not be 0..n-1 when
+// some CPUs are offline.
+func CPUMask(cpus []int) string {
+	top := -1
+	for _, c := range cpus {
+		top = max(top, c)
+	}
+	if top < 0 {
 		return "0"
 	}
-	var groups []string
-	for rest := cpus; rest > 0; rest -= 32 {
-		bits := min(rest, 32)
-		groups = append([]string{fmt.Sprintf("%x", uint64(1)<<bits-1)}, groups...)
+	words := make([]uint32, top/32+1)
+	for _, c := range cpus {
+		if c >= 0 {
+			words[c/32] |= 1 << (c % 32)
+		}
 	}
-	for i := 1; i < len(groups); i++ {
-		groups[i] = fmt.Sprintf("%08s", groups[i])
+	groups := make([]string, len(words))
+	for i, w := range words {
+		format := "%08x"
+		if i == len(words)-1 {
+			format = "%x"
+		}
+		groups[len(words)-1-i] = fmt.Sprintf(format, w)
 	}
 	return strings.Join(groups, ",")
 }
@@ -109,7 +121,11 @@ func evalSoftirq(s *detect.Snapshot, c Config, r *Result) {
 			"https://www.kernel.org/doc/html/latest/networking/scaling.html",
 		},
 	}
-	mask := CPUMask(n)
+	ids := make([]int, n)
+	for i, u := range s.CPU.PerCPU {
+		ids[i] = u.CPU
+	}
+	mask := CPUMask(ids)
 	for _, dev := range underlays(s) {
 		for _, q := range dev.RxQueues {
 			if rpsOff(q.RPSCPUs) {

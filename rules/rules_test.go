@@ -384,9 +384,25 @@ func TestConntrackNeverLowersAndIsBounded(t *testing.T) {
 }
 
 func TestCPUMask(t *testing.T) {
+	upTo := func(n int) []int {
+		ids := make([]int, n)
+		for i := range ids {
+			ids[i] = i
+		}
+		return ids
+	}
 	for n, want := range map[int]string{0: "0", 1: "1", 2: "3", 4: "f", 31: "7fffffff", 32: "ffffffff", 33: "1,ffffffff", 64: "ffffffff,ffffffff", 65: "1,ffffffff,ffffffff"} {
-		if got := CPUMask(n); got != want {
-			t.Errorf("CPUMask(%d) = %q, want %q", n, got, want)
+		if got := CPUMask(upTo(n)); got != want {
+			t.Errorf("CPUMask(0..%d) = %q, want %q", n-1, got, want)
+		}
+	}
+	// CPUs 1 and 2 offline: the mask names the CPUs that are there.
+	for _, tt := range []struct {
+		ids  []int
+		want string
+	}{{[]int{0, 3}, "9"}, {[]int{0, 33}, "2,00000001"}, {[]int{5, 2}, "24"}} {
+		if got := CPUMask(tt.ids); got != tt.want {
+			t.Errorf("CPUMask(%v) = %q, want %q", tt.ids, got, tt.want)
 		}
 	}
 }
