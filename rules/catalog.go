@@ -2,6 +2,7 @@ package rules
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 
 	"github.com/nodetune/nodetune/detect"
@@ -36,6 +37,34 @@ func DefaultConfig() Config {
 		KubeProxyNATRules:    20000,
 		KubeProxySyncSeconds: 1.0,
 	}
+}
+
+// Validate checks that every threshold is in range and that each warning
+// comes before its critical level.
+func (c Config) Validate() error {
+	ratios := []struct {
+		flag string
+		v    float64
+	}{
+		{"conntrack.warn", c.ConntrackWarn}, {"conntrack.critical", c.ConntrackCritical},
+		{"steal.warn", c.StealWarn}, {"steal.critical", c.StealCritical}, {"softirq.busy", c.SoftirqBusy},
+	}
+	for _, r := range ratios {
+		if r.v <= 0 || r.v > 1 {
+			return fmt.Errorf("--%s is %v; want a ratio in (0,1]", r.flag, r.v)
+		}
+	}
+	switch {
+	case c.ConntrackWarn > c.ConntrackCritical:
+		return fmt.Errorf("--conntrack.warn (%v) is above --conntrack.critical (%v)", c.ConntrackWarn, c.ConntrackCritical)
+	case c.StealWarn > c.StealCritical:
+		return fmt.Errorf("--steal.warn (%v) is above --steal.critical (%v)", c.StealWarn, c.StealCritical)
+	case c.KubeProxyNATRules <= 0 || c.KubeProxySyncSeconds <= 0:
+		return fmt.Errorf("--kube-proxy.nat-rules and --kube-proxy.sync-seconds must be positive")
+	case c.MeasuredLoss < 0 || c.MeasuredLoss > 1:
+		return fmt.Errorf("measured loss %v is not a ratio", c.MeasuredLoss)
+	}
+	return nil
 }
 
 // Result is what the catalog concludes about a snapshot.

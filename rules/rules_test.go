@@ -455,3 +455,23 @@ func TestCatalogIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("the default configuration is invalid: %v", err)
+	}
+	for name, spoil := range map[string]func(*Config){
+		"warn above critical": func(c *Config) { c.ConntrackWarn, c.ConntrackCritical = 0.9, 0.8 },
+		"steal order":         func(c *Config) { c.StealWarn = 0.5 },
+		"ratio above 1":       func(c *Config) { c.SoftirqBusy = 80 },
+		"zero ratio":          func(c *Config) { c.ConntrackWarn = 0 },
+		"negative rules":      func(c *Config) { c.KubeProxyNATRules = -1 },
+		"loss above 1":        func(c *Config) { c.MeasuredLoss = 2 },
+	} {
+		c := DefaultConfig()
+		spoil(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

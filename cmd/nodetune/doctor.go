@@ -17,7 +17,8 @@ import (
 
 func init() { subcommands = append(subcommands, newDoctorCmd) }
 
-// ruleFlags binds the rule thresholds users may tune.
+// ruleFlags binds the rule thresholds users may tune, and checks them
+// before the command runs.
 func ruleFlags(cmd *cobra.Command, c *rules.Config) {
 	fs := cmd.Flags()
 	fs.Float64Var(&c.ConntrackWarn, "conntrack.warn", c.ConntrackWarn, "conntrack usage ratio that is a warning")
@@ -25,6 +26,9 @@ func ruleFlags(cmd *cobra.Command, c *rules.Config) {
 	fs.Float64Var(&c.StealWarn, "steal.warn", c.StealWarn, "CPU steal ratio that is a warning")
 	fs.Float64Var(&c.StealCritical, "steal.critical", c.StealCritical, "CPU steal ratio that is critical")
 	fs.Float64Var(&c.SoftirqBusy, "softirq.busy", c.SoftirqBusy, "softirq ratio at which one CPU counts as saturated")
+	fs.Int64Var(&c.KubeProxyNATRules, "kube-proxy.nat-rules", c.KubeProxyNATRules, "kube-proxy nat rules past which iptables mode is judged not to scale")
+	fs.Float64Var(&c.KubeProxySyncSeconds, "kube-proxy.sync-seconds", c.KubeProxySyncSeconds, "mean kube-proxy rule sync time past which iptables mode is judged not to scale")
+	cmd.PreRunE = func(*cobra.Command, []string) error { return c.Validate() }
 }
 
 func newDoctorCmd(g *globals) *cobra.Command {
