@@ -231,11 +231,31 @@ type KubeProxy struct {
 	// NATRules is the number of rules kube-proxy keeps in the nat table,
 	// from its metrics, or -1 when it does not say.
 	NATRules int64 `json:"nat_rules"`
-	// SyncSeconds is the mean duration of kube-proxy's rule syncs, or -1.
+	// SyncSeconds is the mean duration of kube-proxy's rule syncs, or -1:
+	// over the syncs since the previous snapshot when there were any, else
+	// as last measured, and over kube-proxy's life in a first snapshot.
 	SyncSeconds float64 `json:"sync_seconds"`
+	// Syncs is kube-proxy's cumulative rule sync histogram, from which
+	// SyncSeconds is derived.
+	Syncs SyncHistogram `json:"syncs"`
 	// IPVSModules maps each module IPVS mode needs to whether it is loaded.
 	IPVSModules map[string]bool `json:"ipvs_modules,omitempty"`
 	ModulesErr  Err             `json:"modules_error,omitzero"`
+}
+
+// SyncHistogram is the count and sum of a cumulative duration histogram.
+type SyncHistogram struct {
+	Count      uint64  `json:"count"`
+	SumSeconds float64 `json:"sum_seconds"`
+}
+
+// Mean returns the mean duration of the observations after prev, or
+// false when there were none.
+func (h SyncHistogram) Mean(prev SyncHistogram) (float64, bool) {
+	if h.Count <= prev.Count || h.SumSeconds < prev.SumSeconds {
+		return 0, false
+	}
+	return (h.SumSeconds - prev.SumSeconds) / float64(h.Count-prev.Count), true
 }
 
 // IPVSModuleNames are the kernel modules kube-proxy's IPVS mode needs.

@@ -68,6 +68,31 @@ type Prober struct {
 	// Clock stamps each counter sample; tests replace it.
 	Clock func() time.Time
 	last  *sample
+	// syncs is kube-proxy's sync histogram at the previous snapshot, and
+	// syncMean the last mean measured over an interval with syncs.
+	syncs    *detect.SyncHistogram
+	syncMean float64
+}
+
+// kubeProxySyncs sets kp.SyncSeconds to the mean of the syncs since the
+// previous snapshot, so that one slow sync when kube-proxy started does not
+// mark it slow for the rest of its life. An interval without syncs keeps
+// the last mean measured.
+func (p *Prober) kubeProxySyncs(kp *detect.KubeProxy) {
+	if !kp.Running || kp.Syncs.Count == 0 {
+		p.syncs = nil
+		return
+	}
+	if p.syncs != nil {
+		if mean, ok := kp.Syncs.Mean(*p.syncs); ok {
+			p.syncMean = mean
+		}
+		kp.SyncSeconds = p.syncMean
+	} else {
+		p.syncMean = kp.SyncSeconds
+	}
+	syncs := kp.Syncs
+	p.syncs = &syncs
 }
 
 // NewProber returns a Prober for h.
@@ -139,6 +164,7 @@ func (p *Prober) Snapshot(ctx context.Context, window time.Duration) (*detect.Sn
 	record("counters", start, cur.err())
 	applyRates(s, p.last, cur)
 	p.last = cur
+	p.kubeProxySyncs(&s.KubeProxy)
 
 	s.CNI = detect.DetectCNI(s)
 	s.Taken = cur.at

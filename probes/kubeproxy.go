@@ -44,7 +44,10 @@ func (h *Host) KubeProxy() detect.KubeProxy {
 	}
 	kp.Running, kp.Mode = true, mode
 	if metrics, err := h.get("/metrics"); err == nil {
-		kp.NATRules, kp.SyncSeconds, _ = ParseKubeProxyMetrics(strings.NewReader(metrics))
+		kp.NATRules, kp.Syncs, _ = ParseKubeProxyMetrics(strings.NewReader(metrics))
+		if mean, ok := kp.Syncs.Mean(detect.SyncHistogram{}); ok {
+			kp.SyncSeconds = mean
+		}
 	}
 	return kp
 }
@@ -101,13 +104,14 @@ func truncate(s string, n int) string {
 }
 
 // ParseKubeProxyMetrics reads kube-proxy's /metrics page and returns the
-// nat table's rule count and the mean rule sync time, each -1 when absent.
-func ParseKubeProxyMetrics(r io.Reader) (natRules int64, syncSeconds float64, err error) {
-	natRules, syncSeconds = -1, -1
+// nat table's rule count (-1 when absent) and the rule sync histogram's
+// count and sum (zero when absent).
+func ParseKubeProxyMetrics(r io.Reader) (natRules int64, syncs detect.SyncHistogram, err error) {
+	natRules = -1
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		return natRules, syncSeconds, fmt.Errorf("parsing kube-proxy metrics: %w", err)
+		return natRules, syncs, fmt.Errorf("parsing kube-proxy metrics: %w", err)
 	}
 	if mf, ok := families["kubeproxy_sync_proxy_rules_iptables_total"]; ok {
 		for _, m := range mf.GetMetric() {
@@ -121,12 +125,12 @@ func ParseKubeProxyMetrics(r io.Reader) (natRules int64, syncSeconds float64, er
 	}
 	if mf, ok := families["kubeproxy_sync_proxy_rules_duration_seconds"]; ok {
 		for _, m := range mf.GetMetric() {
-			if h := m.GetHistogram(); h != nil && h.GetSampleCount() > 0 {
-				syncSeconds = h.GetSampleSum() / float64(h.GetSampleCount())
+			if h := m.GetHistogram(); h != nil && h.GetSampleSum() >= 0 {
+				syncs = detect.SyncHistogram{Count: h.GetSampleCount(), SumSeconds: h.GetSampleSum()}
 			}
 		}
 	}
-	return natRules, syncSeconds, nil
+	return natRules, syncs, nil
 }
 
 // ipvsModules reports which IPVS modules are loaded (in /proc/modules) or

@@ -36,13 +36,13 @@ kubeproxy_sync_proxy_rules_duration_seconds_count 4
 kubeproxy_sync_proxy_rules_iptables_total{table="filter"} 7
 kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 1234
 `
-	rules, sync, err := ParseKubeProxyMetrics(strings.NewReader(text))
-	if err != nil || rules != 1234 || sync != 0.5 {
-		t.Errorf("got %d rules, %v s, %v; want 1234, 0.5, nil", rules, sync, err)
+	rules, syncs, err := ParseKubeProxyMetrics(strings.NewReader(text))
+	if err != nil || rules != 1234 || syncs != (detect.SyncHistogram{Count: 4, SumSeconds: 2}) {
+		t.Errorf("got %d rules, %+v, %v; want 1234, 4 syncs in 2 s", rules, syncs, err)
 	}
-	rules, sync, err = ParseKubeProxyMetrics(strings.NewReader("# TYPE other counter\nother 1\n"))
-	if err != nil || rules != -1 || sync != -1 {
-		t.Errorf("metrics without kube-proxy's: got %d, %v, %v; want -1, -1, nil", rules, sync, err)
+	rules, syncs, err = ParseKubeProxyMetrics(strings.NewReader("# TYPE other counter\nother 1\n"))
+	if err != nil || rules != -1 || syncs != (detect.SyncHistogram{}) {
+		t.Errorf("metrics without kube-proxy's: got %d, %+v, %v; want -1, none, nil", rules, syncs, err)
 	}
 	if _, _, err := ParseKubeProxyMetrics(strings.NewReader("kubeproxy{{{ 1")); err == nil {
 		t.Error("garbage accepted")
@@ -73,9 +73,12 @@ func FuzzParseKubeProxyMetrics(f *testing.F) {
 	f.Add("kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"} 5\n")
 	f.Add("# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram\nkubeproxy_sync_proxy_rules_duration_seconds_count 0\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		rules, sync, err := ParseKubeProxyMetrics(strings.NewReader(s))
-		if err != nil && (rules != -1 || sync != -1) {
-			t.Fatalf("error %v with values %d, %v", err, rules, sync)
+		rules, syncs, err := ParseKubeProxyMetrics(strings.NewReader(s))
+		if err != nil && (rules != -1 || syncs != (detect.SyncHistogram{})) {
+			t.Fatalf("error %v with values %d, %+v", err, rules, syncs)
+		}
+		if mean, ok := syncs.Mean(detect.SyncHistogram{}); ok && (mean < 0 || mean != mean) {
+			t.Fatalf("mean sync time %v from %+v", mean, syncs)
 		}
 	})
 }
