@@ -16,28 +16,21 @@ import (
 // could clean up, and returns their names. Namespaces of live processes,
 // this one included, are left alone.
 func Sweep(prefix string) ([]string, error) {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	entries, err := os.ReadDir(netnsDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := owned(prefix)
 	if err != nil {
-		return nil, classify("listing "+netnsDir, err)
+		return nil, err
 	}
 	var removed []string
 	var errs []error
-	for _, e := range entries {
-		pid, ok := parseName(prefix, e.Name())
-		if !ok || alive(pid) {
+	for name, pid := range names {
+		if alive(pid) {
 			continue
 		}
-		if err := deleteNamed(e.Name()); err != nil {
+		if err := deleteNamed(name); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		removed = append(removed, e.Name())
+		removed = append(removed, name)
 	}
 	sort.Strings(removed)
 	if err := errors.Join(errs...); err != nil {
@@ -48,6 +41,18 @@ func Sweep(prefix string) ([]string, error) {
 
 // Leftovers lists the namespaces named prefix-<pid>-..., whoever made them.
 func Leftovers(prefix string) ([]string, error) {
+	names, err := owned(prefix)
+	out := make([]string, 0, len(names))
+	for name := range names {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out, err
+}
+
+// owned maps each namespace named prefix-<pid>-... (DefaultPrefix when
+// prefix is empty) to the pid that made it.
+func owned(prefix string) (map[string]int, error) {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
@@ -58,10 +63,10 @@ func Leftovers(prefix string) ([]string, error) {
 	if err != nil {
 		return nil, classify("listing "+netnsDir, err)
 	}
-	var out []string
+	out := map[string]int{}
 	for _, e := range entries {
-		if _, ok := parseName(prefix, e.Name()); ok {
-			out = append(out, e.Name())
+		if pid, ok := parseName(prefix, e.Name()); ok {
+			out[e.Name()] = pid
 		}
 	}
 	return out, nil
