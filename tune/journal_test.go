@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -250,6 +251,9 @@ func FuzzParseCPUMask(f *testing.F) {
 		if h := m.Highest(); (h < 0) != m.Empty() || h >= 32*256 {
 			t.Fatalf("%q: highest CPU %d", s, h)
 		}
+		if cpus := m.CPUs(); len(cpus) > 0 && cpus[len(cpus)-1] != m.Highest() || len(cpus) == 0 != m.Empty() {
+			t.Fatalf("%q: CPUs %v, highest %d", s, cpus, m.Highest())
+		}
 	})
 }
 
@@ -271,7 +275,17 @@ func TestCPUMask(t *testing.T) {
 			t.Errorf("ParseCPUMask(%q) accepted", in)
 		}
 	}
-	if m := rules.CPUMask(40); !same(rules.ChangeRPS, m, "ff,ffffffff") {
-		t.Errorf("rules.CPUMask(40) = %q does not match the kernel's form", m)
+	forty := make([]int, 40)
+	for i := range forty {
+		forty[i] = i
+	}
+	if m := rules.CPUMask(forty); !same(rules.ChangeRPS, m, "ff,ffffffff") {
+		t.Errorf("rules.CPUMask(0..39) = %q does not match the kernel's form", m)
+	}
+	for in, want := range map[string][]int{"0": nil, "d": {0, 2, 3}, "1,00000001": {0, 32}, "80000000,0": {63}} {
+		m, err := ParseCPUMask(in)
+		if err != nil || !slices.Equal(m.CPUs(), want) {
+			t.Errorf("ParseCPUMask(%q).CPUs() = %v, %v; want %v", in, m.CPUs(), err, want)
+		}
 	}
 }

@@ -131,6 +131,14 @@ func TestProposeChecks(t *testing.T) {
 			s.Kernel = detect.Kernel{Release: r, Version: v}
 		}
 	}
+	cpus := func(ids ...int) func(*detect.Snapshot) {
+		return func(s *detect.Snapshot) {
+			s.CPU.PerCPU = nil
+			for _, id := range ids {
+				s.CPU.PerCPU = append(s.CPU.PerCPU, detect.CPUUsage{CPU: id})
+			}
+		}
+	}
 	tests := []struct {
 		name   string
 		change rules.Change
@@ -177,6 +185,9 @@ func TestProposeChecks(t *testing.T) {
 		{"rps path escape", rps("../../../etc/rx-0", "3"), nil, "not DEV/rx-N"},
 		{"rps on a tx queue", rps("eth0/tx-0", "3"), nil, "not DEV/rx-N"},
 		{"rps on a CPU that does not exist", rps("eth0/rx-0", "4"), nil, "names CPU 2"},
+		{"rps on the CPUs present, with a gap", rps("eth0/rx-0", rules.CPUMask([]int{0, 2, 3})), cpus(0, 2, 3), ""},
+		{"rps on an offline CPU", rps("eth0/rx-0", "3"), cpus(0, 2, 3), "names CPU 1, which the node does not have (it has CPUs 0,2,3)"},
+		{"rps, CPUs unknown", rps("eth0/rx-0", "3"), cpus(), "CPUs are unknown"},
 		{"rps off", rps("eth0/rx-0", "0"), nil, "turns RPS off"},
 		{"rps bad mask", rps("eth0/rx-0", "xyz"), nil, "not hex"},
 		{"module", rules.Change{Kind: rules.ChangeModule, Target: "ip_vs_rr", Value: "loaded"}, nil, ""},

@@ -2,6 +2,7 @@ package tune
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -70,6 +71,19 @@ func (m CPUMask) Highest() int {
 	return 32*(len(m.words)-1) + n
 }
 
+// CPUs returns the CPUs in m, in ascending order.
+func (m CPUMask) CPUs() []int {
+	var out []int
+	for i, w := range m.words {
+		for b := range 32 {
+			if w&(1<<b) != 0 {
+				out = append(out, 32*i+b)
+			}
+		}
+	}
+	return out
+}
+
 // String formats m as rps_cpus takes it.
 func (m CPUMask) String() string {
 	if m.Empty() {
@@ -99,7 +113,8 @@ func splitQueue(target string) (dev, queue string, err error) {
 }
 
 // vetRPS checks an RPS change: a receive queue of an underlay device in s,
-// and a mask of CPUs that exist.
+// and a mask that names only CPUs the snapshot shows. Those are the ids the
+// kernel reports, which need not be 0..n-1 when some CPUs are offline.
 func vetRPS(s *detect.Snapshot, c *Change) string {
 	dev, queue, err := splitQueue(c.Target)
 	if err != nil {
@@ -124,16 +139,32 @@ func vetRPS(s *detect.Snapshot, c *Change) string {
 	if err != nil {
 		return err.Error()
 	}
-	cpus := len(s.CPU.PerCPU)
+	present := map[int]bool{}
+	for _, u := range s.CPU.PerCPU {
+		present[u.CPU] = true
+	}
 	switch {
 	case m.Empty():
 		return "an empty mask turns RPS off; nodetune only spreads receive work"
-	case cpus == 0:
-		return "the CPU count is unknown, so the mask cannot be checked"
-	case m.Highest() >= cpus:
-		return fmt.Sprintf("mask %s names CPU %d, but the node has %d CPUs", c.To, m.Highest(), cpus)
+	case len(present) == 0:
+		return "the node's CPUs are unknown, so the mask cannot be checked"
+	}
+	for _, cpu := range m.CPUs() {
+		if !present[cpu] {
+			return fmt.Sprintf("mask %s names CPU %d, which the node does not have (it has CPUs %s)", c.To, cpu, cpuList(present))
+		}
 	}
 	return ""
+}
+
+// cpuList renders a set of CPU ids in ascending order, as "0,2,3".
+func cpuList(set map[int]bool) string {
+	ids := slices.Sorted(maps.Keys(set))
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = strconv.Itoa(id)
+	}
+	return strings.Join(parts, ",")
 }
 
 func (h *Host) rpsPath(k Key) (string, error) {
