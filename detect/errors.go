@@ -3,6 +3,9 @@ package detect
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
+	"syscall"
 )
 
 // ErrNotSupported marks a fact that this host cannot provide: an optional
@@ -56,4 +59,22 @@ func (e *Err) UnmarshalJSON(b []byte) error {
 	}
 	e.err = errors.New(*s)
 	return nil
+}
+
+// Classify wraps err with what was being done, adding ErrNotSupported when
+// err means this host lacks the thing (a missing file or device, an
+// operation or protocol the kernel does not support, a read-only file
+// system) and ErrPermission when it means missing privilege.
+func Classify(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENODEV),
+		errors.Is(err, syscall.EPROTONOSUPPORT), errors.Is(err, syscall.EAFNOSUPPORT), errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%s: %w: %w", what, ErrNotSupported, err)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("%s: %w: %w", what, ErrPermission, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

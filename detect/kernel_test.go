@@ -1,6 +1,10 @@
 package detect
 
 import (
+	"errors"
+	"io/fs"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -98,4 +102,28 @@ func FuzzParseRelease(f *testing.F) {
 			t.Fatalf("negative version from %q: %+v", s, v)
 		}
 	})
+}
+
+func TestClassify(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want error
+	}{
+		{fs.ErrNotExist, ErrNotSupported},
+		{syscall.EOPNOTSUPP, ErrNotSupported},
+		{syscall.EROFS, ErrNotSupported},
+		{syscall.EACCES, ErrPermission},
+		{fs.ErrPermission, ErrPermission},
+	} {
+		got := Classify("reading x", tt.err)
+		if !errors.Is(got, tt.want) || !errors.Is(got, tt.err) || !strings.HasPrefix(got.Error(), "reading x: ") {
+			t.Errorf("Classify(%v) = %v, want it to wrap %v and %v", tt.err, got, tt.want, tt.err)
+		}
+	}
+	if got := Classify("x", syscall.EIO); errors.Is(got, ErrNotSupported) || errors.Is(got, ErrPermission) {
+		t.Errorf("EIO classified as %v", got)
+	}
+	if Classify("x", nil) != nil {
+		t.Error("Classify(nil) is not nil")
+	}
 }
