@@ -221,15 +221,11 @@ func switchBack(origin netns.NsHandle) error {
 	return netns.Set(origin)
 }
 
-// classify wraps err with what was being done, and with detect's sentinels
-// when err means a missing kernel feature or missing privilege.
+// classify is detect.Classify, with a hint on what privilege is missing.
 func classify(what string, err error) error {
-	switch {
-	case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EPROTONOSUPPORT),
-		errors.Is(err, syscall.EAFNOSUPPORT), errors.Is(err, syscall.ENODEV):
-		return fmt.Errorf("%s: %w: %w", what, detect.ErrNotSupported, err)
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("%s: %w (needs root: CAP_SYS_ADMIN and CAP_NET_ADMIN): %w", what, detect.ErrPermission, err)
+	err = detect.Classify(what, err)
+	if errors.Is(err, detect.ErrPermission) {
+		return fmt.Errorf("%w (needs root: CAP_SYS_ADMIN and CAP_NET_ADMIN)", err)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return err
 }
