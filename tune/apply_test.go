@@ -350,6 +350,10 @@ func TestReconcile(t *testing.T) {
 	if diff := cmp.Diff(want, results(out)); diff != "" {
 		t.Fatalf("reconcile (-want +got):\n%s", diff)
 	}
+	// Rollback and reconcile classify alike, and say so alike.
+	if err := out[0].Err; err == nil || !strings.Contains(err.Error(), "is now 1, neither its original 0 nor the 3 nodetune set: someone else changed it") {
+		t.Errorf("reconcile's conflict says %v", err)
+	}
 	if e := tu.Entries(); len(e) != 1 || e[0].Key.Target != SysctlMaxBacklog {
 		t.Errorf("entries after reconcile: %+v", e)
 	}

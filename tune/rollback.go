@@ -51,14 +51,10 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool) (
 		}
 		return t.record(o, e, ev, cur, why)
 	}
-	switch {
-	case same(k.Kind, cur.Set, e.Original.Set):
-		o.Command = ""
-		return record(evClosed, Closed, nil)
-	case !same(k.Kind, cur.Set, e.To):
-		return record(evReleased, Conflict, fmt.Errorf("%s is now %s, not the %s nodetune set: someone else changed it, so it is left alone (the original was %s)",
-			k, cur.Set, e.To, e.Original.Set))
-	case dryRun:
+	if ev, done := settled(&o, e, cur); done {
+		return record(ev, o.Result, o.Err)
+	}
+	if dryRun {
 		o.Result = Planned
 		return o, nil
 	}
@@ -118,20 +114,34 @@ func (t *Tuner) reconcile(ctx context.Context, o Outcome, e *Entry) (Outcome, er
 		o.Result, o.Err = Failed, fmt.Errorf("reading %s: %w; its journal entry stays open", k, err)
 		return o, nil
 	}
-	note := func(ev string, r Result, why error) (Outcome, error) {
-		o.Result, o.Err = r, why
-		return t.record(o, e, ev, cur, why)
+	if ev, done := settled(&o, e, cur); done {
+		return t.record(o, e, ev, cur, o.Err)
 	}
-	switch {
-	case same(k.Kind, cur.Set, e.Original.Set):
-		o.Command = ""
-		return note(evClosed, Closed, nil)
-	case !same(k.Kind, cur.Set, e.To):
-		return note(evReleased, Conflict, fmt.Errorf("%s is now %s, neither its original %s nor the %s nodetune was setting: left alone", k, cur.Set, e.Original.Set, e.To))
-	case same(k.Kind, cur.Effective, e.To):
-		return note(evVerified, Verified, nil)
+	if same(k.Kind, cur.Effective, e.To) {
+		o.Result = Verified
+		return t.record(o, e, evVerified, cur, nil)
 	}
 	return t.revert(ctx, o, e, e.Original, cur)
+}
+
+// settled classifies entry e by cur, the value its setting has now. While
+// the setting holds the value nodetune set, done is false and the caller
+// restores or verifies it. Otherwise o says how the entry closes, and ev is
+// the event that closes it: Closed when the setting is at its original (the
+// write never happened, or was undone), or released as a Conflict when
+// someone else set a third value.
+func settled(o *Outcome, e *Entry, cur Value) (ev string, done bool) {
+	k := e.Key
+	switch {
+	case same(k.Kind, cur.Set, e.Original.Set):
+		o.Result, o.Err, o.Command = Closed, nil, ""
+		return evClosed, true
+	case !same(k.Kind, cur.Set, e.To):
+		o.Result, o.Err = Conflict, fmt.Errorf("%s is now %s, neither its original %s nor the %s nodetune set: someone else changed it, so it is left alone",
+			k, cur.Set, e.Original.Set, e.To)
+		return evReleased, true
+	}
+	return "", false
 }
 
 // record journals event ev for entry e, with the value read from the host
