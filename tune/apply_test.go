@@ -316,6 +316,69 @@ func TestRollbackChainsRepeatedRaises(t *testing.T) {
 	}
 }
 
+// TestRollbackKeepsOlderEntriesBehindAFailedRestore raises the budget
+// twice and makes the restore of the second step fail: the first step's
+// entry must stay open (its original is the one that matters), not be
+// released as someone else's change, and a later rollback restores both.
+func TestRollbackKeepsOlderEntriesBehindAFailedRestore(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	broken := errors.New("the kernel refused it")
+	sys := &flakySystem{System: n.host}
+	tu := openTuner(t, t.TempDir(), sys)
+	for range 2 {
+		s := loadedSnapshot(t, n)
+		for _, o := range tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})) {
+			if o.Result != Verified {
+				t.Fatalf("apply: %s", o)
+			}
+		}
+	}
+	budget := filepath.Join(n.proc, "sys/net/core/netdev_budget")
+	if got := readFile(t, budget); got != "1200" {
+		t.Fatalf("budget after two steps = %s, want 1200", got)
+	}
+	sys.fail = func(k Key, v string) error {
+		if k.Target == SysctlBudget && v == "600" {
+			return broken
+		}
+		return nil
+	}
+
+	out := tu.Rollback(ctx, false)
+	want := []result{
+		{SysctlBudget, Failed},       // 1200 -> 600 fails
+		{SysctlMaxBacklog, Restored}, // 4000 -> 2000
+		{SysctlBudget, Failed},       // 600 -> 300 must wait for it
+		{SysctlMaxBacklog, Restored}, // 2000 -> 1000
+	}
+	if diff := cmp.Diff(want, results(out)); diff != "" {
+		t.Fatalf("rollback (-want +got):\n%s", diff)
+	}
+	if !errors.Is(out[0].Err, broken) {
+		t.Errorf("the failed restore says %v", out[0].Err)
+	}
+	if err := out[2].Err; err == nil || !strings.Contains(err.Error(), "a newer change to this setting was not undone first") {
+		t.Errorf("the older entry says %v", err)
+	}
+	if got := readFile(t, budget); got != "1200" {
+		t.Errorf("budget = %s, want 1200 untouched", got)
+	}
+	open := tu.Entries()
+	if len(open) != 2 || open[0].To != "1200" || open[1].To != "600" || open[1].Original.Set != "300" {
+		t.Fatalf("open entries after the failed rollback: %+v", open)
+	}
+
+	sys.fail = nil
+	again := tu.Rollback(ctx, false)
+	if diff := cmp.Diff([]result{{SysctlBudget, Restored}, {SysctlBudget, Restored}}, results(again)); diff != "" {
+		t.Errorf("second rollback (-want +got):\n%s", diff)
+	}
+	if got := readFile(t, budget); got != "300" {
+		t.Errorf("budget after the second rollback = %s, want its original 300", got)
+	}
+}
+
 func TestReconcile(t *testing.T) {
 	ctx := context.Background()
 	n := newNode(t)

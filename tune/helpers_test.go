@@ -1,6 +1,7 @@
 package tune
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -209,4 +210,20 @@ func mustInt(t *testing.T, s string) int64 {
 func TestMain(m *testing.M) {
 	slog.SetDefault(slog.New(slog.DiscardHandler))
 	os.Exit(m.Run())
+}
+
+// flakySystem is a System whose writes fail where fail says so, as a
+// kernel refusing a value or a device going away would.
+type flakySystem struct {
+	System
+	fail func(k Key, value string) error
+}
+
+func (f *flakySystem) Write(ctx context.Context, k Key, value string) error {
+	if f.fail != nil {
+		if err := f.fail(k, value); err != nil {
+			return err
+		}
+	}
+	return f.System.Write(ctx, k, value)
 }

@@ -10,13 +10,18 @@ import (
 // claims. A setting still at the value nodetune set is written back to its
 // original; one already at its original (the write never happened, or was
 // undone) is closed; one someone else has changed since is reported as a
-// Conflict and left alone. With dryRun nothing is written, to the host or
+// Conflict and left alone. A setting whose restore fails keeps its older
+// entries open too, so its first original is never lost. With dryRun nothing is written, to the host or
 // the journal, and each Planned outcome carries the command to run by hand.
 func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Outcome
 	var stop error
+	// blocked holds the settings whose newer entry was not undone in this
+	// pass: an older entry of one of them would read nodetune's own newer
+	// value and take it for someone else's, and so release its original.
+	blocked := map[Key]bool{}
 	for _, e := range t.j.open() {
 		c := entryChange(e)
 		o := Outcome{Change: c, Action: ActionRollback, Command: command(e.Key, e.Original.Set)}
@@ -25,10 +30,15 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 			o.Result, o.Err = Failed, stop
 		case ctx.Err() != nil:
 			o.Result, o.Err = Failed, fmt.Errorf("not attempted: %w", ctx.Err())
+		case blocked[e.Key]:
+			o.Result, o.Err = Failed, errors.New("not attempted: a newer change to this setting was not undone first; its journal entry stays open")
 		case t.otherNetns(e) != "":
 			o.Result, o.Err = Failed, errors.New(t.otherNetns(e))
 		default:
 			o, stop = t.restore(ctx, o, e, dryRun)
+		}
+		if o.Result == Failed {
+			blocked[e.Key] = true
 		}
 		t.logOutcome(o)
 		out = append(out, o)
