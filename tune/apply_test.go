@@ -310,6 +310,21 @@ func TestRollbackChainsRepeatedRaises(t *testing.T) {
 	if got := readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_budget")); got != "2400" {
 		t.Errorf("budget after three steps = %s, want 2400 (300, 600, 1200, capped at 2400)", got)
 	}
+	// A dry run walks the same chain: each step starts where the newer
+	// one would have left the setting.
+	var commands []string
+	for _, o := range tu.Rollback(ctx, true) {
+		if o.Change.Target == SysctlBudget {
+			if o.Result != Planned {
+				t.Errorf("dry run: %s", o)
+			}
+			commands = append(commands, o.Command)
+		}
+	}
+	want := []string{"sysctl -w net.core.netdev_budget=1200", "sysctl -w net.core.netdev_budget=600", "sysctl -w net.core.netdev_budget=300"}
+	if diff := cmp.Diff(want, commands); diff != "" {
+		t.Errorf("dry-run commands (-want +got):\n%s", diff)
+	}
 	tu.Rollback(ctx, false)
 	if got := readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_budget")); got != "300" {
 		t.Errorf("budget after rollback = %s, want 300", got)

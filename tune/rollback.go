@@ -22,6 +22,10 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	// pass: an older entry of one of them would read nodetune's own newer
 	// value and take it for someone else's, and so release its original.
 	blocked := map[Key]bool{}
+	// simulated holds, in a dry run, the value each setting would have
+	// after the newer steps were undone, so that a setting nodetune changed
+	// twice is planned back through each step.
+	simulated := map[Key]Value{}
 	for _, e := range t.j.open() {
 		c := entryChange(e)
 		o := Outcome{Change: c, Action: ActionRollback, Command: command(e.Key, e.Original.Set)}
@@ -35,7 +39,7 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 		case t.otherNetns(e) != "":
 			o.Result, o.Err = Failed, errors.New(t.otherNetns(e))
 		default:
-			o, stop = t.restore(ctx, o, e, dryRun)
+			o, stop = t.restore(ctx, o, e, dryRun, simulated)
 		}
 		if o.Result == Failed {
 			blocked[e.Key] = true
@@ -46,13 +50,18 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	return out
 }
 
-// restore rolls back one entry.
-func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool) (Outcome, error) {
+// restore rolls back one entry. In a dry run it reads a setting's value
+// from simulated once an earlier step has planned a write to it, and
+// records there the value it plans.
+func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, simulated map[Key]Value) (Outcome, error) {
 	k := e.Key
-	cur, err := t.sys.Read(ctx, k)
-	if err != nil {
-		o.Result, o.Err = Failed, fmt.Errorf("reading %s: %w; its journal entry stays open", k, err)
-		return o, nil
+	cur, ok := simulated[k]
+	if !ok {
+		var err error
+		if cur, err = t.sys.Read(ctx, k); err != nil {
+			o.Result, o.Err = Failed, fmt.Errorf("reading %s: %w; its journal entry stays open", k, err)
+			return o, nil
+		}
 	}
 	record := func(ev string, r Result, why error) (Outcome, error) {
 		o.Result, o.Err = r, why
@@ -66,6 +75,7 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool) (
 	}
 	if dryRun {
 		o.Result = Planned
+		simulated[k] = e.Original
 		return o, nil
 	}
 	if err := t.sys.Writable(ctx, k); err != nil {
