@@ -86,6 +86,14 @@ var (
 	descThroughput = desc("nodetune_measured_throughput_bps",
 		"Throughput in bits per second that the last on-demand benchmark measured on this node, by path.",
 		"path")
+	descJournalOK = desc("nodetune_journal_ok",
+		"In remediate mode, 1 while the remediation journal is usable; 0 when it is corrupt, foreign or locked, and the agent only observes, so no performance fix is applied.")
+	descOwned = desc("nodetune_remediation_settings_owned",
+		"Settings nodetune changed to restore network performance and still holds (open journal entries); a rollback would restore them.")
+	descGivenUp = desc("nodetune_remediation_settings_given_up",
+		"Settings nodetune stopped fixing because another agent kept undoing the fix; their performance loss stays until the owner changes them.")
+	descLastSuccess = desc("nodetune_remediation_last_success_timestamp_seconds",
+		"When nodetune last wrote a performance fix and read it back (Unix time); absent if it never did.")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -93,6 +101,7 @@ var allDescs = []*prometheus.Desc{
 	descSoftirq, descSteal, descSoftnetProcessed, descSoftnetDropped, descSoftnetSqueezed,
 	descCTEntries, descCTLimit, descCTUsage, descCTInsertFailed, descCTDrop, descCTEarlyDrop,
 	descUDPCsum, descProbeDuration, descProbeSuccess, descThroughput,
+	descJournalOK, descOwned, descGivenUp, descLastSuccess,
 }
 
 // collector turns the exporter's current State into metrics. It only reads
@@ -151,6 +160,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, t := range st.Throughput {
 		gauge(descThroughput, t.BitsPerSecond, t.Path)
+	}
+	if r := c.e.remedy.Load(); r != nil {
+		gauge(descJournalOK, boolFloat(r.JournalOK))
+		gauge(descOwned, float64(r.Owned))
+		gauge(descGivenUp, float64(r.GivenUp))
+		if !r.LastSuccess.IsZero() {
+			gauge(descLastSuccess, float64(r.LastSuccess.UnixNano())/1e9)
+		}
 	}
 }
 

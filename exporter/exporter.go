@@ -29,7 +29,8 @@ type State struct {
 
 // Throughput is one measured path of an on-demand benchmark.
 type Throughput struct {
-	// Path names what was measured, such as "vxlan-offload-on".
+	// Path names what was measured: a bench case such as "underlay",
+	// "tunnel-offload-on" or "tunnel-offload-off".
 	Path string `json:"path"`
 	// BitsPerSecond is the measured throughput.
 	BitsPerSecond float64 `json:"bits_per_second"`
@@ -40,11 +41,29 @@ const (
 	conflictsName    = "nodetune_remediation_conflicts_total"
 )
 
+// Remediation is the state of remediate mode, which the serve loop reports
+// after each cycle. In observe mode there is none.
+type Remediation struct {
+	// JournalOK is false when the journal could not be used (corrupt,
+	// foreign, or locked by another nodetune), so the agent only observes.
+	JournalOK bool
+	// Owned is how many settings nodetune holds: those with an open
+	// journal entry, which a rollback would restore.
+	Owned int
+	// GivenUp is how many settings nodetune stopped managing because
+	// another agent kept undoing its fix.
+	GivenUp int
+	// LastSuccess is when nodetune last wrote a fix and read it back; zero
+	// if it never did.
+	LastSuccess time.Time
+}
+
 // Exporter holds the current State and nodetune's own counters, and serves
 // them as Prometheus metrics.
 type Exporter struct {
 	version  string
 	state    atomic.Pointer[State]
+	remedy   atomic.Pointer[Remediation]
 	started  time.Time
 	registry *prometheus.Registry
 
@@ -83,6 +102,9 @@ func New(version string) *Exporter {
 
 // Update makes s the state every later scrape and request sees.
 func (e *Exporter) Update(s *State) { e.state.Store(s) }
+
+// SetRemediation makes r the remediation state every later scrape sees.
+func (e *Exporter) SetRemediation(r *Remediation) { e.remedy.Store(r) }
 
 // State returns the current state, or nil before the first cycle.
 func (e *Exporter) State() *State { return e.state.Load() }

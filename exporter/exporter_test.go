@@ -194,6 +194,7 @@ func TestMetricNamesAllEmitted(t *testing.T) {
 	e.Update(st)
 	e.RecordRemediation("r", "a", "failed")
 	e.RecordConflict("r", "s")
+	e.SetRemediation(&Remediation{JournalOK: true, Owned: 2, LastSuccess: time.Unix(1700000000, 0)})
 	families, err := e.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -208,6 +209,37 @@ func TestMetricNamesAllEmitted(t *testing.T) {
 	slices.Sort(declared)
 	if diff := cmp.Diff(declared, scraped); diff != "" {
 		t.Errorf("MetricNames() vs scraped nodetune_ families (-declared +scraped):\n%s", diff)
+	}
+}
+
+// TestRemediationMetrics: the remediation state is absent in observe mode,
+// says so when the journal is unusable, and carries the serve loop's counts.
+func TestRemediationMetrics(t *testing.T) {
+	e := New("test")
+	e.Update(fixtureState(t))
+	names := []string{"nodetune_journal_ok", "nodetune_remediation_settings_owned",
+		"nodetune_remediation_settings_given_up", "nodetune_remediation_last_success_timestamp_seconds"}
+	for _, n := range names {
+		if _, ok := scrape(t, e)[n]; ok {
+			t.Errorf("%s exported in observe mode", n)
+		}
+	}
+	e.SetRemediation(&Remediation{JournalOK: false})
+	got := scrape(t, e)
+	if v, ok := got["nodetune_journal_ok"]; !ok || v != 0 {
+		t.Errorf("nodetune_journal_ok = %v (present %v) with an unusable journal; want 0", v, ok)
+	}
+	if _, ok := got["nodetune_remediation_last_success_timestamp_seconds"]; ok {
+		t.Error("a last success time exported though nodetune never remediated")
+	}
+	e.SetRemediation(&Remediation{JournalOK: true, Owned: 3, GivenUp: 1, LastSuccess: time.Unix(1700000000, 500e6)})
+	got = scrape(t, e)
+	want := map[string]float64{"nodetune_journal_ok": 1, "nodetune_remediation_settings_owned": 3,
+		"nodetune_remediation_settings_given_up": 1, "nodetune_remediation_last_success_timestamp_seconds": 1700000000.5}
+	for n, v := range want {
+		if got[n] != v {
+			t.Errorf("%s = %v, want %v", n, got[n], v)
+		}
 	}
 }
 
@@ -344,6 +376,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	e.Update(fixtureState(t))
 	e.RecordRemediation(rules.TunnelTxChecksumOff, "apply", "verified")
 	e.RecordConflict(rules.TunnelTxChecksumOff, "vxlan.calico")
+	e.SetRemediation(&Remediation{JournalOK: true, Owned: 1, GivenUp: 1, LastSuccess: time.Unix(1700000000, 0)})
 	body := get(t, e, "/metrics", http.StatusOK)
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(body)
