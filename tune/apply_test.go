@@ -511,21 +511,26 @@ func TestModulesDisabled(t *testing.T) {
 	}
 }
 
-// TestModulesThroughModprobe loads and unloads modules on a fixture host
-// whose modprobe is a script that edits the fixture's /proc/modules, as the
-// real one changes the real file.
+// TestModulesThroughModprobe loads modules on a fixture host whose
+// modprobe is a script that edits the fixture's /proc/modules, as the real
+// one changes the real file, and logs every call. Loading is irreversible:
+// neither a revert nor a rollback (dry or not) ever runs modprobe -r, which
+// could take ip_vs from under a running kube-proxy.
 func TestModulesThroughModprobe(t *testing.T) {
 	ctx := context.Background()
 	proc := fixtureTree(t, map[string]string{
 		"modules":                     "ip_vs 180224 0 - Live 0x0\n",
 		"sys/kernel/modules_disabled": "0\n",
 	})
-	modprobe := filepath.Join(t.TempDir(), "modprobe")
+	bin := t.TempDir()
+	modprobe, calls := filepath.Join(bin, "modprobe"), filepath.Join(bin, "calls")
 	script := `#!/bin/sh
 # usage: modprobe [-r] -- NAME
+echo "$@" >> "` + calls + `"
 mods="` + filepath.Join(proc, "modules") + `"
 if [ "$1" = "-r" ]; then grep -v "^$3 " "$mods" > "$mods.new"; mv "$mods.new" "$mods"; exit 0; fi
 if [ "$2" = "ip_vs_wrr" ]; then echo "modprobe: FATAL: Module $2 not found in directory /lib/modules" >&2; exit 1; fi
+if [ "$2" = "ip_vs_sh" ]; then exit 0; fi # claims success, loads nothing
 echo "$2 16384 0 - Live 0x0" >> "$mods"
 `
 	if err := os.WriteFile(modprobe, []byte(script), 0o755); err != nil {
@@ -537,21 +542,40 @@ echo "$2 16384 0 - Live 0x0" >> "$mods"
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})
 	tu := openTuner(t, t.TempDir(), h)
 	out := tu.Apply(ctx, p)
-	want := []result{{"ip_vs_rr", Verified}, {"ip_vs_wrr", Failed}, {"ip_vs_sh", Verified}}
+	want := []result{{"ip_vs_rr", Verified}, {"ip_vs_wrr", Failed}, {"ip_vs_sh", Reverted}}
 	if diff := cmp.Diff(want, results(out)); diff != "" {
 		t.Fatalf("apply (-want +got):\n%s", diff)
 	}
 	if err := out[1].Err.Error(); !strings.Contains(err, "not found in directory") || !strings.Contains(err, "unchanged") {
 		t.Errorf("failed load says %q", err)
 	}
-	dry := tu.Rollback(ctx, true)
-	if len(dry) != 2 || dry[0].Command != "modprobe -r ip_vs_sh" || dry[1].Command != "modprobe -r ip_vs_rr" {
-		t.Errorf("dry run: %+v", dry)
+	if err := out[2].Err.Error(); !strings.Contains(err, "did not take") {
+		t.Errorf("a load that did not happen says %q", err)
 	}
-	if diff := cmp.Diff([]result{{"ip_vs_sh", Restored}, {"ip_vs_rr", Restored}}, results(tu.Rollback(ctx, false))); diff != "" {
+
+	dry := tu.Rollback(ctx, true)
+	if diff := cmp.Diff([]result{{"ip_vs_rr", Closed}}, results(dry)); diff != "" {
+		t.Errorf("dry run (-want +got):\n%s", diff)
+	}
+	for _, o := range dry {
+		if o.Command != "" || !strings.Contains(o.Note, "left loaded: unloading could break kube-proxy") {
+			t.Errorf("dry run of %s: command %q, note %q", o.Change.Key, o.Command, o.Note)
+		}
+	}
+	back := tu.Rollback(ctx, false)
+	if diff := cmp.Diff([]result{{"ip_vs_rr", Closed}}, results(back)); diff != "" {
 		t.Errorf("rollback (-want +got):\n%s", diff)
 	}
-	if got := readFile(t, filepath.Join(proc, "modules")); got != "ip_vs 180224 0 - Live 0x0" {
-		t.Errorf("/proc/modules after rollback: %q", got)
+	if len(tu.Entries()) != 0 {
+		t.Errorf("rollback left module entries open: %+v", tu.Entries())
+	}
+	if got := readFile(t, filepath.Join(proc, "modules")); got != "ip_vs 180224 0 - Live 0x0\nip_vs_rr 16384 0 - Live 0x0" {
+		t.Errorf("/proc/modules after rollback: %q; the loaded modules must stay", got)
+	}
+	if got := readFile(t, calls); strings.Contains(got, "-r") {
+		t.Errorf("modprobe -r was run:\n%s", got)
+	}
+	if err := h.Write(ctx, Key{Kind: rules.ChangeModule, Target: "ip_vs"}, moduleUnloaded); err == nil || !strings.Contains(err.Error(), "never unloads") {
+		t.Errorf("writing a module unloaded: %v", err)
 	}
 }

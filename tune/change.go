@@ -64,10 +64,11 @@ type Change struct {
 // Command is the shell command a person would run to make the change.
 func (c Change) Command() string { return command(c.Key, c.To) }
 
-// command renders writing value to k as a shell command.
+// command renders writing value to k as a shell command. Unloading a
+// module is no command nodetune gives: it never does it.
 func command(k Key, value string) string {
-	if k.Kind == rules.ChangeModule && value == moduleUnloaded {
-		return "modprobe -r " + k.Target
+	if k.Kind == rules.ChangeModule && value != moduleLoaded {
+		return ""
 	}
 	return rules.Change{Kind: k.Kind, Target: k.Target, Setting: k.Setting, Value: value}.Command()
 }
@@ -124,7 +125,8 @@ const (
 	// Restored: rollback wrote the original value back.
 	Restored Result = "restored"
 	// Closed: rollback or reconcile found the original value still in place
-	// (the write never happened) and closed the journal entry.
+	// (the write never happened) and closed the journal entry; or rollback
+	// closed the entry of a kernel module it leaves loaded (Outcome.Note).
 	Closed Result = "closed"
 	// Conflict: someone else changed the value since nodetune set it; it was
 	// left alone and nodetune no longer claims it.
@@ -140,7 +142,10 @@ type Outcome struct {
 	Result Result `json:"result"`
 	// Command is the equivalent shell command of the write made or planned.
 	Command string `json:"command,omitempty"`
-	Err     error  `json:"-"`
+	// Note says what else a person should know about the outcome, such as
+	// a module that rollback left loaded.
+	Note string `json:"note,omitempty"`
+	Err  error  `json:"-"`
 }
 
 // Ok reports whether the outcome leaves the setting as intended.
@@ -161,6 +166,9 @@ func (o Outcome) String() string {
 	}
 	if o.Err != nil {
 		fmt.Fprintf(&b, " (%v)", o.Err)
+	}
+	if o.Note != "" {
+		fmt.Fprintf(&b, " (%s)", o.Note)
 	}
 	return b.String()
 }

@@ -19,6 +19,10 @@ const (
 	moduleUnloaded = "unloaded"
 )
 
+// moduleKept is why rollback leaves a module nodetune loaded in place:
+// loading is irreversible, since kube-proxy in IPVS mode may use it by then.
+const moduleKept = "left loaded: unloading could break kube-proxy"
+
 // vetModule checks a module change: only loading one of the modules
 // kube-proxy's IPVS mode needs.
 func vetModule(s *detect.Snapshot, c *Change) string {
@@ -112,9 +116,9 @@ func (h *Host) writeModule(ctx context.Context, k Key, value string) error {
 	switch value {
 	case moduleLoaded:
 	case moduleUnloaded:
-		args = []string{"-r", "--", k.Target}
+		return fmt.Errorf("kernel module %s: nodetune never unloads modules: %s: %w", k.Target, moduleKept, ErrNotAllowed)
 	default:
-		return fmt.Errorf("kernel module %s: value %q is neither %s nor %s", k.Target, value, moduleLoaded, moduleUnloaded)
+		return fmt.Errorf("kernel module %s: value %q is not %s", k.Target, value, moduleLoaded)
 	}
 	out, err := exec.CommandContext(ctx, prog, args...).CombinedOutput()
 	if err != nil {

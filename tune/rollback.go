@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/nodetune/nodetune/rules"
 )
 
 // Rollback restores, newest first, every value nodetune set and still
@@ -68,10 +70,19 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 		if dryRun {
 			return o, nil
 		}
-		return t.record(o, e, ev, cur, why)
+		note := o.Note
+		if why != nil {
+			note = why.Error()
+		}
+		return t.record(o, e, ev, cur, note)
 	}
 	if ev, done := settled(&o, e, cur); done {
 		return record(ev, o.Result, o.Err)
+	}
+	if k.Kind == rules.ChangeModule {
+		// Loading a module is irreversible: kube-proxy may use it by now.
+		o.Command, o.Note = "", moduleKept
+		return record(evClosed, Closed, nil)
 	}
 	if dryRun {
 		o.Result = Planned
@@ -135,11 +146,11 @@ func (t *Tuner) reconcile(ctx context.Context, o Outcome, e *Entry) (Outcome, er
 		return o, nil
 	}
 	if ev, done := settled(&o, e, cur); done {
-		return t.record(o, e, ev, cur, o.Err)
+		return t.record(o, e, ev, cur, errText(o.Err))
 	}
 	if same(k.Kind, cur.Effective, e.To) {
 		o.Result = Verified
-		return t.record(o, e, evVerified, cur, nil)
+		return t.record(o, e, evVerified, cur, "")
 	}
 	return t.revert(ctx, o, e, e.Original, cur)
 }
@@ -165,16 +176,20 @@ func settled(o *Outcome, e *Entry, cur Value) (ev string, done bool) {
 }
 
 // record journals event ev for entry e, with the value read from the host
-// and the reason, if any. If the journal cannot be written, the outcome
+// and a note saying why, if any. If the journal cannot be written, the outcome
 // fails and errJournalDown tells the caller to stop touching the host.
-func (t *Tuner) record(o Outcome, e *Entry, ev string, cur Value, why error) (Outcome, error) {
-	msg := ""
-	if why != nil {
-		msg = why.Error()
-	}
-	if err := t.j.event(e, ev, &cur, msg); err != nil {
+func (t *Tuner) record(o Outcome, e *Entry, ev string, cur Value, note string) (Outcome, error) {
+	if err := t.j.event(e, ev, &cur, note); err != nil {
 		o.Result, o.Err = Failed, fmt.Errorf("recording %s for %s: %w", ev, e.Key, err)
 		return o, errJournalDown
 	}
 	return o, nil
+}
+
+// errText is err's message, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

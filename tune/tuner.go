@@ -229,9 +229,13 @@ func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
 func (t *Tuner) revert(ctx context.Context, o Outcome, e *Entry, orig, got Value) (Outcome, error) {
 	c := o.Change
 	notTaken := fmt.Errorf("the kernel did not take %s=%s: it reads %s", c.Key, c.To, got.Effective)
-	if err := t.sys.Write(ctx, c.Key, orig.Set); err != nil {
-		o.Result, o.Err = Failed, fmt.Errorf("%w, and writing back %s failed: %w; its journal entry stays open for rollback", notTaken, orig.Set, err)
-		return o, nil
+	// A setting that reads back at its original needs no write; for a
+	// module, that write would be an unload, which nodetune never does.
+	if !same(c.Kind, got.Set, orig.Set) {
+		if err := t.sys.Write(ctx, c.Key, orig.Set); err != nil {
+			o.Result, o.Err = Failed, fmt.Errorf("%w, and writing back %s failed: %w; its journal entry stays open for rollback", notTaken, orig.Set, err)
+			return o, nil
+		}
 	}
 	t.crash.at("revert")
 	back, err := t.sys.Read(ctx, c.Key)

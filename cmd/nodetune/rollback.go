@@ -18,6 +18,7 @@ func newRollbackCmd(g *globals) *cobra.Command {
 		Long: "rollback reads the journal under --state-dir and restores, newest first, every setting nodetune\n" +
 			"changed and still finds at the value it set. A setting someone else has changed since is reported\n" +
 			"and left alone; a change whose write never happened (the process died first) is simply closed.\n" +
+			"Kernel modules nodetune loaded stay loaded (unloading could break kube-proxy); their entries are closed.\n" +
 			"--dry-run prints the ethtool, sysctl and other commands that would restore the values by hand.\n\n" +
 			"Exit status: 0 everything nodetune owned is back (or there was nothing to do), 1 some values were\n" +
 			"left alone because someone else changed them, 2 a restore failed, 3 bad usage, 4 nodetune could\n" +
@@ -77,6 +78,10 @@ func printRollbackCommands(w io.Writer, outcomes []tune.Outcome) {
 		case tune.Planned:
 			fmt.Fprintf(w, "%s   # was %s, set by %s\n", o.Command, o.Change.From, o.Change.Rule)
 		case tune.Closed:
+			if o.Note != "" {
+				fmt.Fprintf(w, "# %s: %s\n", o.Change.Key, o.Note)
+				continue
+			}
 			fmt.Fprintf(w, "# %s is already at its original %s: nothing to do\n", o.Change.Key, o.Change.To)
 		default:
 			fmt.Fprintf(w, "# %s %s: %v\n", o.Result, o.Change.Key, o.Err)
