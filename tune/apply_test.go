@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/safchain/ethtool"
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/rules"
@@ -469,7 +470,8 @@ func TestHostFixtureErrors(t *testing.T) {
 		{Key{Kind: rules.ChangeRPS, Target: "eth0/../../rx-0"}, ErrNotAllowed},
 		{Key{Kind: rules.ChangeRPS, Target: "eth9/rx-0"}, detect.ErrNotSupported},
 		{Key{Kind: rules.ChangeFeature, Target: "eth9", Setting: detect.FeatureTSO}, detect.ErrNotSupported},
-		{Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: "tx-nonsense"}, detect.ErrNotSupported},
+		{Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: "tx-nonsense"}, ErrNotAllowed},
+		{Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: detect.FeatureGRO}, ErrNotAllowed},
 		{Key{Kind: rules.ChangeModule, Target: "ip_vs"}, detect.ErrNotSupported},
 		{Key{Kind: "route", Target: "x"}, ErrNotAllowed},
 	} {
@@ -477,7 +479,8 @@ func TestHostFixtureErrors(t *testing.T) {
 			t.Errorf("Writable(%v) = %v, want %v", tt.key, err, tt.want)
 		}
 	}
-	fixed := Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: detect.FeatureUDPTunnelSeg}
+	n.et.devs["vxlan0"][detect.FeatureTSO6] = ethtool.FeatureState{} // fixed off by the driver
+	fixed := Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: detect.FeatureTSO6}
 	if err := n.host.Writable(ctx, fixed); !errors.Is(err, detect.ErrNotSupported) || !strings.Contains(err.Error(), "fixed") {
 		t.Errorf("Writable(fixed feature) = %v", err)
 	}
@@ -488,6 +491,33 @@ func TestHostFixtureErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(n.proc, "sys/net/core/netdev_budget")); err == nil {
 		t.Errorf("writing a missing sysctl created it")
+	}
+}
+
+// TestFeaturesOffTheAllowlist checks that the host itself refuses an
+// ethtool feature off the allowlist, for reads and writes alike, so that
+// rollback cannot be made to write one by a journal entry.
+func TestFeaturesOffTheAllowlist(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	gro := Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: detect.FeatureGRO}
+	if _, err := n.host.Read(ctx, gro); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("Read(%v) = %v, want ErrNotAllowed", gro, err)
+	}
+	if err := n.host.Write(ctx, gro, off); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("Write(%v) = %v, want ErrNotAllowed", gro, err)
+	}
+	tu := openTuner(t, t.TempDir(), n.host)
+	if _, err := tu.j.intent(Change{Key: gro, To: off, Rule: "r", Subject: "s"}, Value{Set: on, Effective: on}, "forged", tu.netns); err != nil {
+		t.Fatal(err)
+	}
+	n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureGRO: false})
+	out := tu.Rollback(ctx, false)
+	if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, ErrNotAllowed) {
+		t.Fatalf("rollback of a feature off the allowlist: %v", out)
+	}
+	if n.et.changes != 0 || n.et.devs["vxlan0"][detect.FeatureGRO].Requested {
+		t.Errorf("rollback wrote %s", gro)
 	}
 }
 

@@ -91,7 +91,23 @@ func offloadGate(s *detect.Snapshot) string {
 	return ""
 }
 
+// validFeature checks a feature key against the allowlist, whatever
+// planned it: rollback writes what the journal says, and the journal is a
+// file.
+func validFeature(k Key) error {
+	if !slices.Contains(allowedFeatures, k.Setting) {
+		return fmt.Errorf("ethtool feature %s of %s: %w", k.Setting, k.Target, ErrNotAllowed)
+	}
+	if k.Target == "" || len(k.Target) > 15 || strings.ContainsAny(k.Target, "/ ") || k.Target == "." || k.Target == ".." {
+		return fmt.Errorf("ethtool feature %s of %q: not a device name: %w", k.Setting, k.Target, ErrNotAllowed)
+	}
+	return nil
+}
+
 func (h *Host) featureState(k Key) (map[string]bool, Value, error) {
+	if err := validFeature(k); err != nil {
+		return nil, Value{}, err
+	}
 	states, err := h.Ethtool.FeaturesWithState(k.Target)
 	if err != nil {
 		return nil, Value{}, classify("reading the ethtool features of "+k.Target, err)
@@ -124,6 +140,9 @@ func (h *Host) featureWritable(k Key) error {
 }
 
 func (h *Host) writeFeature(k Key, value string) error {
+	if err := validFeature(k); err != nil {
+		return err
+	}
 	if value != on && value != off {
 		return fmt.Errorf("setting %s on %s: value %q is neither on nor off", k.Setting, k.Target, value)
 	}
