@@ -3,9 +3,11 @@ package tune
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -182,6 +184,43 @@ func TestApplyBringsBackSegmentationExplicitly(t *testing.T) {
 	}
 	if diff := cmp.Diff(before, n.et.state("vxlan0")); diff != "" {
 		t.Errorf("vxlan0 after rollback (-before +after):\n%s", diff)
+	}
+}
+
+// TestApplyReportsUnwritableSegmentation: after tx checksumming came on,
+// a segmentation feature that stays off is skipped only when the driver
+// keeps it fixed; any other reason it cannot be written, such as no
+// permission, is reported.
+func TestApplyReportsUnwritableSegmentation(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want []result
+	}{
+		{"fixed by the driver", fmt.Errorf("changing TSO: %w", detect.ErrNotSupported),
+			[]result{{"vxlan0 tx-checksum-ip-generic", Verified}}},
+		{"no permission", fmt.Errorf("changing TSO: %w: %w", detect.ErrPermission, syscall.EPERM),
+			[]result{{"vxlan0 tx-checksum-ip-generic", Verified}, {"vxlan0 tx-tcp-segmentation", Failed}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t)
+			n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureTxChecksumGeneric: false, detect.FeatureTSO: false})
+			s := n.snapshot(t)
+			p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
+			sys := &flakySystem{System: n.host, unwritable: func(k Key) error {
+				if k.Setting == detect.FeatureTSO {
+					return tt.err
+				}
+				return nil
+			}}
+			out := openTuner(t, t.TempDir(), sys).Apply(context.Background(), p)
+			if diff := cmp.Diff(tt.want, results(out)); diff != "" {
+				t.Fatalf("apply (-want +got):\n%s", diff)
+			}
+			if len(out) == 2 && !errors.Is(out[1].Err, syscall.EPERM) {
+				t.Errorf("the failure says %v", out[1].Err)
+			}
+		})
 	}
 }
 

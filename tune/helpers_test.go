@@ -212,11 +212,24 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// flakySystem is a System whose writes fail where fail says so, as a
-// kernel refusing a value or a device going away would.
+// flakySystem is a System whose writes fail, or that says a setting is
+// not writable, where its funcs say so, as a kernel refusing a value or a
+// process without the capability would.
 type flakySystem struct {
 	System
 	fail func(k Key, value string) error
+	// unwritable, when set, answers Writable for the keys it returns an
+	// error for.
+	unwritable func(k Key) error
+}
+
+func (f *flakySystem) Writable(ctx context.Context, k Key) error {
+	if f.unwritable != nil {
+		if err := f.unwritable(k); err != nil {
+			return err
+		}
+	}
+	return f.System.Writable(ctx, k)
 }
 
 func (f *flakySystem) Write(ctx context.Context, k Key, value string) error {

@@ -146,8 +146,15 @@ func (t *Tuner) segmentation(ctx context.Context, c Change) ([]Outcome, error) {
 			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed, Err: err})
 			continue
 		}
-		if v.Effective == on || t.sys.Writable(ctx, k) != nil {
-			continue // back, or fixed by the driver
+		if v.Effective == on {
+			continue // back
+		}
+		if err := t.sys.Writable(ctx, k); errors.Is(err, detect.ErrNotSupported) {
+			continue // fixed by the driver
+		} else if err != nil {
+			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed,
+				Err: fmt.Errorf("%s stays off on %s: %w", f, c.Target, err)})
+			continue
 		}
 		if v.Set == on {
 			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed,
