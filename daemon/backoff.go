@@ -12,6 +12,9 @@ import (
 // After a fix is undone more than Max times within Window, nodetune stops
 // re-applying it and raises a remediation-conflict finding instead; the
 // setting is managed again once its finding has been gone for a Window.
+// A sysctl is also stepped at most once per Window, so a finding that
+// persists after a step (drops that a larger backlog did not cure) does
+// not double the value again every cycle.
 type Backoff struct {
 	Max    int
 	Window time.Duration
@@ -27,6 +30,11 @@ type key struct{ rule, subject string }
 
 func keyOf(f rules.Finding) key { return key{f.Rule, f.Subject} }
 
+// setting names one setting on the host, as a finding's fix names it.
+type setting struct{ kind, target, feature string }
+
+func settingOf(c rules.Change) setting { return setting{c.Kind, c.Target, c.Setting} }
+
 // given is a setting nodetune stopped managing.
 type given struct {
 	conflict rules.Conflict
@@ -34,65 +42,83 @@ type given struct {
 	lastSeen time.Time
 }
 
-// conflicts tracks fixes nodetune made and how often they were undone. It
-// has no clock of its own and does no I/O; the serve loop drives it.
+// conflicts tracks how often the fixes nodetune made were undone. What
+// nodetune set, and whether it is still in place, comes from the journal
+// each cycle (Holdings); conflicts only remembers what it has counted. It
+// has no clock of its own and does no I/O; the serve loop drives it and
+// persists it (state.go).
 type conflicts struct {
-	policy  Backoff
-	applied map[key]bool
+	policy Backoff
+	// counted is, per setting, the newest journal entry whose undoing was
+	// already counted, so one revert is counted once however many cycles
+	// see it.
+	counted map[setting]int64
 	reverts map[key][]time.Time
 	given   map[key]*given
+	// dirty is set when something worth persisting changed.
+	dirty bool
 }
 
 func newConflicts(p Backoff) *conflicts {
-	return &conflicts{policy: p, applied: map[key]bool{}, reverts: map[key][]time.Time{}, given: map[key]*given{}}
+	return &conflicts{policy: p, counted: map[setting]int64{}, reverts: map[key][]time.Time{}, given: map[key]*given{}}
 }
 
 // review is the verdict of one cycle: which findings to fix, which fixes
 // were undone since the last cycle, and the conflict findings to report.
 type review struct {
-	fix       []rules.Finding
-	reverted  []rules.Finding
+	fix []rules.Finding
+	// reverted are the settings found undone in this cycle, one per finding.
+	reverted  []Holding
 	conflicts []rules.Finding
 	// gaveUp lists the settings given up on in this very cycle.
-	gaveUp []rules.Finding
+	gaveUp []key
+	// waiting are findings whose sysctl was stepped less than a window ago.
+	waiting []rules.Finding
 }
 
-// review sorts the auto-fixable findings of a cycle at time now. A finding
-// whose fix nodetune applied successfully and which is back is a revert.
-func (c *conflicts) review(findings []rules.Finding, now time.Time) review {
+// review sorts the auto-fixable findings of a cycle at time now, given
+// what nodetune holds. A revert is a value nodetune wrote and read back
+// that is no longer there; a finding that persists while nodetune's value
+// is in place is no revert (the fix did not cure it).
+func (c *conflicts) review(findings []rules.Finding, held []Holding, now time.Time) review {
 	var r review
-	present := map[key]bool{}
+	present := map[key]rules.Finding{}
+	for _, f := range findings {
+		if f.Fix.Auto {
+			present[keyOf(f)] = f
+		}
+	}
+	c.countReverts(&r, held, present, now)
+	lastStep := make(map[setting]time.Time, len(held))
+	for _, h := range held {
+		lastStep[settingOf(h.Change)] = h.At
+	}
 	for _, f := range findings {
 		if !f.Fix.Auto {
 			continue
 		}
 		k := keyOf(f)
-		present[k] = true
 		if g, ok := c.given[k]; ok {
+			// Not persisted for this alone: a restart that finds the
+			// finding still there refreshes it at once.
 			g.lastSeen = now
 			g.conflict.Finding = f
 			continue
 		}
-		if c.applied[k] {
-			delete(c.applied, k)
-			r.reverted = append(r.reverted, f)
-			recent := slices.DeleteFunc(append(c.reverts[k], now), func(t time.Time) bool { return now.Sub(t) >= c.policy.Window })
-			c.reverts[k] = recent
-			if len(recent) > c.policy.Max {
-				c.given[k] = &given{conflict: rules.Conflict{Finding: f, Reverts: len(recent), Window: c.policy.Window}, lastSeen: now}
-				delete(c.reverts, k)
-				r.gaveUp = append(r.gaveUp, f)
-				continue
-			}
+		if c.stepped(f, lastStep, now) {
+			r.waiting = append(r.waiting, f)
+			continue
 		}
 		r.fix = append(r.fix, f)
 	}
 	for k, g := range c.given {
-		if !present[k] && now.Sub(g.lastSeen) >= c.policy.Window {
+		_, isPresent := present[k]
+		if !isPresent && now.Sub(g.lastSeen) >= c.policy.Window {
 			delete(c.given, k)
+			c.dirty = true
 			continue
 		}
-		if present[k] {
+		if isPresent {
 			r.conflicts = append(r.conflicts, rules.ConflictFinding(g.conflict))
 		}
 	}
@@ -102,8 +128,56 @@ func (c *conflicts) review(findings []rules.Finding, now time.Time) review {
 	return r
 }
 
-// fixed records that the fix for f was applied and read back.
-func (c *conflicts) fixed(f rules.Finding) { c.applied[keyOf(f)] = true }
+// countReverts counts each held setting whose verified value is gone, once
+// per journal entry and once per finding in a cycle (turning tx checksum
+// offload off also takes the segmentation features nodetune restored with
+// it), and gives up on a finding undone more than Max times in a Window.
+func (c *conflicts) countReverts(r *review, held []Holding, present map[key]rules.Finding, now time.Time) {
+	seen := map[key]bool{}
+	for _, h := range held {
+		s := settingOf(h.Change)
+		if !h.Undone || h.Entry <= c.counted[s] {
+			continue
+		}
+		c.counted[s] = h.Entry
+		c.dirty = true
+		k := key{h.Rule, h.Subject}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		r.reverted = append(r.reverted, h)
+		if _, ok := c.given[k]; ok {
+			continue
+		}
+		recent := slices.DeleteFunc(append(c.reverts[k], now), func(t time.Time) bool { return now.Sub(t) >= c.policy.Window })
+		c.reverts[k] = recent
+		if len(recent) <= c.policy.Max {
+			continue
+		}
+		f, ok := present[k]
+		if !ok {
+			f = rules.Finding{Rule: h.Rule, Subject: h.Subject}
+		}
+		c.given[k] = &given{conflict: rules.Conflict{Finding: f, Reverts: len(recent), Window: c.policy.Window}, lastSeen: now}
+		delete(c.reverts, k)
+		r.gaveUp = append(r.gaveUp, k)
+	}
+}
 
-// managing reports how many settings nodetune has fixed and still watches.
-func (c *conflicts) managing() int { return len(c.applied) }
+// stepped reports whether f would step a sysctl that nodetune already
+// stepped less than a Window ago: at most one step per setting per window.
+func (c *conflicts) stepped(f rules.Finding, lastStep map[setting]time.Time, now time.Time) bool {
+	for _, ch := range f.Fix.Changes {
+		if ch.Kind != rules.ChangeSysctl {
+			continue
+		}
+		if at, ok := lastStep[settingOf(ch)]; ok && now.Sub(at) < c.policy.Window {
+			return true
+		}
+	}
+	return false
+}
+
+// givenUp is how many settings nodetune has stopped managing.
+func (c *conflicts) givenUp() int { return len(c.given) }

@@ -50,6 +50,9 @@ type Remediator interface {
 	Rollback(ctx context.Context) ([]Outcome, error)
 	// Reconcile finishes what a nodetune that died mid-apply left behind.
 	Reconcile(ctx context.Context) ([]Outcome, error)
+	// Holdings lists the settings nodetune holds (the newest open journal
+	// entry of each), with whether the value it set is still in place.
+	Holdings(ctx context.Context) ([]Holding, error)
 }
 
 // Options configure a Daemon.
@@ -72,6 +75,9 @@ type Options struct {
 	Remediator Remediator
 	// Backoff bounds re-applying fixes another agent undoes.
 	Backoff Backoff
+	// StateFile, when set, is where the back-off is kept across restarts
+	// (BackoffFile in serve's state directory).
+	StateFile string
 	// RollbackOnExit restores what nodetune changed when Run returns.
 	RollbackOnExit bool
 	// Bench, when set, is what an on-demand benchmark runs.
@@ -91,7 +97,12 @@ type Daemon struct {
 	active map[key]rules.Severity
 	// refused are the fixes whose refusal was already logged.
 	refused map[key]bool
-	kick    chan struct{}
+	// waiting are the sysctl steps whose deferral was already logged.
+	waiting map[key]bool
+	// lastSuccess is when nodetune last wrote a fix and read it back.
+	lastSuccess time.Time
+	now         func() time.Time
+	kick        chan struct{}
 
 	benchMu    sync.Mutex // held while a benchmark runs
 	measuredMu sync.Mutex
@@ -115,15 +126,25 @@ func New(opts Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Daemon{
+	d := &Daemon{
 		opt:       opts,
 		log:       log,
 		prober:    probes.NewProber(opts.Host),
 		conflicts: newConflicts(opts.Backoff),
 		active:    map[key]rules.Severity{},
 		refused:   map[key]bool{},
+		waiting:   map[key]bool{},
+		now:       time.Now,
 		kick:      make(chan struct{}, 1),
-	}, nil
+	}
+	if opts.StateFile != "" && opts.Remediator != nil {
+		if err := d.conflicts.load(opts.StateFile); err != nil {
+			// The file is written atomically, so this is damage from
+			// outside; it is rewritten at the next change.
+			log.Error("starting the remediation back-off afresh", "err", err)
+		}
+	}
+	return d, nil
 }
 
 // Run probes until ctx ends, then rolls back if asked to and returns. It
@@ -265,25 +286,56 @@ func (d *Daemon) conclude(ctx context.Context, s *detect.Snapshot) {
 // remediate applies the fixes the back-off still allows and returns the
 // conflict findings to report.
 func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) []rules.Finding {
-	now := time.Now()
-	rv := d.conflicts.review(findings, now)
-	for _, f := range rv.reverted {
-		d.opt.Exporter.RecordConflict(f.Rule, f.Subject)
-		d.log.Warn("a fix nodetune made was undone", "rule", f.Rule, "subject", f.Subject, "owner", ownerName(f))
+	now := d.now()
+	held, err := d.opt.Remediator.Holdings(ctx)
+	if err != nil {
+		d.log.Error("reading the settings nodetune holds", "err", err)
 	}
-	for _, f := range rv.gaveUp {
-		d.log.Warn("stopped re-applying a fix another agent keeps undoing", "rule", f.Rule, "subject", f.Subject,
-			"owner", ownerName(f), "max_reapplies", d.opt.Backoff.Max, "window", d.opt.Backoff.Window)
+	if d.lastSuccess.IsZero() {
+		for _, h := range held {
+			if h.At.After(d.lastSuccess) {
+				d.lastSuccess = h.At
+			}
+		}
 	}
-	if len(rv.fix) == 0 {
-		return rv.conflicts
+	rv := d.conflicts.review(findings, held, now)
+	for _, h := range rv.reverted {
+		d.opt.Exporter.RecordConflict(h.Rule, h.Subject)
+		d.log.Warn("a value nodetune set was changed by someone else", "rule", h.Rule, "subject", h.Subject,
+			"setting", settingName(h.Change), "set", h.Change.Value, "now", h.Live)
 	}
-	outcomes, err := d.opt.Remediator.Apply(ctx, s, rv.fix)
+	for _, k := range rv.gaveUp {
+		owner := "unknown"
+		if g := d.conflicts.given[k]; g != nil {
+			owner = ownerName(g.conflict.Finding)
+		}
+		d.log.Warn("stopped re-applying a fix another agent keeps undoing", "rule", k.rule, "subject", k.subject,
+			"owner", owner, "max_reapplies", d.opt.Backoff.Max, "window", d.opt.Backoff.Window)
+	}
+	d.logWaiting(rv.waiting)
+	if len(rv.fix) > 0 {
+		d.apply(ctx, s, rv.fix, now)
+		if held, err = d.opt.Remediator.Holdings(ctx); err != nil {
+			d.log.Error("reading the settings nodetune holds", "err", err)
+		}
+	}
+	if d.conflicts.dirty && d.opt.StateFile != "" {
+		if err := d.conflicts.save(d.opt.StateFile); err != nil {
+			d.log.Error("keeping the remediation back-off across restarts", "err", err)
+		}
+	}
+	d.opt.Exporter.SetRemediation(&exporter.Remediation{
+		JournalOK: true, Owned: len(held), GivenUp: d.conflicts.givenUp(), LastSuccess: d.lastSuccess,
+	})
+	return rv.conflicts
+}
+
+// apply applies the fixes of findings and counts and logs each outcome.
+func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding, now time.Time) {
+	outcomes, err := d.opt.Remediator.Apply(ctx, s, findings)
 	if err != nil {
 		d.log.Error("remediation failed", "err", err)
 	}
-	failed := map[key]bool{}
-	wrote := map[key]bool{}
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
 		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
@@ -296,21 +348,35 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 				d.log.Info("nodetune will not apply this fix", "rule", o.Rule, "subject", o.Subject, "detail", o.Detail)
 			}
 		case !o.Ok:
-			failed[k] = true
 			d.log.Error("remediation did not take", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
 		case o.Wrote:
-			wrote[k] = true
+			d.lastSuccess = now
+			delete(d.waiting, k)
 			d.log.Info("remediated", "rule", o.Rule, "subject", o.Subject, "detail", o.Detail)
 		default:
 			d.log.Debug("remediation", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
 		}
 	}
-	for _, f := range rv.fix {
-		if k := keyOf(f); wrote[k] && !failed[k] {
-			d.conflicts.fixed(f)
+}
+
+// logWaiting says once per step that a finding persists after nodetune
+// stepped its sysctl, and that the next step waits for the window.
+func (d *Daemon) logWaiting(findings []rules.Finding) {
+	for _, f := range findings {
+		if k := keyOf(f); !d.waiting[k] {
+			d.waiting[k] = true
+			d.log.Info("the finding persists after nodetune raised its setting; the next step waits for the back-off window",
+				"rule", f.Rule, "subject", f.Subject, "window", d.opt.Backoff.Window)
 		}
 	}
-	return rv.conflicts
+}
+
+// settingName names a setting the way a person would.
+func settingName(c rules.Change) string {
+	if c.Setting != "" {
+		return c.Target + " " + c.Setting
+	}
+	return c.Target
 }
 
 func ownerName(f rules.Finding) string {

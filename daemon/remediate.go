@@ -2,16 +2,40 @@ package daemon
 
 import (
 	"context"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/tune"
 )
 
+// Holding is one setting nodetune holds: the newest open journal entry for
+// it, and whether the value nodetune set is still in place.
+type Holding struct {
+	// Entry is the journal entry's ID; a later change has a larger one.
+	Entry int64
+	// Rule and Subject name the finding the change fixed.
+	Rule, Subject string
+	// Change is the setting and the value nodetune set.
+	Change rules.Change
+	// At is when nodetune made the change.
+	At time.Time
+	// Live is the setting's value now; empty when it could not be read.
+	Live string
+	// Undone reports that nodetune wrote the value and read it back, and
+	// the setting now holds another: someone changed it since.
+	Undone bool
+}
+
 // TuneRemediator is the Remediator that changes the host through tune: the
 // same plan, allowlist, safety gates and write-ahead journal as nodetune fix.
 type TuneRemediator struct {
 	Tuner *tune.Tuner
+	// System reads the live value of the settings the journal holds; it is
+	// the one the Tuner was opened with.
+	System tune.System
 	// Plan narrows the plans; Force lets nodetune change settings another
 	// agent owns, which the back-off then guards.
 	Plan tune.PlanOptions
@@ -30,6 +54,53 @@ func (r TuneRemediator) Rollback(ctx context.Context) ([]Outcome, error) {
 // Reconcile finishes what a nodetune that died mid-apply left behind.
 func (r TuneRemediator) Reconcile(ctx context.Context) ([]Outcome, error) {
 	return outcomes(r.Tuner.Reconcile(ctx)), nil
+}
+
+// journalVerified is the state of a journal entry whose value tune read
+// back after writing it.
+const journalVerified = "verified"
+
+// Holdings lists the newest open journal entry of each setting, with the
+// setting's live value read through r.System.
+func (r TuneRemediator) Holdings(ctx context.Context) ([]Holding, error) {
+	var out []Holding
+	seen := map[tune.Key]bool{}
+	for _, e := range r.Tuner.Entries() { // newest first
+		if seen[e.Key] {
+			continue
+		}
+		seen[e.Key] = true
+		h := Holding{
+			Entry: e.ID, Rule: e.Rule, Subject: e.Subject, At: e.At,
+			Change: rules.Change{Kind: e.Key.Kind, Target: e.Key.Target, Setting: e.Key.Setting, Value: e.To},
+		}
+		if r.System != nil {
+			// A setting that cannot be read (a device gone) is not
+			// counted as undone: nobody is known to have changed it.
+			if v, err := r.System.Read(ctx, e.Key); err == nil {
+				h.Live = v.Effective
+				h.Undone = e.State == journalVerified && !sameValue(e.Key.Kind, v.Effective, e.To)
+			}
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// sameValue reports whether two values of a setting of kind mean the same,
+// as tune compares them: numbers for sysctls, CPU sets for RPS masks.
+func sameValue(kind, a, b string) bool {
+	switch kind {
+	case rules.ChangeSysctl:
+		x, errA := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
+		y, errB := strconv.ParseInt(strings.TrimSpace(b), 10, 64)
+		return errA == nil && errB == nil && x == y
+	case rules.ChangeRPS:
+		x, errA := tune.ParseCPUMask(a)
+		y, errB := tune.ParseCPUMask(b)
+		return errA == nil && errB == nil && x.Equal(y)
+	}
+	return a == b
 }
 
 func outcomes(in []tune.Outcome) []Outcome {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -110,6 +111,7 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 		}
 		defer closeRem()
 		opts.Remediator = rem
+		opts.StateFile = filepath.Join(f.stateDir, daemon.BackoffFile)
 	}
 	// Kubernetes: node condition, events, mode label (serve_kube.go).
 	kh, err := startKube(g, f.kube, f.mode, exp, &opts)

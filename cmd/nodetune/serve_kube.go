@@ -188,6 +188,11 @@ func (k *kubeRemediator) Reconcile(ctx context.Context) ([]daemon.Outcome, error
 	return out, err
 }
 
+// Holdings lists the settings nodetune holds; the label does not change them.
+func (k *kubeRemediator) Holdings(ctx context.Context) ([]daemon.Holding, error) {
+	return k.inner.Holdings(ctx)
+}
+
 // events records one event per outcome that changed something or failed.
 // Refusals and no-ops repeat every cycle and are left to the logs.
 func (k *kubeRemediator) events(out []daemon.Outcome) {

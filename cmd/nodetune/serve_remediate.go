@@ -17,7 +17,8 @@ func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the ethtool socket: %w", err)
 	}
-	t, err := tune.Open(f.stateDir, tune.NewHost(g.paths.ProcFS, g.paths.SysFS, et))
+	sys := tune.NewHost(g.paths.ProcFS, g.paths.SysFS, et)
+	t, err := tune.Open(f.stateDir, sys)
 	if err != nil {
 		et.Close()
 		return nil, nil, fmt.Errorf("opening the remediation journal in %s: %w", f.stateDir, err)
@@ -28,5 +29,5 @@ func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error)
 		}
 		et.Close()
 	}
-	return daemon.TuneRemediator{Tuner: t, Plan: tune.PlanOptions{Force: f.force}}, closeAll, nil
+	return daemon.TuneRemediator{Tuner: t, System: sys, Plan: tune.PlanOptions{Force: f.force}}, closeAll, nil
 }
