@@ -144,6 +144,20 @@ type journalState struct {
 	// tornTail is set when the file ends in a line without its newline: a
 	// write the process died in, never committed, so never acted on.
 	tornTail bool
+	// tornHeader is the length of a partial header that is all the file
+	// holds: its creator died while writing it, before any host write.
+	tornHeader int
+}
+
+// maxHeaderLine bounds a header line; a header is about 130 bytes.
+const maxHeaderLine = 512
+
+// isTornHeader reports whether b, a file's only content and without a
+// newline, can be the start of a header line that nodetune was writing.
+func isTornHeader(b []byte) bool {
+	const start = `{"crc":"`
+	return len(b) > 0 && len(b) < maxHeaderLine && bytes.IndexByte(b, '\n') < 0 &&
+		(bytes.HasPrefix([]byte(start), b) || bytes.HasPrefix(b, []byte(start)))
 }
 
 // parseJournal replays journal text. It fails on anything it does not
@@ -181,7 +195,10 @@ func parseJournal(data []byte) (*journalState, error) {
 		}
 	}
 	if st.lines == 0 {
-		return nil, fmt.Errorf("%w: the file holds a partial first line and no header", ErrJournal)
+		if !isTornHeader(last) {
+			return nil, fmt.Errorf("%w: the file holds a partial first line and no header", ErrJournal)
+		}
+		st.tornTail, st.tornHeader = false, len(last)
 	}
 	return st, nil
 }
@@ -282,12 +299,25 @@ func (j *journal) load(dir string, created bool) error {
 		return fmt.Errorf("journal %s: %w (the file is left as it is; nodetune writes nothing to the host until it is repaired or moved aside)", j.path, err)
 	}
 	j.st = st
-	if len(data) == 0 {
+	if st.tornHeader > 0 {
+		// Its creator died while writing the header, so nothing else was
+		// ever written: start the file again.
+		if err := j.f.Truncate(0); err != nil {
+			return classify("discarding the partial header of the journal "+j.path, err)
+		}
+	}
+	if len(data) == 0 || st.tornHeader > 0 {
 		// A new journal, or one whose creator died before its header.
 		if err := j.append(record{Event: evHeader, Format: journalFormat, Version: journalVersion}, nil); err != nil {
 			return err
 		}
 		created = true
+	}
+	if st.tornHeader > 0 {
+		note := fmt.Sprintf("discarded a partial header (%d bytes) left by a process that died while creating the journal", st.tornHeader)
+		if err := j.append(record{Event: evTorn, Note: note}, nil); err != nil {
+			return err
+		}
 	}
 	if created {
 		if err := syncDir(dir); err != nil {

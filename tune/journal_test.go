@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,7 +95,8 @@ func TestJournalRefusesBadFiles(t *testing.T) {
 		{"forged checksum, unknown version", string(header("0")), "line 1"},
 		{"records out of order", string(lines[0]) + string(lines[1]) + string(lines[3]) + string(lines[2]), "sequence"},
 		{"event without intent", string(lines[0]) + string(lines[2]), "has no intent"},
-		{"partial header only", string(good[:20]), "no header"},
+		{"foreign text without a newline", "net.core.netdev_budget = 300", "no header"},
+		{"a long first line cut short", string(good[:20]) + strings.Repeat("x", 1000), "no header"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,6 +154,41 @@ func TestJournalTornTail(t *testing.T) {
 			b, _ := os.ReadFile(path)
 			if !bytes.HasPrefix(b, append(bytes.Clone(good), torn[:cut]...)) {
 				t.Errorf("the torn journal was rewritten, not appended to")
+			}
+		})
+	}
+}
+
+// TestJournalTornHeader: a process that died while writing the header of
+// a new journal leaves a partial first line. No host write can precede the
+// header, so the journal is taken as empty: the header is written again,
+// and a torn record says what was discarded.
+func TestJournalTornHeader(t *testing.T) {
+	_, good := writeJournal(t)
+	header := good[:bytes.IndexByte(good, '\n')]
+	for _, cut := range []int{1, 8, 20, len(header)} {
+		t.Run("", func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, JournalFile)
+			os.WriteFile(path, header[:cut], 0o600)
+			for range 2 {
+				j, err := openJournal(dir)
+				if err != nil {
+					t.Fatalf("open with %d bytes of header: %v", cut, err)
+				}
+				if len(j.open()) != 0 {
+					t.Errorf("entries: %+v", j.open())
+				}
+				j.close()
+			}
+			b, _ := os.ReadFile(path)
+			st, err := parseJournal(b)
+			if err != nil || st.lines != 2 {
+				t.Fatalf("journal after open: %v, %q", err, b)
+			}
+			r, err := decodeLine(bytes.SplitN(b, []byte("\n"), 3)[1])
+			if err != nil || r.Event != evTorn || !strings.Contains(r.Note, fmt.Sprintf("partial header (%d bytes)", cut)) {
+				t.Errorf("second record: %+v, %v", r, err)
 			}
 		})
 	}
@@ -217,6 +254,7 @@ func FuzzParseJournal(f *testing.F) {
 	good, _ := os.ReadFile(filepath.Join(dir, JournalFile))
 	f.Add(good)
 	f.Add(good[:len(good)-7])
+	f.Add(good[:20])
 	f.Add([]byte("{}\n"))
 	f.Add([]byte(`{"crc":"00000000","rec":{}}` + "\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -231,6 +269,9 @@ func FuzzParseJournal(f *testing.F) {
 			if e.Key.Kind == "" && e.Key.Target == "" || e.To == "" || st.byID[e.ID] != e {
 				t.Fatalf("accepted an incomplete entry: %+v", e)
 			}
+		}
+		if st.tornHeader > 0 && (st.lines > 0 || len(st.entries) > 0 || st.tornHeader != len(data)) {
+			t.Fatalf("a torn header with more in the file: %+v", st)
 		}
 	})
 }
