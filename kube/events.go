@@ -23,22 +23,29 @@ const (
 	Applied Outcome = iota
 	// Verified: reading the setting back shows the kernel took the change.
 	Verified
-	// RolledBack: nodetune restored the value it found before its change.
+	// RolledBack: a rollback wrote back the value nodetune found before
+	// its change.
 	RolledBack
-	// Failed: the change could not be made or did not take, and was undone.
+	// Failed: the change could not be made, or the kernel did not take it
+	// (then its original was written back); the note says which, and
+	// whether the journal entry stays open for rollback.
 	Failed
-	// Conflict: another agent undid nodetune's change, or changed a value
-	// nodetune set, so nodetune backs off.
+	// Conflict: another agent kept undoing nodetune's change, so nodetune
+	// backs off, or a rollback found a value someone else changed since.
 	Conflict
+	// JournalUnusable: the remediation journal is corrupt, foreign or
+	// locked, so the agent only observes.
+	JournalUnusable
 )
 
 // outcomes holds each outcome's event reason, type and action.
 var outcomes = map[Outcome]struct{ reason, typ, action string }{
-	Applied:    {"RemediationApplied", corev1.EventTypeNormal, "Remediate"},
-	Verified:   {"RemediationVerified", corev1.EventTypeNormal, "Verify"},
-	RolledBack: {"RemediationRolledBack", corev1.EventTypeNormal, "Rollback"},
-	Failed:     {"RemediationFailed", corev1.EventTypeWarning, "Remediate"},
-	Conflict:   {"RemediationConflict", corev1.EventTypeWarning, "BackOff"},
+	Applied:         {"RemediationApplied", corev1.EventTypeNormal, "Remediate"},
+	Verified:        {"RemediationVerified", corev1.EventTypeNormal, "Verify"},
+	RolledBack:      {"RemediationRolledBack", corev1.EventTypeNormal, "Rollback"},
+	Failed:          {"RemediationFailed", corev1.EventTypeWarning, "Remediate"},
+	Conflict:        {"RemediationConflict", corev1.EventTypeWarning, "BackOff"},
+	JournalUnusable: {"RemediationJournalUnusable", corev1.EventTypeWarning, "Remediate"},
 }
 
 // Reason is the event reason users filter on, such as "RemediationApplied".
@@ -66,7 +73,8 @@ type seriesKey struct{ reason, action, typ, note string }
 
 // Event records on the Node that a remediation for rule on subject (a
 // device, a sysctl) had outcome o; note says what was changed, from what
-// to what, or why it failed. It does not block: events are written in the
+// to what, or why it failed. An event about no one rule (rule empty) is
+// the note alone. It does not block: events are written in the
 // background, and an identical event within six minutes adds to the count
 // of the first instead of making another.
 func (r *Reporter) Event(o Outcome, rule, subject, note string) {
@@ -75,7 +83,10 @@ func (r *Reporter) Event(o Outcome, rule, subject, note string) {
 		r.log.Error("unknown remediation outcome; event not recorded", "outcome", int(o), "rule", rule)
 		return
 	}
-	msg := fmt.Sprintf("%s on %s: %s", rule, subject, note)
+	msg := note
+	if rule != "" {
+		msg = fmt.Sprintf("%s on %s: %s", rule, subject, note)
+	}
 	// events.k8s.io/v1 caps a note at 1 kB.
 	if len(msg) > 1024 {
 		msg = msg[:1021] + "..."

@@ -104,14 +104,22 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 		RollbackOnExit: f.rollbackOnExit,
 		Log:            g.log,
 	}
+	var journalErr error
 	if f.mode == "remediate" {
 		rem, closeRem, err := openRemediator(g, f)
-		if err != nil {
-			return &exitError{code: exitFailure, err: err}
+		switch {
+		case err != nil:
+			// Exiting would only crash-loop the agent: a corrupt, foreign
+			// or locked journal stays so until someone looks at it.
+			journalErr = err
+			g.log.Error("remediation is off: this agent only observes until the journal is repaired, moved aside or released",
+				"state_dir", f.stateDir, "err", err)
+			exp.SetRemediation(&exporter.Remediation{JournalOK: false})
+		default:
+			defer closeRem()
+			opts.Remediator = rem
+			opts.StateFile = filepath.Join(f.stateDir, daemon.BackoffFile)
 		}
-		defer closeRem()
-		opts.Remediator = rem
-		opts.StateFile = filepath.Join(f.stateDir, daemon.BackoffFile)
 	}
 	// Kubernetes: node condition, events, mode label (serve_kube.go).
 	kh, err := startKube(g, f.kube, f.mode, exp, &opts)
@@ -119,6 +127,9 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 		return &exitError{code: exitFailure, err: err}
 	}
 	defer kh.close()
+	if journalErr != nil {
+		kh.journalUnusable(f.stateDir, journalErr)
+	}
 	opts.Bench = benchRunner(exp, f.benchDuration, g.log)
 	d, err := daemon.New(opts)
 	if err != nil {

@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -104,6 +105,16 @@ func (h *kubeHook) close() {
 	h.cancel()
 	<-h.done
 	h.rep.Close()
+}
+
+// journalUnusable records on the Node that remediation is off because the
+// journal in stateDir cannot be used.
+func (h *kubeHook) journalUnusable(stateDir string, err error) {
+	if h == nil {
+		return
+	}
+	h.rep.Event(kube.JournalUnusable, "", stateDir,
+		fmt.Sprintf("remediation is off, the agent only observes: the journal in %s cannot be used: %v", stateDir, err))
 }
 
 // publish keeps the node condition in step with the exporter's state,

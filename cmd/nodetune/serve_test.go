@@ -539,3 +539,46 @@ func TestServeBasicAuth(t *testing.T) {
 		t.Errorf("authenticated scrape: HTTP %d: %.200s", resp.StatusCode, body)
 	}
 }
+
+// TestServeUnusableJournalObserves: remediate mode with a journal it must
+// not use (here, not a nodetune journal) keeps serving in observe mode
+// instead of exiting into a crash loop, exports nodetune_journal_ok 0, and
+// leaves both the file and the device alone.
+func TestServeUnusableJournalObserves(t *testing.T) {
+	privtest.Root(t)
+	bin := nodetuneBinary(t)
+	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntsj"})
+	side := bed.A
+	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := t.TempDir()
+	journal := filepath.Join(stateDir, "journal.jsonl")
+	foreign := []byte("not a journal\n")
+	if err := os.WriteFile(journal, foreign, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serve := startIn(t, side.NS, bin, "serve", "--mode=remediate", "--state-dir="+stateDir,
+		"--web.listen-address="+serveAddr, "--probe.interval=1s", "--probe.window=100ms", "--kube-proxy.url=")
+	client := nsClient(side)
+	eventually(t, 10*time.Second, "nodetune /readyz", func() error {
+		_, err := getBody(client, "http://"+serveAddr+"/readyz")
+		return err
+	})
+	time.Sleep(1500 * time.Millisecond) // a full cycle after the first
+	if got := metricValue(t, client, "nodetune_journal_ok"); got != 0 {
+		t.Errorf("nodetune_journal_ok = %v, want 0", got)
+	}
+	if f, err := side.Features(side.Tunnel); err != nil || f["tx-checksum-ip-generic"] {
+		t.Errorf("serve changed the device without its journal (tx checksum %v, err %v)", f["tx-checksum-ip-generic"], err)
+	}
+	if b, err := os.ReadFile(journal); err != nil || !bytes.Equal(b, foreign) {
+		t.Errorf("the foreign journal was changed: %q, %v", b, err)
+	}
+	if err := serve.stop(t); err != nil {
+		t.Errorf("serve did not run on and stop cleanly: %v", err)
+	}
+	if out := serve.out.String(); !strings.Contains(out, "remediation is off") {
+		t.Errorf("no error about the journal in the log:\n%s", out)
+	}
+}
