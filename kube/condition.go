@@ -19,10 +19,13 @@ const (
 
 // Condition is the NetworkPerformanceDegraded condition for findings: True
 // when one is at least min, with the most severe finding's rule ID in
-// CamelCase as the reason and its summary as the message; False otherwise.
-// Among equally severe findings the one with the larger estimated
-// throughput loss wins, then the first, so the choice is stable from one
-// evaluation to the next. The times are left for the caller to set.
+// CamelCase as the reason and a message naming its rule and subject;
+// False otherwise. Among equally severe findings the one with the larger
+// estimated throughput loss wins, then the first, so the choice is stable
+// from one evaluation to the next. The message carries no live numbers (a
+// summary's rates and counts change every cycle), so the condition, and
+// the Node, change only when the worst finding does. The times are left
+// for the caller to set.
 func Condition(findings []rules.Finding, min rules.Severity) corev1.NodeCondition {
 	var top *rules.Finding
 	for i := range findings {
@@ -47,8 +50,18 @@ func Condition(findings []rules.Finding, min rules.Severity) corev1.NodeConditio
 		Type:    ConditionType,
 		Status:  corev1.ConditionTrue,
 		Reason:  Reason(top.Rule),
-		Message: top.Summary,
+		Message: Message(*top),
 	}
+}
+
+// Message is the condition message for a finding: its rule ID and subject,
+// and where the numbers are, such as "tunnel-tx-checksum-off on
+// vxlan.calico; see nodetune's /findings".
+func Message(f rules.Finding) string {
+	if f.Subject == "" {
+		return f.Rule + "; see nodetune's /findings"
+	}
+	return f.Rule + " on " + f.Subject + "; see nodetune's /findings"
 }
 
 // Reason turns a kebab-case rule ID into the CamelCase form a condition

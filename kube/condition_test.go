@@ -14,6 +14,7 @@ func finding(rule string, sev rules.Severity, loss float64) rules.Finding {
 	return rules.Finding{
 		Rule:     rule,
 		Severity: sev,
+		Subject:  "subj",
 		Summary:  rule + " summary",
 		Impact:   rules.Impact{ThroughputLossRatio: loss},
 	}
@@ -36,22 +37,22 @@ func TestCondition(t *testing.T) {
 		{"no findings", nil, rules.Warning, healthy},
 		{"only info", []rules.Finding{finding("cpu-steal-high", rules.Info, 0)}, rules.Warning, healthy},
 		{"info counts when asked", []rules.Finding{finding("cpu-steal-high", rules.Info, 0)}, rules.Info,
-			degraded("CpuStealHigh", "cpu-steal-high summary")},
+			degraded("CpuStealHigh", "cpu-steal-high on subj; see nodetune's /findings")},
 		{"one warning", []rules.Finding{finding("softnet-drops", rules.Warning, 0)}, rules.Warning,
-			degraded("SoftnetDrops", "softnet-drops summary")},
+			degraded("SoftnetDrops", "softnet-drops on subj; see nodetune's /findings")},
 		{"critical beats warnings before it", []rules.Finding{
 			finding("softnet-drops", rules.Warning, 0.5),
 			finding("tunnel-tx-checksum-off", rules.Critical, 0.77),
 			finding("conntrack-near-full", rules.Warning, 0),
-		}, rules.Warning, degraded("TunnelTxChecksumOff", "tunnel-tx-checksum-off summary")},
+		}, rules.Warning, degraded("TunnelTxChecksumOff", "tunnel-tx-checksum-off on subj; see nodetune's /findings")},
 		{"larger loss breaks a tie", []rules.Finding{
 			finding("conntrack-near-full", rules.Critical, 0),
 			finding("tunnel-tx-checksum-off", rules.Critical, 0.77),
-		}, rules.Warning, degraded("TunnelTxChecksumOff", "tunnel-tx-checksum-off summary")},
+		}, rules.Warning, degraded("TunnelTxChecksumOff", "tunnel-tx-checksum-off on subj; see nodetune's /findings")},
 		{"the first wins a full tie", []rules.Finding{
 			finding("conntrack-near-full", rules.Critical, 0),
 			finding("softnet-drops", rules.Critical, 0),
-		}, rules.Warning, degraded("ConntrackNearFull", "conntrack-near-full summary")},
+		}, rules.Warning, degraded("ConntrackNearFull", "conntrack-near-full on subj; see nodetune's /findings")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,6 +61,26 @@ func TestCondition(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConditionIgnoresLiveNumbers: two cycles whose findings differ only
+// in their numbers (the summary's rates, the estimated loss) give the same
+// condition, so the Node is not written; another subject is written.
+func TestConditionIgnoresLiveNumbers(t *testing.T) {
+	a := rules.Finding{Rule: rules.SoftnetDrops, Severity: rules.Warning, Subject: "softnet",
+		Summary: "1523 packets dropped in the softnet backlog in 30s", Impact: rules.Impact{ThroughputLossRatio: 0.02}}
+	b := a
+	b.Summary = "87 packets dropped in the softnet backlog in 30.01s"
+	b.Impact.ThroughputLossRatio = 0.01
+	if ca, cb := Condition([]rules.Finding{a}, rules.Warning), Condition([]rules.Finding{b}, rules.Warning); !sameCondition(ca, cb) {
+		t.Errorf("numbers alone changed the condition:\n%+v\n%+v", ca, cb)
+	}
+	c := a
+	c.Subject = "eth1"
+	if !sameCondition(Condition([]rules.Finding{a}, rules.Warning), Condition([]rules.Finding{c}, rules.Warning)) {
+		return
+	}
+	t.Error("a finding on another subject did not change the condition")
 }
 
 func TestReason(t *testing.T) {

@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -107,18 +108,22 @@ func TestReporterCondition(t *testing.T) {
 		t.Fatalf("first Update = %v, %v; want a write", wrote, err)
 	}
 	got, n := condition(t, c, node)
-	if got == nil || got.Status != corev1.ConditionTrue || got.Reason != "TunnelTxChecksumOff" || got.Message != offloadOff.Summary {
-		t.Fatalf("condition after the first update = %+v; want True/TunnelTxChecksumOff/%q", got, offloadOff.Summary)
+	if got == nil || got.Status != corev1.ConditionTrue || got.Reason != "TunnelTxChecksumOff" || got.Message != kube.Message(offloadOff) {
+		t.Fatalf("condition after the first update = %+v; want True/TunnelTxChecksumOff/%q", got, kube.Message(offloadOff))
 	}
 	if len(n.Status.Conditions) != 2 {
 		t.Errorf("the Node has conditions %v; want the kubelet's Ready kept beside nodetune's", n.Status.Conditions)
 	}
 	firstTransition, rv := got.LastTransitionTime, n.ResourceVersion
 
-	// Unchanged findings: no write, neither right away (the watch cache
-	// may not have seen the first patch yet) nor once it has.
+	// Findings that differ only in their numbers, as every probe cycle's
+	// do: no write, neither right away (the watch cache may not have seen
+	// the first patch yet) nor once it has.
 	for i := range 2 {
-		if wrote, err := r.Update(ctx, []rules.Finding{offloadOff}); err != nil || wrote {
+		again := offloadOff
+		again.Summary = fmt.Sprintf("tx checksum offload is off on vxlan.calico (cycle %d)", i)
+		again.Impact.ThroughputLossRatio = 0.7 + float64(i)/100
+		if wrote, err := r.Update(ctx, []rules.Finding{again}); err != nil || wrote {
 			t.Fatalf("repeated Update #%d = %v, %v; want no write", i, wrote, err)
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -127,16 +132,16 @@ func TestReporterCondition(t *testing.T) {
 		t.Errorf("the Node changed (resourceVersion %s -> %s) though the condition did not", rv, n.ResourceVersion)
 	}
 
-	// Same status, new message: written, transition time kept.
+	// Same status, another worst finding: written, transition time kept.
 	time.Sleep(1100 * time.Millisecond) // API times have a one-second grain
 	changed := offloadOff
-	changed.Summary = "tx checksum offload is off on flannel.1"
+	changed.Subject = "flannel.1"
 	if wrote, err := r.Update(ctx, []rules.Finding{changed}); err != nil || !wrote {
 		t.Fatalf("Update with a new message = %v, %v; want a write", wrote, err)
 	}
 	got, _ = condition(t, c, node)
-	if got.Message != changed.Summary || !got.LastTransitionTime.Equal(&firstTransition) {
-		t.Errorf("after a new message: %+v; want message %q and the transition time %v kept", got, changed.Summary, firstTransition)
+	if got.Message != kube.Message(changed) || !got.LastTransitionTime.Equal(&firstTransition) {
+		t.Errorf("after a new message: %+v; want message %q and the transition time %v kept", got, kube.Message(changed), firstTransition)
 	}
 
 	// Nothing found: False, and a new transition time.
