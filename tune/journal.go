@@ -30,6 +30,11 @@ const (
 // is left exactly as it is, and nothing is written to the host.
 var ErrJournal = errors.New("journal unusable")
 
+// ErrJournalWrite marks a journal that could not be written: a record
+// failed to reach the disk. The journal then takes no more records, and
+// tune writes nothing more to the host, for the rest of the process.
+var ErrJournalWrite = errors.New("journal not writable")
+
 // Journal events. An entry starts with an intent and is open until one of
 // the closing events.
 const (
@@ -254,8 +259,22 @@ func (st *journalState) replay(n int, r record) error {
 type journal struct {
 	path string
 	f    *os.File
-	st   *journalState
-	now  func() time.Time
+	// w is what records are written through: f, or a failing file in tests.
+	w   journalFile
+	st  *journalState
+	now func() time.Time
+	// size is the length of the file up to its last complete record.
+	size int64
+	// failed is the write or sync error after which the journal takes no
+	// more records in this process.
+	failed error
+}
+
+// journalFile is the part of the journal's file that appending uses.
+type journalFile interface {
+	Write(b []byte) (int, error)
+	Sync() error
+	Truncate(size int64) error
 }
 
 // openJournal opens (creating if needed) the journal in dir, takes its
@@ -274,7 +293,7 @@ func openJournal(dir string) (*journal, error) {
 	if err != nil {
 		return nil, classify("opening the journal "+path, err)
 	}
-	j := &journal{path: path, f: f, now: time.Now}
+	j := &journal{path: path, f: f, w: f, now: time.Now}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
@@ -298,13 +317,14 @@ func (j *journal) load(dir string, created bool) error {
 	if err != nil {
 		return fmt.Errorf("journal %s: %w (the file is left as it is; nodetune writes nothing to the host until it is repaired or moved aside)", j.path, err)
 	}
-	j.st = st
+	j.st, j.size = st, int64(len(data))
 	if st.tornHeader > 0 {
 		// Its creator died while writing the header, so nothing else was
 		// ever written: start the file again.
 		if err := j.f.Truncate(0); err != nil {
 			return classify("discarding the partial header of the journal "+j.path, err)
 		}
+		j.size = 0
 	}
 	if len(data) == 0 || st.tornHeader > 0 {
 		// A new journal, or one whose creator died before its header.
@@ -338,24 +358,55 @@ func (j *journal) load(dir string, created bool) error {
 }
 
 // append writes r durably: it returns only once the record is on disk.
+// After a write or sync fails, the file is cut back to its last complete
+// record and the journal takes no more records in this process: a half
+// line or a record whose fsync failed must never be followed by another.
 func (j *journal) append(r record, prefix []byte) error {
+	if err := j.usable(); err != nil {
+		return err
+	}
 	r.Seq = j.st.lastSeq + 1
 	r.At = j.now().UTC()
 	b, err := encodeLine(r)
 	if err != nil {
 		return fmt.Errorf("encoding a journal record: %w", err)
 	}
-	if _, err := j.f.Write(append(prefix, b...)); err != nil {
-		return classify("writing the journal "+j.path, err)
+	b = append(prefix, b...)
+	if _, err := j.w.Write(b); err != nil {
+		return j.fail("writing the journal "+j.path, err)
 	}
-	if err := j.f.Sync(); err != nil {
-		return classify("syncing the journal "+j.path, err)
+	if err := j.w.Sync(); err != nil {
+		return j.fail("syncing the journal "+j.path, err)
 	}
 	if err := j.st.replay(j.st.lines+1, r); err != nil {
-		return fmt.Errorf("journal %s: %w: %v", j.path, ErrJournal, err)
+		return j.fail("replaying the journal "+j.path, err)
 	}
 	j.st.lines++
+	j.size += int64(len(b))
 	return nil
+}
+
+// usable says why the journal takes no more records, or nil.
+func (j *journal) usable() error {
+	if j.failed != nil {
+		return fmt.Errorf("journal %s: %w: an earlier write failed in this process (%v); nodetune writes nothing more to it or to the host until it is restarted", j.path, ErrJournalWrite, j.failed)
+	}
+	return nil
+}
+
+// fail marks the journal failed after err, and cuts the file back to its
+// last complete record, so that the next process can read it.
+func (j *journal) fail(what string, err error) error {
+	err = classify(what, err)
+	j.failed = err
+	terr := j.w.Truncate(j.size)
+	if terr == nil {
+		terr = j.w.Sync()
+	}
+	if terr != nil {
+		return fmt.Errorf("%w: %w; cutting it back to its last complete record also failed (%v), so the next nodetune may refuse it", ErrJournalWrite, err, terr)
+	}
+	return fmt.Errorf("%w: %w (cut back to its last complete record)", ErrJournalWrite, err)
 }
 
 // intent records c's original value before its first write, and returns

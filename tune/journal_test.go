@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -328,5 +329,112 @@ func TestCPUMask(t *testing.T) {
 		if err != nil || !slices.Equal(m.CPUs(), want) {
 			t.Errorf("ParseCPUMask(%q).CPUs() = %v, %v; want %v", in, m.CPUs(), err, want)
 		}
+	}
+}
+
+// failingFile is the journal's file on a disk that fills up: after ok
+// whole writes, the next one writes half of its bytes and fails with
+// ENOSPC, as write(2) does; with syncErr set, every fsync fails.
+type failingFile struct {
+	*os.File
+	ok      int
+	syncErr error
+}
+
+func (f *failingFile) Write(b []byte) (int, error) {
+	if f.ok > 0 {
+		f.ok--
+		return f.File.Write(b)
+	}
+	n, err := f.File.Write(b[:len(b)/2])
+	if err == nil {
+		err = syscall.ENOSPC
+	}
+	return n, &os.PathError{Op: "write", Path: f.Name(), Err: err}
+}
+
+func (f *failingFile) Sync() error {
+	if f.syncErr != nil {
+		return f.syncErr
+	}
+	return f.File.Sync()
+}
+
+// TestJournalWriteFailure makes the journal's writes fail as a full disk
+// and a failing fsync do. The journal must be cut back to its last
+// complete record, refuse every later append for the rest of the process,
+// and stop Apply before the host; the next Open must accept the file.
+func TestJournalWriteFailure(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		file func(f *os.File) *failingFile
+		// entry is the state the budget's entry reopens in, "" for none.
+		entry string
+	}{
+		{"disk full in the intent", func(f *os.File) *failingFile { return &failingFile{File: f} }, ""},
+		{"disk full in the applied record", func(f *os.File) *failingFile { return &failingFile{File: f, ok: 1} }, evIntent},
+		{"fsync fails", func(f *os.File) *failingFile {
+			return &failingFile{File: f, ok: 1 << 20, syncErr: &os.PathError{Op: "sync", Path: f.Name(), Err: syscall.EIO}}
+		}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t)
+			dir := t.TempDir()
+			path := filepath.Join(dir, JournalFile)
+			tu := openTuner(t, dir, n.host)
+			tu.j.w = tt.file(tu.j.f)
+			s := loadedSnapshot(t, n)
+			plan := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})
+			out := tu.Apply(ctx, plan)
+			if len(out) != 2 || out[0].Result != Failed || !errors.Is(out[0].Err, ErrJournalWrite) {
+				t.Fatalf("apply with a failing journal: %v", out)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) == 0 || b[len(b)-1] != '\n' {
+				t.Errorf("the journal was not cut back to a complete record: %q", b)
+			}
+
+			// The rest of the process writes nothing, to the journal or the host.
+			tu.j.w = tu.j.f
+			files := n.files(t)
+			again := tu.Apply(ctx, plan)
+			for _, o := range again {
+				if o.Result != Failed || !errors.Is(o.Err, ErrJournalWrite) || !strings.Contains(o.Err.Error(), "an earlier write") {
+					t.Errorf("apply after the failure: %s", o)
+				}
+			}
+			if back := tu.Rollback(ctx, false); len(back) > 0 && back[0].Result != Failed {
+				t.Errorf("rollback after the failure: %v", back)
+			}
+			if diff := cmp.Diff(files, n.files(t)); diff != "" {
+				t.Errorf("the host was written after the journal failed:\n%s", diff)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
+				t.Errorf("the journal was written after it failed")
+			}
+			tu.Close()
+
+			// The next process accepts the journal, and finds the change
+			// whose record was lost.
+			tu = openTuner(t, dir, n.host)
+			var states []string
+			for _, e := range tu.Entries() {
+				states = append(states, e.State)
+			}
+			want := []string{}
+			if tt.entry != "" {
+				want = append(want, tt.entry)
+			}
+			if diff := cmp.Diff(want, append([]string{}, states...)); diff != "" {
+				t.Errorf("entries after reopening (-want +got):\n%s", diff)
+			}
+			if rec := tu.Reconcile(ctx); tt.entry != "" && (len(rec) != 1 || rec[0].Result != Verified) {
+				t.Errorf("reconcile after reopening: %v", rec)
+			}
+		})
 	}
 }

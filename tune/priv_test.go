@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/safchain/ethtool"
+	"golang.org/x/sys/unix"
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/internal/privtest"
@@ -262,5 +264,86 @@ func TestModulesNotPossibleHere(t *testing.T) {
 	}
 	if e := entries(t, dir); len(e) != 0 {
 		t.Errorf("journaled an impossible change: %+v", e[0])
+	}
+}
+
+// fullDiskEnv makes TestJournalOnAFullDisk run its inner half: inside a
+// private mount namespace where the state directory is a one-page tmpfs.
+const fullDiskEnv = "NODETUNE_TEST_FULL_DISK"
+
+// TestJournalOnAFullDisk keeps the journal on a 4 KiB tmpfs, mounted in a
+// private mount namespace, and raises and restores settings until the
+// filesystem is full. The write that fails is a real short write with
+// ENOSPC: the journal must be cut back to its last complete record, take
+// nothing more, stop every host write, and open again afterwards.
+func TestJournalOnAFullDisk(t *testing.T) {
+	if dir := os.Getenv(fullDiskEnv); dir != "" {
+		fullDiskHelper(t, dir)
+		return
+	}
+	privtest.Root(t)
+	unshare := privtest.Tool(t, "unshare")
+	state := t.TempDir()
+	script := `mount -t tmpfs -o size=4k,mode=0700 nodetune-test "$1" && exec "$2" -test.run '^TestJournalOnAFullDisk$' -test.v -test.count=1`
+	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", state, os.Args[0])
+	cmd.Env = append(os.Environ(), fullDiskEnv+"="+state)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "full disk helper done") {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	if e, _ := os.ReadDir(state); len(e) != 0 {
+		t.Errorf("the journal was written outside the private tmpfs: %v", e)
+	}
+}
+
+func fullDiskHelper(t *testing.T, dir string) {
+	ctx := context.Background()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type != unix.TMPFS_MAGIC || fs.Blocks*uint64(fs.Bsize) > 8192 {
+		t.Fatalf("%s is not the small tmpfs: %+v, %v", dir, fs, err)
+	}
+	n := newNode(t)
+	tu := openTuner(t, dir, n.host)
+	path := filepath.Join(dir, JournalFile)
+	var failed []Outcome
+	for i := 0; len(failed) == 0; i++ {
+		if i == 50 {
+			t.Fatalf("the journal never filled the filesystem")
+		}
+		s := loadedSnapshot(t, n)
+		out := tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
+		out = append(out, tu.Rollback(ctx, false)...)
+		for _, o := range out {
+			if o.Result == Failed {
+				failed = append(failed, o)
+			}
+		}
+	}
+	if !errors.Is(failed[0].Err, ErrJournalWrite) || !errors.Is(failed[0].Err, syscall.ENOSPC) || !strings.Contains(failed[0].Err.Error(), "cut back") {
+		t.Errorf("the first failure says %v", failed[0].Err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseJournal(b); err != nil || b[len(b)-1] != '\n' {
+		t.Fatalf("the journal after ENOSPC (%d bytes) does not parse: %v", len(b), err)
+	}
+	files := n.files(t)
+	s := loadedSnapshot(t, n)
+	for _, o := range tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})) {
+		if o.Result != Failed && o.Result != Refused {
+			t.Errorf("apply after the failure: %s", o)
+		}
+	}
+	if diff := cmp.Diff(files, n.files(t)); diff != "" {
+		t.Errorf("the host was written after the journal failed:\n%s", diff)
+	}
+	tu.Close()
+	if _, err := Open(dir, n.host); err != nil {
+		t.Errorf("the journal does not open again: %v", err)
+	}
+	if !t.Failed() {
+		t.Logf("full disk helper done: the journal filled %d bytes", len(b))
 	}
 }

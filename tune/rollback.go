@@ -20,6 +20,9 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	defer t.mu.Unlock()
 	var out []Outcome
 	var stop error
+	if !dryRun {
+		stop = t.j.usable()
+	}
 	// blocked holds the settings whose newer entry was not undone in this
 	// pass: an older entry of one of them would read nodetune's own newer
 	// value and take it for someone else's, and so release its original.
@@ -118,6 +121,7 @@ func (t *Tuner) Reconcile(ctx context.Context) []Outcome {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Outcome
+	stop := t.j.usable()
 	for _, e := range t.j.open() {
 		if e.State != evIntent && e.State != evApplied {
 			continue
@@ -128,10 +132,14 @@ func (t *Tuner) Reconcile(ctx context.Context) []Outcome {
 		c := Change{Key: e.Key, From: e.Original.Effective, To: e.To, Rule: e.Rule, Subject: e.Subject,
 			Why: fmt.Sprintf("journal entry %d, left %s by run %s", e.ID, e.State, e.Run), vetted: true}
 		o := Outcome{Change: c, Action: ActionReconcile, Command: c.Command()}
-		o, err := t.reconcile(ctx, o, e)
+		if stop != nil {
+			o.Result, o.Err = Failed, stop
+		} else {
+			o, stop = t.reconcile(ctx, o, e)
+		}
 		t.logOutcome(o)
 		out = append(out, o)
-		if err != nil {
+		if stop != nil {
 			break
 		}
 	}

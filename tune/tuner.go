@@ -78,18 +78,19 @@ func (t *Tuner) Entries() []Entry {
 
 // errJournalDown stops a run once the journal cannot be written: nothing is
 // written to the host without its record.
-var errJournalDown = errors.New("not attempted: the journal could not be written")
+var errJournalDown = fmt.Errorf("not attempted: %w", ErrJournalWrite)
 
 // Apply makes the approved changes of p in order: for each, it reads the
 // current value, records it in the journal (durably) before the first
 // write, writes, and reads back; a value the kernel did not take is
 // reverted. A change whose setting already has the wanted value is not
-// written. Apply stops at the first journal write that fails.
+// written. Apply stops at the first journal write that fails, and once one
+// has failed it changes nothing for the rest of the process.
 func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Outcome
-	var stop error
+	stop := t.j.usable()
 	for _, c := range p.Changes {
 		o := Outcome{Change: c, Action: ActionApply, Command: c.Command()}
 		switch {
