@@ -34,16 +34,13 @@ func (d *Daemon) measurement() measurement {
 	return d.measured
 }
 
-// ErrNoBench is returned by Bench when no benchmark was configured.
-var ErrNoBench = errors.New("no benchmark configured")
-
 // Bench runs the on-demand benchmark, one at a time, and makes its figures
 // the exporter's nodetune_measured_throughput_bps and the loss the
 // tunnel-tx-checksum-off finding quotes. It returns exporter.ErrBusy while
 // another benchmark runs.
 func (d *Daemon) Bench(ctx context.Context) (BenchResult, error) {
 	if d.opt.Bench == nil {
-		return BenchResult{}, ErrNoBench
+		return BenchResult{}, errors.New("daemon: Bench called without Options.Bench")
 	}
 	if !d.benchMu.TryLock() {
 		return BenchResult{}, exporter.ErrBusy

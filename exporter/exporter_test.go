@@ -399,7 +399,7 @@ func TestBenchEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []int{http.StatusOK, http.StatusConflict} {
+	for i, want := range []int{http.StatusOK, http.StatusTooManyRequests} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/bench", nil))
 		if rec.Code != want {
@@ -410,6 +410,18 @@ func TestBenchEndpoint(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/bench", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /bench: HTTP %d, want 405", rec.Code)
+	}
+
+	// Without a BenchFunc (serve without --web.enable-bench): 404, saying
+	// how to enable it.
+	h, err = e.Handler(HandlerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/bench", nil))
+	if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "--web.enable-bench") {
+		t.Errorf("POST /bench while off: HTTP %d %q, want 404 naming --web.enable-bench", rec.Code, rec.Body.String())
 	}
 }
 

@@ -13,7 +13,8 @@ import (
 	"github.com/nodetune/nodetune/report"
 )
 
-// ErrBusy is what a BenchFunc returns when a benchmark is already running.
+// ErrBusy is what a BenchFunc returns when a benchmark is already running;
+// POST /bench answers it with 429 Too Many Requests.
 var ErrBusy = errors.New("a benchmark is already running")
 
 // BenchFunc runs the on-demand benchmark and returns what it measured.
@@ -23,7 +24,8 @@ type BenchFunc func(ctx context.Context) (any, error)
 type HandlerOptions struct {
 	// Log receives errors from the metrics handler; nil discards them.
 	Log *slog.Logger
-	// Bench, when set, serves POST /bench.
+	// Bench, when set, serves POST /bench; without it POST /bench answers
+	// 404 with a message saying how to enable it.
 	Bench BenchFunc
 }
 
@@ -62,21 +64,24 @@ func (e *Exporter) Handler(opts HandlerOptions) (http.Handler, error) {
 		{Address: "/findings", Text: "Findings", Description: "what costs this node network performance, as JSON"},
 		{Address: "/readyz", Text: "Readiness"},
 	}
-	if opts.Bench != nil {
-		mux.HandleFunc("POST /bench", func(w http.ResponseWriter, r *http.Request) {
-			out, err := opts.Bench(r.Context())
-			switch {
-			case errors.Is(err, ErrBusy):
-				http.Error(w, err.Error(), http.StatusConflict)
-				return
-			case err != nil:
-				log.Error("on-demand benchmark failed", "err", err)
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			writeJSON(w, out)
-		})
-	}
+	mux.HandleFunc("POST /bench", func(w http.ResponseWriter, r *http.Request) {
+		if opts.Bench == nil {
+			http.Error(w, "on-demand benchmarks are off; start nodetune serve with --web.enable-bench to allow POST /bench", http.StatusNotFound)
+			return
+		}
+		out, err := opts.Bench(r.Context())
+		switch {
+		case errors.Is(err, ErrBusy):
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, err.Error(), http.StatusTooManyRequests)
+			return
+		case err != nil:
+			log.Error("on-demand benchmark failed", "err", err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, out)
+	})
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "nodetune",
 		Description: "Why this node's pod network is slow, in numbers",

@@ -34,6 +34,7 @@ type serveFlags struct {
 	stateDir       string
 	backoff        daemon.Backoff
 	benchDuration  time.Duration
+	enableBench    bool
 	kube           kubeFlags
 }
 
@@ -69,6 +70,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "where the remediation journal lives")
 	fs.IntVar(&f.backoff.Max, "remediation.max-reapplies", f.backoff.Max, "re-apply an undone fix at most this many times per window, then stop managing it")
 	fs.DurationVar(&f.backoff.Window, "remediation.window", f.backoff.Window, "the window re-applies are counted in")
+	fs.BoolVar(&f.enableBench, "web.enable-bench", false, "serve POST /bench, which builds a throwaway testbed and loads the CPU for a few seconds; anyone who reaches the listen address can start it, one run at a time")
 	fs.DurationVar(&f.benchDuration, "bench.duration", 2*time.Second, "how long POST /bench measures each case")
 	f.kube.register(fs)
 	ruleFlags(cmd, &cfg)
@@ -130,7 +132,9 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	if journalErr != nil {
 		kh.journalUnusable(f.stateDir, journalErr)
 	}
-	opts.Bench = benchRunner(exp, f.benchDuration, g.log)
+	if f.enableBench {
+		opts.Bench = benchRunner(exp, f.benchDuration, g.log)
+	}
 	d, err := daemon.New(opts)
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}

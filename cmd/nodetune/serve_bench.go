@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nodetune/nodetune/bench"
@@ -26,8 +28,9 @@ func benchRunner(exp *exporter.Exporter, duration time.Duration, log *slog.Logge
 			return daemon.BenchResult{}, err
 		}
 		out := daemon.BenchResult{Run: res}
-		for _, c := range res.Cases {
-			out.Paths = append(out.Paths, exporter.Throughput{Path: c.Name, BitsPerSecond: c.BitsPerSecond})
+		byCase := res.ThroughputByCase()
+		for _, name := range slices.Sorted(maps.Keys(byCase)) {
+			out.Paths = append(out.Paths, exporter.Throughput{Path: name, BitsPerSecond: byCase[name]})
 		}
 		if loss, ok := res.Loss(); ok && loss > 0 {
 			out.LossRatio = loss

@@ -179,6 +179,15 @@ func TestServeScrapedByPrometheus(t *testing.T) {
 	if !hasFinding(doc.Findings, rules.TunnelTxChecksumOff, side.Tunnel) {
 		t.Fatalf("/findings lacks %s on %s: %s", rules.TunnelTxChecksumOff, side.Tunnel, body)
 	}
+	// The benchmark is off unless --web.enable-bench asks for it.
+	resp, err := client.Post("http://"+serveAddr+"/bench", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST /bench without --web.enable-bench: HTTP %d, want 404", resp.StatusCode)
+	}
 
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: nodetune\n    static_configs:\n      - targets: ['%s']\n", serveAddr)
@@ -438,7 +447,7 @@ func TestServeBench(t *testing.T) {
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		t.Fatal(err)
 	}
-	startIn(t, side.NS, bin, "serve", "--web.listen-address="+serveAddr, "--bench.duration=300ms",
+	startIn(t, side.NS, bin, "serve", "--web.listen-address="+serveAddr, "--web.enable-bench", "--bench.duration=300ms",
 		"--probe.interval=30s", "--probe.window=200ms", "--kube-proxy.url=", "--log.level=debug")
 	client := nsClient(side)
 	client.Timeout = 2 * time.Minute
