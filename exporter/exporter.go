@@ -61,10 +61,14 @@ type Remediation struct {
 // Exporter holds the current State and nodetune's own counters, and serves
 // them as Prometheus metrics.
 type Exporter struct {
-	version  string
-	state    atomic.Pointer[State]
-	remedy   atomic.Pointer[Remediation]
-	started  time.Time
+	version string
+	state   atomic.Pointer[State]
+	remedy  atomic.Pointer[Remediation]
+	started time.Time
+	// updated is when the last State was handed over (Unix nanoseconds),
+	// and now the clock /healthz judges it by.
+	updated  atomic.Int64
+	now      func() time.Time
 	registry *prometheus.Registry
 
 	remediations *prometheus.CounterVec
@@ -78,6 +82,7 @@ func New(version string) *Exporter {
 	e := &Exporter{
 		version:  version,
 		started:  time.Now(),
+		now:      time.Now,
 		registry: prometheus.NewRegistry(),
 		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: remediationsName,
@@ -101,7 +106,10 @@ func New(version string) *Exporter {
 }
 
 // Update makes s the state every later scrape and request sees.
-func (e *Exporter) Update(s *State) { e.state.Store(s) }
+func (e *Exporter) Update(s *State) {
+	e.state.Store(s)
+	e.updated.Store(e.now().UnixNano())
+}
 
 // SetRemediation makes r the remediation state every later scrape sees.
 func (e *Exporter) SetRemediation(r *Remediation) { e.remedy.Store(r) }

@@ -243,6 +243,44 @@ func TestRemediationMetrics(t *testing.T) {
 	}
 }
 
+// TestHealthzStale drives /healthz with a fake clock: healthy through the
+// start-up grace, failing once no snapshot came within it, healthy after
+// one, failing again when the loop stops completing them.
+func TestHealthzStale(t *testing.T) {
+	e := New("test")
+	now := time.Unix(1e9, 0)
+	e.now = func() time.Time { return now }
+	e.started = now
+	h, err := e.Handler(HandlerOptions{StaleAfter: 91 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(want int, what string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		if rec.Code != want {
+			t.Errorf("%s: /healthz HTTP %d (%q), want %d", what, rec.Code, rec.Body.String(), want)
+		}
+		if want != http.StatusOK && !strings.Contains(rec.Body.String(), "stuck") {
+			t.Errorf("%s: /healthz says %q, not why", what, rec.Body.String())
+		}
+	}
+	check(http.StatusOK, "at start")
+	now = now.Add(90 * time.Second)
+	check(http.StatusOK, "within the start-up grace")
+	now = now.Add(2 * time.Second)
+	check(http.StatusServiceUnavailable, "no snapshot after the grace")
+	e.Update(fixtureState(t))
+	check(http.StatusOK, "right after a snapshot")
+	now = now.Add(91 * time.Second)
+	check(http.StatusOK, "at the limit")
+	now = now.Add(time.Second)
+	check(http.StatusServiceUnavailable, "a stuck loop")
+	e.Update(fixtureState(t))
+	check(http.StatusOK, "the loop recovered")
+}
+
 func TestNotReady(t *testing.T) {
 	e := New("test")
 	get(t, e, "/readyz", http.StatusServiceUnavailable)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -27,6 +29,11 @@ type HandlerOptions struct {
 	// Bench, when set, serves POST /bench; without it POST /bench answers
 	// 404 with a message saying how to enable it.
 	Bench BenchFunc
+	// StaleAfter, when positive, makes /healthz fail once the last
+	// completed snapshot is older than this, or, before the first, once the
+	// exporter is: a probe loop stuck in a hung ioctl or netlink call is
+	// then restarted by the liveness probe. Zero keeps /healthz at 200.
+	StaleAfter time.Duration
 }
 
 // Handler serves /metrics, /healthz, /readyz, /findings (the doctor's JSON
@@ -48,6 +55,10 @@ func (e *Exporter) Handler(opts HandlerOptions) (http.Handler, error) {
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if why := e.stale(opts.StaleAfter); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -93,6 +104,26 @@ func (e *Exporter) Handler(opts HandlerOptions) (http.Handler, error) {
 	}
 	mux.Handle("GET /{$}", landing)
 	return mux, nil
+}
+
+// stale says why the serve loop looks stuck, or "" while it completes
+// snapshots within limit (or limit is not positive).
+func (e *Exporter) stale(limit time.Duration) string {
+	if limit <= 0 {
+		return ""
+	}
+	now := e.now()
+	last := e.updated.Load()
+	if last == 0 {
+		if age := now.Sub(e.started); age > limit {
+			return fmt.Sprintf("no snapshot completed in the %s since start (limit %s): the probe loop is stuck", age.Round(time.Second), limit)
+		}
+		return ""
+	}
+	if age := now.Sub(time.Unix(0, last)); age > limit {
+		return fmt.Sprintf("the last snapshot was completed %s ago (limit %s): the probe loop is stuck", age.Round(time.Second), limit)
+	}
+	return ""
 }
 
 func (e *Exporter) serveFindings(w http.ResponseWriter, r *http.Request) {

@@ -139,7 +139,9 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
 	}
-	hopts := exporter.HandlerOptions{Log: g.log}
+	// A full cycle takes the interval; three missed ones and the first
+	// window mean the loop is stuck (docs/serve.md).
+	hopts := exporter.HandlerOptions{Log: g.log, StaleAfter: 3*f.interval + f.window}
 	if opts.Bench != nil {
 		hopts.Bench = func(ctx context.Context) (any, error) { return d.Bench(ctx) }
 	}
