@@ -12,8 +12,8 @@ const (
 
 // Mode returns the mode the Node's nodetune.io/mode label asks for, and
 // false when the label is absent, not yet read, or names no mode (that
-// case is logged). The label is read from the watch cache, so a change
-// takes effect within moments and costs no request.
+// case is logged once per value). The label is read from the watch cache,
+// so a change takes effect within moments and costs no request.
 func (r *Reporter) Mode() (string, bool) {
 	n, ok := r.cached()
 	if !ok {
@@ -24,7 +24,13 @@ func (r *Reporter) Mode() (string, bool) {
 		return "", false
 	}
 	if v != ModeObserve && v != ModeRemediate {
-		r.log.Warn("ignoring a node label that names no mode", "label", ModeLabel, "value", v)
+		// Mode is asked every second; one warning per bad value is enough.
+		r.modeMu.Lock()
+		if r.badMode != v {
+			r.badMode = v
+			r.log.Warn("ignoring a node label that names no mode", "label", ModeLabel, "value", v)
+		}
+		r.modeMu.Unlock()
 		return "", false
 	}
 	return v, true

@@ -64,6 +64,10 @@ type Reporter struct {
 	written  *corev1.NodeCondition
 	cachedRV string
 
+	// modeMu guards badMode, the last mode label value warned about.
+	modeMu  sync.Mutex
+	badMode string
+
 	// evMu guards closed, so that Event never sends on the closed queue.
 	evMu   sync.Mutex
 	closed bool

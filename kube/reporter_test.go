@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +43,31 @@ func deployed(t *testing.T) (*kubetest.Cluster, string) {
 
 func startReporter(t *testing.T, c *kubetest.Cluster, token, node string) *kube.Reporter {
 	t.Helper()
-	r, err := kube.NewReporter(c.Config(token), node, kube.Options{SyncTimeout: 20 * time.Second, Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	return startReporterLog(t, c, token, node, slog.New(slog.NewTextHandler(t.Output(), nil)))
+}
+
+// syncBuilder is a strings.Builder that the reporter's goroutines may
+// write to while the test reads it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startReporterLog(t *testing.T, c *kubetest.Cluster, token, node string, log *slog.Logger) *kube.Reporter {
+	t.Helper()
+	r, err := kube.NewReporter(c.Config(token), node, kube.Options{SyncTimeout: 20 * time.Second, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +270,8 @@ func TestReporterMode(t *testing.T) {
 	ctx := context.Background()
 	const node = "reporter-mode"
 	c.CreateNode(t, node)
-	r := startReporter(t, c, token, node)
+	logs := &syncBuilder{}
+	r := startReporterLog(t, c, token, node, slog.New(slog.NewTextHandler(logs, nil)))
 	if m, ok := r.Mode(); ok {
 		t.Fatalf("Mode() = %q without a label; want none", m)
 	}
@@ -260,4 +287,20 @@ func TestReporterMode(t *testing.T) {
 	eventually(t, "the new value is seen", func() bool { m, ok := r.Mode(); return ok && m == kube.ModeObserve })
 	label("fix-everything")
 	eventually(t, "a bad value is ignored", func() bool { _, ok := r.Mode(); return !ok })
+	for range 10 { // the serve loop asks every second
+		r.Mode()
+	}
+	label("fix-it-all")
+	eventually(t, "another bad value is ignored", func() bool {
+		r.Mode()
+		return strings.Count(logs.String(), "fix-it-all") > 0
+	})
+	for range 10 {
+		r.Mode()
+	}
+	for _, v := range []string{"fix-everything", "fix-it-all"} {
+		if n := strings.Count(logs.String(), "value="+v); n != 1 {
+			t.Errorf("the bad label value %s was logged %d times, want once:\n%s", v, n, logs.String())
+		}
+	}
 }
