@@ -24,11 +24,12 @@ import (
 // Controller is the reportingController of nodetune's events.
 const Controller = "nodetune.io/nodetune"
 
+// degradedAt is the least severe finding that makes a Node degraded: info
+// findings are context, not a degradation.
+const degradedAt = rules.Warning
+
 // Options tune a Reporter.
 type Options struct {
-	// MinSeverity is the least severe finding that makes the node count as
-	// degraded; the zero value means rules.Warning.
-	MinSeverity rules.Severity
 	// Log receives what the reporter does; nil discards it.
 	Log *slog.Logger
 	// SyncTimeout bounds how long Start waits for the first read of the
@@ -82,9 +83,6 @@ func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, er
 	if nodeName == "" {
 		return nil, errors.New("kube: no node name (set NODE_NAME from the downward API, or pass --kube.node-name)")
 	}
-	if opts.MinSeverity == rules.Info {
-		opts.MinSeverity = rules.Warning
-	}
 	if opts.SyncTimeout == 0 {
 		opts.SyncTimeout = 30 * time.Second
 	}
@@ -122,9 +120,6 @@ func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, er
 	})
 	return r, nil
 }
-
-// NodeName is the name of the Node the reporter reports on.
-func (r *Reporter) NodeName() string { return r.nodeName }
 
 // Start watches the Node and starts the event writer. It waits up to
 // Options.SyncTimeout for the first read of the Node and returns an error
@@ -194,7 +189,7 @@ func (r *Reporter) node(ctx context.Context) (*corev1.Node, error) {
 // keeps the last transition time while the status stays the same. It
 // returns whether it wrote.
 func (r *Reporter) Update(ctx context.Context, findings []rules.Finding) (bool, error) {
-	want := Condition(findings, r.opts.MinSeverity)
+	want := Condition(findings, degradedAt)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n, err := r.node(ctx)
