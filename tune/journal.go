@@ -268,6 +268,9 @@ type journal struct {
 	// failed is the write or sync error after which the journal takes no
 	// more records in this process.
 	failed error
+	// readOnly is set for a journal opened by readJournal: f is nil, and
+	// nothing may be recorded.
+	readOnly bool
 }
 
 // journalFile is the part of the journal's file that appending uses.
@@ -308,16 +311,49 @@ func openJournal(dir string) (*journal, error) {
 	return j, nil
 }
 
-func (j *journal) load(dir string, created bool) error {
-	data, err := io.ReadAll(io.NewSectionReader(j.f, 0, 1<<40))
+// readJournal opens the journal in dir for reading only, as a dry run
+// does: it takes no lock, so it works while another nodetune holds the
+// journal, and it writes nothing, not even the repairs a writer makes. A
+// journal that does not exist reads as empty.
+func readJournal(dir string) (*journal, error) {
+	path := filepath.Join(dir, JournalFile)
+	j := &journal{path: path, now: time.Now, readOnly: true, st: &journalState{byID: map[int64]*Entry{}}}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return j, nil
+	}
 	if err != nil {
-		return classify("reading the journal "+j.path, err)
+		return nil, classify("opening the journal "+path, err)
+	}
+	defer f.Close()
+	if _, err := j.read(f); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// read reads and replays the journal from f, and returns its bytes.
+func (j *journal) read(f *os.File) ([]byte, error) {
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	if err != nil {
+		return nil, classify("reading the journal "+j.path, err)
 	}
 	st, err := parseJournal(data)
 	if err != nil {
-		return fmt.Errorf("journal %s: %w (the file is left as it is; nodetune writes nothing to the host until it is repaired or moved aside)", j.path, err)
+		return nil, fmt.Errorf("journal %s: %w (the file is left as it is; nodetune writes nothing to the host until it is repaired or moved aside)", j.path, err)
 	}
 	j.st, j.size = st, int64(len(data))
+	return data, nil
+}
+
+// load replays the journal and repairs what a process that died left: a
+// missing or torn header, or a torn last line.
+func (j *journal) load(dir string, created bool) error {
+	data, err := j.read(j.f)
+	if err != nil {
+		return err
+	}
+	st := j.st
 	if st.tornHeader > 0 {
 		// Its creator died while writing the header, so nothing else was
 		// ever written: start the file again.
@@ -388,6 +424,9 @@ func (j *journal) append(r record, prefix []byte) error {
 
 // usable says why the journal takes no more records, or nil.
 func (j *journal) usable() error {
+	if j.readOnly {
+		return fmt.Errorf("journal %s: %w: opened read-only, for a dry run", j.path, ErrJournalWrite)
+	}
 	if j.failed != nil {
 		return fmt.Errorf("journal %s: %w: an earlier write failed in this process (%v); nodetune writes nothing more to it or to the host until it is restarted", j.path, ErrJournalWrite, j.failed)
 	}
@@ -436,7 +475,12 @@ func (j *journal) open() []*Entry {
 	return out
 }
 
-func (j *journal) close() error { return j.f.Close() }
+func (j *journal) close() error {
+	if j.f == nil {
+		return nil
+	}
+	return j.f.Close()
+}
 
 // syncDir makes a new directory entry durable.
 func syncDir(dir string) error {

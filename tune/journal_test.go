@@ -195,6 +195,64 @@ func TestJournalTornHeader(t *testing.T) {
 	}
 }
 
+// TestOpenReadOnly reads a journal that another Tuner holds, with a torn
+// last line: a dry-run rollback plans from it, nothing can be written
+// through it, and the file stays byte for byte as it was.
+func TestOpenReadOnly(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, JournalFile)
+	holder := openTuner(t, dir, n.host)
+	s := loadedSnapshot(t, n)
+	holder.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"crc":"0`)
+	f.Close()
+	journal, _ := os.ReadFile(path)
+	files := n.files(t)
+
+	ro, err := OpenReadOnly(dir, n.host)
+	if err != nil {
+		t.Fatalf("OpenReadOnly while another Tuner holds the journal: %v", err)
+	}
+	defer ro.Close()
+	dry := ro.Rollback(ctx, true)
+	if diff := cmp.Diff([]result{{SysctlBudget, Planned}, {SysctlMaxBacklog, Planned}}, results(dry)); diff != "" {
+		t.Errorf("dry run (-want +got):\n%s", diff)
+	}
+	for what, out := range map[string][]Outcome{
+		"rollback":  ro.Rollback(ctx, false),
+		"reconcile": ro.Reconcile(ctx),
+		"apply":     ro.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})),
+	} {
+		for _, o := range out {
+			if o.Result != Failed && o.Result != Refused || o.Result == Failed && !strings.Contains(o.Err.Error(), "read-only") {
+				t.Errorf("%s through a read-only journal: %s", what, o)
+			}
+		}
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, journal) {
+		t.Errorf("the read-only journal was written")
+	}
+	if diff := cmp.Diff(files, n.files(t)); diff != "" {
+		t.Errorf("the host was written through a read-only journal:\n%s", diff)
+	}
+
+	empty := t.TempDir()
+	ro, err = OpenReadOnly(empty, n.host)
+	if err != nil || len(ro.Entries()) != 0 || JournalExists(empty) {
+		t.Errorf("a missing journal read-only: %v, %d entries, created %t", err, len(ro.Entries()), JournalExists(empty))
+	}
+	os.WriteFile(filepath.Join(empty, JournalFile), journal[:10], 0o600) // a torn header
+	if ro, err = OpenReadOnly(empty, n.host); err != nil || len(ro.Entries()) != 0 {
+		t.Errorf("a torn header read-only: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(empty, JournalFile)); !bytes.Equal(got, journal[:10]) {
+		t.Errorf("a torn header was repaired by a read-only open")
+	}
+}
+
 func TestJournalLock(t *testing.T) {
 	n := newNode(t)
 	dir := t.TempDir()

@@ -13,8 +13,11 @@ import (
 // original; one already at its original (the write never happened, or was
 // undone) is closed; one someone else has changed since is reported as a
 // Conflict and left alone. A setting whose restore fails keeps its older
-// entries open too, so its first original is never lost. With dryRun nothing is written, to the host or
-// the journal, and each Planned outcome carries the command to run by hand.
+// entries open too, so its first original is never lost. A kernel module
+// stays loaded, and its entry is closed with a note. With dryRun Rollback
+// writes nothing, to the host or the journal, and each Planned outcome
+// carries the command to run by hand; a Tuner from OpenReadOnly does a dry
+// run without even taking the journal's lock.
 func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -35,6 +35,23 @@ func Open(stateDir string, sys System) (*Tuner, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newTuner(j, sys), nil
+}
+
+// OpenReadOnly reads the journal in stateDir without locking it or writing
+// anything, and returns a Tuner for dry runs: Plan, Entries and
+// Rollback(ctx, true) work, even while another nodetune holds the journal;
+// Apply, Reconcile and a real Rollback fail without touching the host. A
+// missing journal reads as empty and is not created.
+func OpenReadOnly(stateDir string, sys System) (*Tuner, error) {
+	j, err := readJournal(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	return newTuner(j, sys), nil
+}
+
+func newTuner(j *journal, sys System) *Tuner {
 	netns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return &Tuner{
 		sys:   sys,
@@ -43,7 +60,7 @@ func Open(stateDir string, sys System) (*Tuner, error) {
 		netns: netns,
 		crash: crasherFromEnv(),
 		log:   slog.Default().With("journal", j.path),
-	}, nil
+	}
 }
 
 // JournalExists reports whether stateDir holds a journal, so read-only
