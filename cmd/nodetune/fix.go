@@ -64,8 +64,10 @@ func newFixCmd(g *globals) *cobra.Command {
 			"offload is never turned on where the kernel may lack the NAT checksum fix or bad UDP checksums\n" +
 			"arrive. `nodetune rollback` undoes what fix did.\n\n" +
 			"Exit status: 0 every planned change was applied and verified (or nothing needed fixing),\n" +
-			"1 some changes were refused or not confirmed and nothing failed, 2 a change failed or was\n" +
-			"reverted, 3 bad usage, 4 nodetune could not run (probes, journal).",
+			"1 some changes were refused or not confirmed, or a value of an interrupted run was left alone,\n" +
+			"and nothing failed, 2 a change (or the recovery of an interrupted one) failed or was reverted,\n" +
+			"3 bad usage, 4 nodetune could not run or stopped (probes; the journal corrupt, foreign, locked\n" +
+			"or not writable).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRuleIDs(f.rules); err != nil {
@@ -116,14 +118,15 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	// Finish whatever an interrupted run left behind before looking at the
 	// node, so the plan starts from a settled state.
 	var tu *tune.Tuner
+	var reconciled []tune.Outcome
 	if !f.dryRun && tune.JournalExists(f.stateDir) {
 		if tu, err = tune.Open(f.stateDir, sys); err != nil {
 			return &exitError{code: exitFailure, err: err}
 		}
 		defer tu.Close()
-		if rec := tu.Reconcile(ctx); len(rec) > 0 {
+		if reconciled = tu.Reconcile(ctx); len(reconciled) > 0 {
 			fmt.Fprintln(out, "Recovered from an interrupted run:")
-			printOutcomes(out, rec)
+			printOutcomes(out, reconciled)
 			fmt.Fprintln(out)
 		}
 	}
@@ -137,9 +140,9 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	held := heldBack(findings, f.rules)
 	printPlan(out, plan, held)
 	approved := len(plan.Approved())
-	partial := exitOK
+	partial := outcomeCode(reconciled)
 	if len(plan.Refusals()) > 0 || len(held) > 0 {
-		partial = exitIncomplete
+		partial = max(partial, exitIncomplete)
 	}
 	switch {
 	case approved == 0 || f.dryRun:
@@ -163,19 +166,31 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	outcomes := tu.Apply(ctx, plan)
 	fmt.Fprintln(out, "\nResult:")
 	printOutcomes(out, outcomes)
-	code := partial
-	for _, o := range outcomes {
-		switch o.Result {
-		case tune.Failed, tune.Reverted:
-			code = exitChangeFailed
-		case tune.Refused:
-			code = max(code, exitIncomplete)
-		}
-	}
+	code := max(partial, outcomeCode(outcomes))
 	if code == exitOK {
 		fmt.Fprintf(out, "\nEvery change was applied and verified. Undo with: nodetune rollback --state-dir %s\n", f.stateDir)
 	}
 	return exitCode(code)
+}
+
+// outcomeCode is the exit status that outcomes of fix, rollback or
+// reconcile call for, the worst one winning: exitFailure when the journal
+// could not be written (nodetune stopped changing the node),
+// exitChangeFailed when a change failed or was reverted, exitIncomplete
+// when one was refused or left alone as someone else's.
+func outcomeCode(outcomes []tune.Outcome) int {
+	code := exitOK
+	for _, o := range outcomes {
+		switch {
+		case errors.Is(o.Err, tune.ErrJournalWrite):
+			code = max(code, exitFailure)
+		case o.Result == tune.Failed || o.Result == tune.Reverted:
+			code = max(code, exitChangeFailed)
+		case o.Result == tune.Refused || o.Result == tune.Conflict:
+			code = max(code, exitIncomplete)
+		}
+	}
+	return code
 }
 
 // exitCode is nil for exitOK, and an exitError without a message otherwise.

@@ -421,3 +421,118 @@ func TestFixAsksOnATerminal(t *testing.T) {
 	}
 	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
 }
+
+// TestRollbackDryRunWhileLocked: rollback --dry-run reads the journal
+// without taking its lock, so it works while another nodetune (a running
+// serve) holds it, and writes nothing at all, not even the torn-line
+// acknowledgement that a writer would append.
+func TestRollbackDryRunWhileLocked(t *testing.T) {
+	b := testbed.NewForTest(t, testbed.Options{})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	dir := t.TempDir()
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...), exitOK, "fix")
+	after := features(t, a, a.Tunnel)
+
+	path := filepath.Join(dir, tune.JournalFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"crc":"`); err != nil { // a record being written
+		t.Fatal(err)
+	}
+	journal, _ := os.ReadFile(path)
+
+	r := nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir, "--dry-run")...)
+	expectCode(t, r, exitOK, "rollback --dry-run while the journal is locked")
+	if !strings.Contains(r.out, "ethtool -K "+a.Tunnel+" tx-checksum-ip-generic off") {
+		t.Errorf("dry run does not print the ethtool command:\n%s", r.out)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, journal) {
+		t.Errorf("rollback --dry-run wrote to the journal:\n%q\nwant\n%q", got, journal)
+	}
+	if diff := cmp.Diff(after, features(t, a, a.Tunnel)); diff != "" {
+		t.Errorf("rollback --dry-run changed features:\n%s", diff)
+	}
+
+	r = nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...)
+	expectCode(t, r, exitFailure, "rollback while the journal is locked")
+	if !strings.Contains(r.out, "another nodetune process holds it") {
+		t.Errorf("rollback does not say who holds the journal:\n%s", r.out)
+	}
+}
+
+// TestFixExitCountsReconcile: a fix whose reconcile of an interrupted run
+// failed must not exit 0 or say that every change was applied, even when
+// all of its own changes were. The run is killed after its intent, and
+// the tunnel is then renamed, so that the entry's device is gone.
+func TestFixExitCountsReconcile(t *testing.T) {
+	ip := privtest.Tool(t, "ip")
+	b := testbed.NewForTest(t, testbed.Options{})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	dir := t.TempDir()
+	r := nodetuneIn(t, a.NS, []string{tune.CrashEnv + "=intent:1"}, nil, fixArgs(dir)...)
+	if !r.killed {
+		t.Fatalf("fix was not killed: exit %d\n%s", r.code, r.out)
+	}
+	renamed := "nt-renamed0"
+	for _, args := range [][]string{
+		{"-n", a.NS, "link", "set", "dev", a.Tunnel, "down"},
+		{"-n", a.NS, "link", "set", "dev", a.Tunnel, "name", renamed},
+		{"-n", a.NS, "link", "set", "dev", renamed, "up"},
+	} {
+		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	r = nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
+	expectCode(t, r, exitChangeFailed, "fix after a reconcile that failed")
+	if !strings.Contains(r.out, "Recovered from an interrupted run") || !strings.Contains(r.out, "failed") {
+		t.Errorf("fix does not report the failed reconcile:\n%s", r.out)
+	}
+	if strings.Contains(r.out, "Every change was applied and verified") {
+		t.Errorf("fix says every change was applied:\n%s", r.out)
+	}
+}
+
+// TestFixJournalNotWritable runs fix with a file size limit (prlimit) a
+// little above the journal's size, so that its first record is cut short
+// with EFBIG as on a full disk. fix must exit 4 ("could not run"), write
+// nothing to the host, and leave the journal as it was, usable by the
+// next run.
+func TestFixJournalNotWritable(t *testing.T) {
+	prlimit := privtest.Tool(t, "prlimit")
+	b := testbed.NewForTest(t, testbed.Options{})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	before := features(t, a, a.Tunnel)
+	dir := t.TempDir()
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...), exitOK, "fix")
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
+	path := filepath.Join(dir, tune.JournalFile)
+	journal, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	limit := fmt.Sprintf("--fsize=%d", len(journal)+100)
+	r := nodetuneIn(t, a.NS, nil, []string{prlimit, limit}, fixArgs(dir)...)
+	expectCode(t, r, exitFailure, "fix with a journal that cannot grow")
+	if !strings.Contains(r.out, "journal not writable") || !strings.Contains(r.out, "file too large") {
+		t.Errorf("fix does not say the journal could not be written:\n%s", r.out)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, journal) {
+		t.Errorf("the journal was not cut back to what it was:\n%q", got[len(journal):])
+	}
+	if diff := cmp.Diff(before, features(t, a, a.Tunnel)); diff != "" {
+		t.Errorf("fix changed features without a journal record:\n%s", diff)
+	}
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...), exitOK, "fix with room again")
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
+}

@@ -19,10 +19,11 @@ func newRollbackCmd(g *globals) *cobra.Command {
 			"changed and still finds at the value it set. A setting someone else has changed since is reported\n" +
 			"and left alone; a change whose write never happened (the process died first) is simply closed.\n" +
 			"Kernel modules nodetune loaded stay loaded (unloading could break kube-proxy); their entries are closed.\n" +
-			"--dry-run prints the ethtool, sysctl and other commands that would restore the values by hand.\n\n" +
+			"--dry-run prints the ethtool, sysctl and other commands that would restore the values by hand; it\n" +
+			"reads the journal without locking or writing it, so it also works while nodetune serve runs.\n\n" +
 			"Exit status: 0 everything nodetune owned is back (or there was nothing to do), 1 some values were\n" +
 			"left alone because someone else changed them, 2 a restore failed, 3 bad usage, 4 nodetune could\n" +
-			"not run (journal corrupt, foreign or locked).",
+			"not run or stopped (the journal corrupt, foreign, locked or not writable).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
@@ -35,7 +36,11 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				return &exitError{code: exitFailure, err: err}
 			}
 			defer closeSys()
-			tu, err := tune.Open(stateDir, sys)
+			open := tune.Open
+			if dryRun {
+				open = tune.OpenReadOnly // no lock, no write: works while serve runs
+			}
+			tu, err := open(stateDir, sys)
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
@@ -49,16 +54,7 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(out, "Rollback, newest change first:")
 				printOutcomes(out, outcomes)
 			}
-			code := exitOK
-			for _, o := range outcomes {
-				switch o.Result {
-				case tune.Failed:
-					code = exitChangeFailed
-				case tune.Conflict:
-					code = max(code, exitIncomplete)
-				}
-			}
-			return exitCode(code)
+			return exitCode(outcomeCode(outcomes))
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "directory of the journal")
