@@ -3,6 +3,7 @@ package tune
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/rules"
@@ -13,8 +14,16 @@ type PlanOptions struct {
 	// Rules limits the plan to findings of these rule IDs; empty means all.
 	Rules []string
 	// Force plans changes to settings another agent owns instead of
-	// refusing them. It overrides nothing else.
+	// refusing them, and turns tx checksum offload back on where nodetune
+	// turned it off for bad checksums (see Claims). It overrides nothing
+	// else.
 	Force bool
+	// Claims are the journal entries nodetune still claims; Tuner.Plan
+	// fills them in. Propose never turns tx checksum offload back on where
+	// one of them turned it off for tunnel-tx-checksum-unsafe: the quiet
+	// window that follows is no evidence that the bug went away, and
+	// turning it on again would flip-flop.
+	Claims []Entry
 }
 
 // Propose turns the auto-fixable findings of s into a plan. It does no I/O.
@@ -35,6 +44,9 @@ func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 				Rule: f.Rule, Subject: f.Subject, Why: f.Summary, Owner: f.Owner,
 			}
 			c.Refused = vet(s, &c)
+			if c.Refused == "" && !o.Force {
+				c.Refused = keptOff(c, o.Claims)
+			}
 			if c.Refused == "" && c.Owner != nil && !o.Force {
 				c.Refused = fmt.Sprintf("%s owns this setting: %s. nodetune does not fight it (--force overrides); the durable fix: %s",
 					c.Owner.Name, c.Owner.Why, c.Owner.DurableFix)
@@ -69,4 +81,21 @@ func vet(s *detect.Snapshot, c *Change) string {
 		return vetModule(s, c)
 	}
 	return fmt.Sprintf("change kind %q is not on nodetune's allowlist", c.Kind)
+}
+
+// keptOff says why c, turning tx checksum offload on, must not be made
+// because nodetune turned it off on that device for tunnel-tx-checksum-unsafe
+// and still claims that change; "" when it may.
+func keptOff(c Change, claims []Entry) string {
+	if c.Kind != rules.ChangeFeature || c.Setting != detect.FeatureTxChecksumGeneric || c.To != on {
+		return ""
+	}
+	for _, e := range claims {
+		if e.Key == c.Key && e.To == off && e.Rule == rules.TunnelTxChecksumUnsafe && e.Open() {
+			return fmt.Sprintf("nodetune turned %s off on %s for %s (journal entry %d, %s) because bad UDP checksums arrived while it was on; "+
+				"a quiet window since is no proof the bug is gone, so it stays off. To allow it again: `nodetune rollback` (which undoes and closes that entry), or --force",
+				c.Setting, c.Target, rules.TunnelTxChecksumUnsafe, e.ID, e.At.Format(time.RFC3339))
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package tune
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -232,5 +233,61 @@ func TestProposeSkipsManualAndDuplicates(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, summarize(p)); diff != "" {
 		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+}
+
+// TestPlanKeepsOffloadOffAfterUnsafe: once nodetune turned tx checksum
+// offload off because bad checksums arrived, a later quiet window must not
+// turn it back on (it would flip-flop), across restarts too, until
+// rollback closes that entry or --force says so.
+func TestPlanKeepsOffloadOffAfterUnsafe(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	dir := t.TempDir()
+	tu := openTuner(t, dir, n.host)
+	s := n.snapshot(t)
+	s.UDP.Delta = 7 // offload is on, and bad checksums arrive
+	only := func(rule string, force bool) PlanOptions { return PlanOptions{Rules: []string{rule}, Force: force} }
+	out := tu.Apply(ctx, tu.Plan(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, only(rules.TunnelTxChecksumUnsafe, false)))
+	if diff := cmp.Diff([]result{{"vxlan0 tx-checksum-ip-generic", Verified}}, results(out)); diff != "" {
+		t.Fatalf("turning offload off (-want +got):\n%s", diff)
+	}
+
+	quiet := func(tu *Tuner, force bool) Change {
+		t.Helper()
+		s := n.snapshot(t) // offload off, no bad checksums in this window
+		p := tu.Plan(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, only(rules.TunnelTxChecksumOff, force))
+		if len(p.Changes) != 1 {
+			t.Fatalf("plan: %+v", summarize(p))
+		}
+		return p.Changes[0]
+	}
+	c := quiet(tu, false)
+	for _, want := range []string{"tunnel-tx-checksum-unsafe", "bad UDP checksums", "nodetune rollback", "--force"} {
+		if !strings.Contains(c.Refused, want) {
+			t.Errorf("refusal %q does not say %q", c.Refused, want)
+		}
+	}
+	tu.Close()
+	tu = openTuner(t, dir, n.host) // a restart
+	if c := quiet(tu, false); c.Refused == "" {
+		t.Errorf("after a restart, offload is planned on again")
+	}
+	if c := quiet(tu, true); c.Refused != "" {
+		t.Errorf("--force: refused: %s", c.Refused)
+	}
+	ro, err := OpenReadOnly(dir, n.host) // what fix --dry-run sees
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := quiet(ro, false); c.Refused == "" {
+		t.Errorf("a read-only journal plans offload on again")
+	}
+	if back := tu.Rollback(ctx, false); len(back) != 1 || back[0].Result != Restored {
+		t.Fatalf("rollback: %v", back)
+	}
+	n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	if c := quiet(tu, false); c.Refused != "" {
+		t.Errorf("after rollback closed the entry: refused: %s", c.Refused)
 	}
 }

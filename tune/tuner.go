@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -77,8 +78,10 @@ func (t *Tuner) Close() error {
 	return t.j.close()
 }
 
-// Plan is Propose: the plan for s's findings.
+// Plan is Propose for s's findings, with the journal's open entries as
+// o.Claims, so that what nodetune did before shapes what it does next.
 func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
+	o.Claims = append(slices.Clip(o.Claims), t.Entries()...)
 	return Propose(s, findings, o)
 }
 

@@ -115,15 +115,22 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	}
 	defer closeSys()
 
-	// Finish whatever an interrupted run left behind before looking at the
-	// node, so the plan starts from a settled state.
+	// The journal's history shapes the plan. Finish whatever an interrupted
+	// run left behind before looking at the node, so the plan starts from a
+	// settled state; a dry run only reads the journal, without its lock.
 	var tu *tune.Tuner
 	var reconciled []tune.Outcome
-	if !f.dryRun && tune.JournalExists(f.stateDir) {
-		if tu, err = tune.Open(f.stateDir, sys); err != nil {
+	if tune.JournalExists(f.stateDir) {
+		open := tune.Open
+		if f.dryRun {
+			open = tune.OpenReadOnly
+		}
+		if tu, err = open(f.stateDir, sys); err != nil {
 			return &exitError{code: exitFailure, err: err}
 		}
 		defer tu.Close()
+	}
+	if tu != nil && !f.dryRun {
 		if reconciled = tu.Reconcile(ctx); len(reconciled) > 0 {
 			fmt.Fprintln(out, "Recovered from an interrupted run:")
 			printOutcomes(out, reconciled)
@@ -136,7 +143,11 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		return &exitError{code: exitFailure, err: err}
 	}
 	findings := rules.Evaluate(s, cfg).Findings
-	plan := tune.Propose(s, findings, tune.PlanOptions{Rules: f.rules, Force: f.force})
+	opts := tune.PlanOptions{Rules: f.rules, Force: f.force}
+	plan := tune.Propose(s, findings, opts)
+	if tu != nil {
+		plan = tu.Plan(s, findings, opts)
+	}
 	held := heldBack(findings, f.rules)
 	printPlan(out, plan, held)
 	approved := len(plan.Approved())

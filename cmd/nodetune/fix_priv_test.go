@@ -536,3 +536,38 @@ func TestFixJournalNotWritable(t *testing.T) {
 	expectCode(t, nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...), exitOK, "fix with room again")
 	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
 }
+
+// TestFixKeepsOffloadOffAfterBadChecksums: fix turns tx checksum offload
+// off on B while bad UDP checksums arrive; the quiet runs that follow, dry
+// or not, must refuse to turn it back on and say how to allow it, until
+// rollback closes the entry.
+func TestFixKeepsOffloadOffAfterBadChecksums(t *testing.T) {
+	b := testbed.NewForTest(t, testbed.Options{})
+	if err := b.B.Ethtool().Change(b.B.Underlay, map[string]bool{"rx-checksum": false}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	stop := sendBadUDP(t, b.A, b.B.UnderlayIP)
+	r := nodetuneIn(t, b.B.NS, nil, nil, fixArgs(dir, "--window", "1s", "--rule", "tunnel-tx-checksum-unsafe")...)
+	stop()
+	expectCode(t, r, exitOK, "fix while bad checksums arrive")
+	if features(t, b.B, b.B.Tunnel)[detect.FeatureTxChecksumGeneric].Active {
+		t.Fatalf("fix left tx checksum offload on:\n%s", r.out)
+	}
+	off := features(t, b.B, b.B.Tunnel)
+
+	for _, extra := range [][]string{{"--dry-run"}, nil} {
+		r = nodetuneIn(t, b.B.NS, nil, nil, fixArgs(dir, extra...)...)
+		expectCode(t, r, exitIncomplete, fmt.Sprintf("quiet fix %v", extra))
+		if !strings.Contains(r.out, "refused: "+b.B.Tunnel+" tx-checksum-ip-generic: off -> on") || !strings.Contains(r.out, "nodetune rollback") {
+			t.Errorf("quiet fix %v does not refuse offload and say how to allow it:\n%s", extra, r.out)
+		}
+	}
+	if diff := cmp.Diff(off, features(t, b.B, b.B.Tunnel)); diff != "" {
+		t.Errorf("a quiet fix changed features:\n%s", diff)
+	}
+	expectCode(t, nodetuneIn(t, b.B.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
+	if !features(t, b.B, b.B.Tunnel)[detect.FeatureTxChecksumGeneric].Active {
+		t.Errorf("rollback did not turn offload back on")
+	}
+}
