@@ -283,6 +283,11 @@ func TestPlanKeepsOffloadOffAfterUnsafe(t *testing.T) {
 	if c := quiet(ro, false); c.Refused == "" {
 		t.Errorf("a read-only journal plans offload on again")
 	}
+	tu.netns = "net:[1]" // the entry was made in another namespace, with its own vxlan0
+	if c := quiet(tu, false); c.Refused != "" {
+		t.Errorf("an entry of another network namespace keeps offload off here: %s", c.Refused)
+	}
+	tu.netns = ro.netns
 	if back := tu.Rollback(ctx, false); len(back) != 1 || back[0].Result != Restored {
 		t.Fatalf("rollback: %v", back)
 	}

@@ -78,10 +78,16 @@ func (t *Tuner) Close() error {
 	return t.j.close()
 }
 
-// Plan is Propose for s's findings, with the journal's open entries as
-// o.Claims, so that what nodetune did before shapes what it does next.
+// Plan is Propose for s's findings, with the journal's open entries of
+// this network namespace as o.Claims, so that what nodetune did before
+// shapes what it does next.
 func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
-	o.Claims = append(slices.Clip(o.Claims), t.Entries()...)
+	o.Claims = slices.Clip(o.Claims)
+	for _, e := range t.Entries() {
+		if t.otherNetns(&e) == "" {
+			o.Claims = append(o.Claims, e)
+		}
+	}
 	return Propose(s, findings, o)
 }
 
