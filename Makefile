@@ -49,8 +49,8 @@ image: ## build the container images with docker (IMAGE:VERSION and IMAGE-module
 	docker build --build-arg VERSION=$(VERSION) --target nodetune -t $(IMAGE):$(VERSION) .
 	docker build --build-arg VERSION=$(VERSION) --target modules -t $(IMAGE)-modules:$(VERSION) .
 
-manifests: ## render the kustomize overlays and components into bin/manifests (IMAGE_TAG sets the tag)
-	./hack/kube/manifests.sh bin/manifests
+manifests: ## render the kustomize overlays and components into bin/manifests (image tag: IMAGE_TAG, default VERSION)
+	IMAGE_TAG="$(or $(IMAGE_TAG),$(VERSION))" ./hack/kube/manifests.sh bin/manifests
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -286,3 +286,49 @@ func TestRBAC(t *testing.T) {
 		}
 	}
 }
+
+// TestCriticalPriorityAdmitted creates, as a server-side dry run that goes
+// through admission, a pod from the observe DaemonSet's template, as the
+// DaemonSet controller would: with the shipped ResourceQuota the API server
+// admits system-node-critical in the nodetune namespace. The same pod in a
+// namespace without that quota is refused, which shows why the quota ships.
+// (Without a controller manager, the test makes the service account the
+// pod names itself.)
+func TestCriticalPriorityAdmitted(t *testing.T) {
+	c := kubetest.Get(t)
+	kubectl(t, c, "apply", "--server-side", "-k", "deploy/overlays/observe")
+	ctx := context.Background()
+	ds, err := c.Admin.AppsV1().DaemonSets("nodetune").Get(ctx, "nodetune", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := func(ns string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "nodetune-", Namespace: ns, Labels: ds.Spec.Template.Labels},
+			Spec:       *ds.Spec.Template.Spec.DeepCopy(),
+		}
+	}
+	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	p := pod("nodetune")
+	p.Spec.NodeName = "some-node"
+	got, err := c.Admin.CoreV1().Pods("nodetune").Create(ctx, p, dryRun)
+	if err != nil {
+		t.Fatalf("the API server refuses the agent's pod: %v", err)
+	}
+	if got.Spec.Priority == nil || *got.Spec.Priority < 2000000000 {
+		t.Errorf("the agent's pod has priority %v; want system-node-critical's", got.Spec.Priority)
+	}
+	const bare = "priority-test"
+	if _, err := c.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: bare}},
+		metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if _, err := c.Admin.CoreV1().ServiceAccounts(bare).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "nodetune"}},
+		metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	_, err = c.Admin.CoreV1().Pods(bare).Create(ctx, pod(bare), dryRun)
+	if err == nil || !strings.Contains(err.Error(), "insufficient quota") {
+		t.Errorf("system-node-critical outside a namespace with the quota: err = %v; want a refusal for want of quota", err)
+	}
+}

@@ -132,7 +132,7 @@ func render(t *testing.T) map[string]*variant {
 	}
 	out := t.TempDir()
 	cmd := exec.Command(filepath.Join(root, "hack/kube/manifests.sh"), out)
-	cmd.Env = append(os.Environ(), "KUBECTL="+kubectl)
+	cmd.Env = append(os.Environ(), "KUBECTL="+kubectl, "IMAGE_TAG="+testTag)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("hack/kube/manifests.sh: %v\n%s", err, b)
 	}
@@ -193,7 +193,10 @@ type expectation struct {
 	kinds    []string
 }
 
-var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount"}
+var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "RoleBinding", "Service", "ServiceAccount"}
+
+// testTag is the IMAGE_TAG the tests render with.
+const testTag = "v0.0.0-test"
 
 func withKinds(extra ...string) []string {
 	ks := append(slices.Clone(baseKinds), extra...)
@@ -205,11 +208,11 @@ var (
 	observeWritable   []string
 	remediateWritable = []string{"/var/lib/nodetune", "/host/proc/sys/net", "/host/sys/devices"}
 	expectations      = map[string]expectation{
-		"observe":                       {"observe", 65534, nil, observeWritable, "ghcr.io/nodetune/nodetune:latest", withKinds()},
-		"remediate":                     {"remediate", 0, []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:latest", withKinds()},
-		"observe-prometheus-operator":   {"observe", 65534, nil, observeWritable, "ghcr.io/nodetune/nodetune:latest", withKinds("PrometheusRule", "ServiceMonitor")},
-		"remediate-prometheus-operator": {"remediate", 0, []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:latest", withKinds("PrometheusRule", "ServiceMonitor")},
-		"remediate-load-modules":        {"remediate", 0, []corev1.Capability{"NET_ADMIN", "SYS_MODULE"}, remediateWritable, "ghcr.io/nodetune/nodetune-modules:latest", withKinds()},
+		"observe":                       {"observe", 65534, nil, observeWritable, "ghcr.io/nodetune/nodetune:" + testTag, withKinds()},
+		"remediate":                     {"remediate", 0, []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:" + testTag, withKinds()},
+		"observe-prometheus-operator":   {"observe", 65534, nil, observeWritable, "ghcr.io/nodetune/nodetune:" + testTag, withKinds("PrometheusRule", "ServiceMonitor")},
+		"remediate-prometheus-operator": {"remediate", 0, []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:" + testTag, withKinds("PrometheusRule", "ServiceMonitor")},
+		"remediate-load-modules":        {"remediate", 0, []corev1.Capability{"NET_ADMIN", "SYS_MODULE"}, remediateWritable, "ghcr.io/nodetune/nodetune-modules:" + testTag, withKinds()},
 	}
 )
 
@@ -262,12 +265,25 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, want expectation) {
 	if len(spec.Containers) != 1 || len(spec.InitContainers) != 0 {
 		t.Fatalf("%d containers and %d init containers; want one container", len(spec.Containers), len(spec.InitContainers))
 	}
+	if spec.PriorityClassName != "system-node-critical" {
+		t.Errorf("priorityClassName %q; the agent must outlast node pressure (system-node-critical)", spec.PriorityClassName)
+	}
 	c := spec.Containers[0]
-	if c.Image != want.image {
-		t.Errorf("image %s; want %s", c.Image, want.image)
+	if c.Image != want.image || c.ImagePullPolicy != corev1.PullIfNotPresent {
+		t.Errorf("image %s (%s); want %s, IfNotPresent", c.Image, c.ImagePullPolicy, want.image)
+	}
+	// /metrics and /findings answer on the node's IP only, not on every
+	// interface of the host network.
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "NODE_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.hostIP"
+	}) {
+		t.Error("NODE_IP does not come from the downward API's status.hostIP")
+	}
+	if slices.Contains(c.Args, "--web.enable-bench") {
+		t.Error("the DaemonSet enables POST /bench")
 	}
 	for _, arg := range []string{"serve", "--mode=" + want.mode, "--path.procfs=/host/proc", "--path.sysfs=/host/sys",
-		"--path.rootfs=/host/root"} {
+		"--path.rootfs=/host/root", "--web.listen-address=$(NODE_IP):9848"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}
@@ -361,5 +377,48 @@ func checkMounts(t *testing.T, spec corev1.PodSpec, c corev1.Container, writable
 	writable = slices.Sorted(slices.Values(writable))
 	if !slices.Equal(gotWritable, writable) {
 		t.Errorf("writable mounts %v; want exactly %v", gotWritable, writable)
+	}
+}
+
+// placeholderTag is the base DaemonSet's image tag, which `make manifests`
+// or a kustomization replaces.
+const placeholderTag = "set-by-make-manifests"
+
+// TestShippedImagesPinned: no shipped manifest runs an image by the latest
+// tag (or none, which means latest): with IfNotPresent, nodes would keep
+// whichever build they pulled first. The base carries a placeholder that
+// cannot be pulled, so an unrendered apply fails visibly.
+func TestShippedImagesPinned(t *testing.T) {
+	n := 0
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".yaml" {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for line := range strings.SplitSeq(string(data), "\n") {
+			v, ok := strings.CutPrefix(strings.TrimSpace(line), "image:")
+			if !ok {
+				continue
+			}
+			n++
+			image := strings.TrimSpace(v)
+			name, tag, ok := strings.Cut(image[strings.LastIndex(image, "/")+1:], ":")
+			if !ok || tag == "latest" || tag == "" {
+				t.Errorf("%s: image %s is not pinned to a tag", path, image)
+			}
+			if path == "base/daemonset.yaml" && (name != "nodetune" || tag != placeholderTag) {
+				t.Errorf("%s: image %s; want the placeholder tag %s", path, image, placeholderTag)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no image: line found under deploy/")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -130,14 +131,50 @@ func emulate(t *testing.T, ds *appsv1.DaemonSet, ns string, hostPaths map[string
 			}
 		}
 	}
-	// The container's paths, seen from outside its mount layout.
+	// The container's paths, seen from outside its mount layout, with
+	// $(VAR) references to its environment expanded as the kubelet does.
+	env := containerEnv(t, c)
 	for _, a := range c.Args {
+		a = envRef.ReplaceAllStringFunc(a, func(ref string) string {
+			if v, ok := env[ref[2:len(ref)-1]]; ok {
+				return v
+			}
+			return ref
+		})
 		if k, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(v, "/") {
 			a = k + "=" + p.root + v
 		}
 		p.args = append(p.args, a)
 	}
 	return p
+}
+
+// envRef is a $(VAR) reference in a container's arguments.
+var envRef = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_]*\)`)
+
+// downward are the downward API's values in the emulation: the testbed
+// namespace's loopback stands for the node's IP.
+var downward = map[string]string{"spec.nodeName": "podsim-node", "status.hostIP": "127.0.0.1"}
+
+// containerEnv is c's environment, its downward API fields resolved.
+func containerEnv(t *testing.T, c corev1.Container) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.FieldRef != nil:
+			v, ok := downward[e.ValueFrom.FieldRef.FieldPath]
+			if !ok {
+				t.Fatalf("env %s: the emulation has no value for field %s", e.Name, e.ValueFrom.FieldRef.FieldPath)
+			}
+			env[e.Name] = v
+		default:
+			t.Fatalf("env %s: only values and downward API fields are emulated", e.Name)
+		}
+	}
+	return env
 }
 
 // command returns a command that runs argv inside the emulated pod.
@@ -263,8 +300,10 @@ func TestPodObserveNeedsNoCapability(t *testing.T) {
 	if len(p.caps) != 0 {
 		t.Fatalf("the observe DaemonSet adds capabilities %v", p.caps)
 	}
-	const addr = "127.0.0.1:9753"
-	p.start(t, bin, "--web.listen-address="+addr, "--probe.interval=1s", "--kube-proxy.url=")
+	// The manifest's own listen address: the node's IP (here the
+	// namespace's loopback) on port 9848.
+	const addr = "127.0.0.1:9848"
+	p.start(t, bin, "--probe.interval=1s", "--kube-proxy.url=")
 	waitFor(t, "the offload finding", func() error {
 		fs, unchecked, err := findings(t, side, addr)
 		if err != nil {
@@ -307,7 +346,7 @@ func TestPodRemediateNeedsOnlyNetAdmin(t *testing.T) {
 	if !slices.Equal(rem.caps, []string{"net_admin"}) {
 		t.Fatalf("the remediate DaemonSet adds capabilities %v; want net_admin alone", rem.caps)
 	}
-	rem.start(t, bin, "--web.listen-address=127.0.0.1:9754", "--probe.interval=1s", "--kube-proxy.url=")
+	rem.start(t, bin, "--probe.interval=1s", "--kube-proxy.url=")
 	waitFor(t, "nodetune fixes the tunnel", func() error {
 		if !offload(t, side) {
 			return fmt.Errorf("tx checksum offload still off on %s", side.Tunnel)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -91,6 +93,24 @@ func (f serveFlags) check() error {
 	return nil
 }
 
+// listenAddress brackets an IPv6 host that lacks them, so that the
+// DaemonSet's --web.listen-address=$(NODE_IP):9848 also works on an
+// IPv6 node: "fd00::5:9848" becomes "[fd00::5]:9848". Anything else is
+// returned as it is.
+func listenAddress(a string) string {
+	if _, _, err := net.SplitHostPort(a); err == nil || strings.HasPrefix(a, "[") {
+		return a
+	}
+	i := strings.LastIndexByte(a, ':')
+	if i < 0 {
+		return a
+	}
+	if ip := net.ParseIP(a[:i]); ip == nil || ip.To4() != nil {
+		return a
+	}
+	return net.JoinHostPort(a[:i], a[i+1:])
+}
+
 func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) error {
 	h, closeHost, err := g.host()
 	if err != nil {
@@ -152,10 +172,14 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	listen := make([]string, len(f.listen))
+	for i, a := range f.listen {
+		listen[i] = listenAddress(a)
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	webErr := make(chan error, 1)
 	go func() {
-		webErr <- web.ListenAndServe(srv, &web.FlagConfig{WebListenAddresses: &f.listen, WebConfigFile: &f.webConfig}, g.log)
+		webErr <- web.ListenAndServe(srv, &web.FlagConfig{WebListenAddresses: &listen, WebConfigFile: &f.webConfig}, g.log)
 		cancel()
 	}()
 	g.log.Info("nodetune serve started", "version", version, "mode", f.mode, "interval", f.interval, "listen", f.listen)

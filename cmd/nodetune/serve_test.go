@@ -591,3 +591,21 @@ func TestServeUnusableJournalObserves(t *testing.T) {
 		t.Errorf("no error about the journal in the log:\n%s", out)
 	}
 }
+
+// TestServeListenAddress: the DaemonSet's $(NODE_IP):9848 is a valid listen
+// address on IPv4 and IPv6 nodes alike.
+func TestServeListenAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.5:9848":       "10.0.0.5:9848",
+		"fd00::5:9848":        "[fd00::5]:9848",
+		"[fd00::5]:9848":      "[fd00::5]:9848",
+		":9848":               ":9848",
+		"localhost:9848":      "localhost:9848",
+		"2001:db8::1:2:3:4:1": "[2001:db8::1:2:3:4]:1",
+		"nonsense":            "nonsense",
+	} {
+		if got := listenAddress(in); got != want {
+			t.Errorf("listenAddress(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Renders nodetune's kustomize overlays, alone and with the optional
 # components, into OUTDIR (default bin/manifests), one file per variant, with
-# the kubectl that hack/kube/build.sh builds. IMAGE_TAG, when set, replaces
-# the image tag ("latest" in the repository).
+# the kubectl that hack/kube/build.sh builds. The image tag is IMAGE_TAG, or
+# else the version `make` stamps into the binary (git describe), so a
+# rendered DaemonSet always runs a pinned image; the repository's manifests
+# carry a placeholder tag that cannot be pulled.
 #
 # Usage: hack/kube/manifests.sh [OUTDIR]
 set -euo pipefail
@@ -10,6 +12,11 @@ cd "$(dirname "$0")/../.."
 repo=$(pwd)
 mkdir -p .cache
 out=${1:-bin/manifests}
+tag=${IMAGE_TAG:-$(git describe --tags --always --dirty 2>/dev/null || true)}
+if [[ -z $tag || $tag == latest ]]; then
+	echo "manifests: set IMAGE_TAG to the image version to deploy (not latest)" >&2
+	exit 1
+fi
 
 kubectl=${KUBECTL:-.cache/bin/kubectl}
 if [[ ! -x $kubectl ]]; then
@@ -42,11 +49,9 @@ for v in "${variants[@]}"; do
 			echo "components:"
 			for c in $components; do echo "  - ../../../deploy/components/$c"; done
 		fi
-		if [[ -n ${IMAGE_TAG:-} ]]; then
-			echo "images:"
-			echo "  - {name: ghcr.io/nodetune/nodetune, newTag: \"$IMAGE_TAG\"}"
-			echo "  - {name: ghcr.io/nodetune/nodetune-modules, newTag: \"$IMAGE_TAG\"}"
-		fi
+		echo "images:"
+		echo "  - {name: ghcr.io/nodetune/nodetune, newTag: \"$tag\"}"
+		echo "  - {name: ghcr.io/nodetune/nodetune-modules, newTag: \"$tag\"}"
 	} >"$dir/kustomization.yaml"
 	"$kubectl" kustomize "$dir" >"$out/$name.yaml"
 	echo "manifests: $out/$name.yaml"

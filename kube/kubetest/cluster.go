@@ -75,6 +75,9 @@ func Start(ctx context.Context) (c *Cluster, err error) {
 	if err := c.writeSecrets(); err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(c.path("admission.yaml"), []byte(admissionConfig), 0o600); err != nil {
+		return nil, fmt.Errorf("writing the admission configuration: %w", err)
+	}
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
@@ -105,6 +108,7 @@ func Start(ctx context.Context) (c *Cluster, err error) {
 		"--service-account-signing-key-file="+c.path("sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/24",
 		"--authorization-mode=RBAC",
+		"--admission-control-config-file="+c.path("admission.yaml"),
 		"--cert-dir="+c.path("certs"),
 		"--v=0",
 	); err != nil {
@@ -121,6 +125,25 @@ func Start(ctx context.Context) (c *Cluster, err error) {
 }
 
 func (c *Cluster) path(name string) string { return filepath.Join(c.Dir, name) }
+
+// admissionConfig admits pods of the system-*-critical priority classes
+// only in namespaces with a ResourceQuota of that scope, as GKE and other
+// managed clusters configure their API servers (Kubernetes' "limit priority
+// class consumption by default"), so tests see the stricter behaviour.
+const admissionConfig = `apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: ResourceQuota
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: ResourceQuotaConfiguration
+      limitedResources:
+        - resource: pods
+          matchScopes:
+            - scopeName: PriorityClass
+              operator: In
+              values: [system-node-critical, system-cluster-critical]
+`
 
 // writeSecrets generates the serving certificate, the service-account
 // signing key and the admin's static token.
