@@ -133,33 +133,57 @@ func ParseKubeProxyMetrics(r io.Reader) (natRules int64, syncs detect.SyncHistog
 	return natRules, syncs, nil
 }
 
-// ipvsModules reports which IPVS modules are loaded (in /proc/modules) or
-// built in (present under /sys/module).
+// ipvsModules reports which IPVS modules the kernel has, loaded or built
+// in, as detect.Modules decides from /proc/modules, the release's
+// modules.builtin under the root filesystem, and /sys/module (where a
+// built-in module appears only if it has parameters: ip_vs does, its
+// schedulers do not). A kernel without module support has no /proc/modules;
+// its modules are all built in or absent.
 func (h *Host) ipvsModules() (map[string]bool, detect.Err) {
+	var m detect.Modules
 	b, err := os.ReadFile(filepath.Join(h.ProcFS, "modules"))
-	loaded := map[string]bool{}
 	if err == nil {
-		loaded = ParseModules(string(b))
+		m.Loaded = detect.ParseModules(string(b))
 	} else if !errors.Is(err, os.ErrNotExist) {
-		// A kernel without module support has no /proc/modules; every
-		// module is then built in or absent, which /sys/module tells.
 		return nil, fail("reading /proc/modules", err)
 	}
+	if m.Builtin, err = h.builtinModules(); err != nil {
+		return nil, detect.Fail(err)
+	}
+	m.SysFS = map[string]bool{}
+	for _, name := range detect.IPVSModuleNames {
+		if _, err := os.Stat(h.sys("module", name)); err == nil {
+			m.SysFS[name] = true
+		}
+	}
 	out := make(map[string]bool, len(detect.IPVSModuleNames))
-	for _, m := range detect.IPVSModuleNames {
-		_, statErr := os.Stat(h.sys("module", m))
-		out[m] = loaded[m] || statErr == nil
+	for _, name := range detect.IPVSModuleNames {
+		out[name] = m.Has(name)
 	}
 	return out, detect.Err{}
 }
 
-// ParseModules returns the names of the modules in /proc/modules text.
-func ParseModules(text string) map[string]bool {
-	out := map[string]bool{}
-	for _, line := range strings.Split(text, "\n") {
-		if name, _, _ := strings.Cut(line, " "); name != "" {
-			out[name] = true
-		}
+// builtinModules reads the modules built into the running kernel from
+// <rootfs>/lib/modules/<release>/modules.builtin. A missing file (no
+// modules installed, or the host's root not mounted) gives none.
+func (h *Host) builtinModules() (map[string]bool, error) {
+	release, err := os.ReadFile(filepath.Join(h.ProcFS, "sys/kernel/osrelease"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
-	return out
+	if err != nil {
+		return nil, classify("reading the kernel release for modules.builtin", err)
+	}
+	rel := detect.BuiltinModulesPath(string(release))
+	if rel == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(h.RootFS, rel))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, classify("reading /"+rel, err)
+	}
+	return detect.ParseBuiltinModules(string(b)), nil
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/nodetune/nodetune/detect"
 )
 
@@ -49,14 +47,6 @@ kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 1234
 	}
 }
 
-func TestParseModules(t *testing.T) {
-	text := "ip_vs_rr 12288 1 - Live 0x0000000000000000\nip_vs 204800 3 ip_vs_rr, Live 0x0000000000000000\n\nnf_conntrack 196608 5 - Live 0x0\n"
-	want := map[string]bool{"ip_vs_rr": true, "ip_vs": true, "nf_conntrack": true}
-	if diff := cmp.Diff(want, ParseModules(text)); diff != "" {
-		t.Error(diff)
-	}
-}
-
 func FuzzParseProxyMode(f *testing.F) {
 	for _, s := range []string{"iptables", "ipvs\n", "", "\x00"} {
 		f.Add(s)
@@ -79,17 +69,6 @@ func FuzzParseKubeProxyMetrics(f *testing.F) {
 		}
 		if mean, ok := syncs.Mean(detect.SyncHistogram{}); ok && (mean < 0 || mean != mean) {
 			t.Fatalf("mean sync time %v from %+v", mean, syncs)
-		}
-	})
-}
-
-func FuzzParseModules(f *testing.F) {
-	f.Add("ip_vs 1 0 - Live 0x0\n")
-	f.Fuzz(func(t *testing.T, s string) {
-		for name := range ParseModules(s) {
-			if name == "" || strings.ContainsAny(name, " \n") {
-				t.Fatalf("bad module name %q", name)
-			}
 		}
 	})
 }

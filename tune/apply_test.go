@@ -580,6 +580,36 @@ func TestModulesDisabled(t *testing.T) {
 	}
 }
 
+// TestModulesBuiltIn: on a kernel that builds IPVS in and has no loadable
+// modules, /sys/module shows only ip_vs (the schedulers have no
+// parameters); modules.builtin lists them all. tune must find them there
+// and write nothing, instead of failing to load what is already in.
+func TestModulesBuiltIn(t *testing.T) {
+	ctx := context.Background()
+	proc := fixtureTree(t, map[string]string{"sys/kernel/osrelease": "6.12.0-1-cloud-amd64\n"})
+	sys := fixtureTree(t, map[string]string{"module/ip_vs/parameters/conn_tab_bits": "12\n"})
+	root := fixtureTree(t, map[string]string{"lib/modules/6.12.0-1-cloud-amd64/modules.builtin": "kernel/net/netfilter/ipvs/ip_vs.ko\n" +
+		"kernel/net/netfilter/ipvs/ip_vs_rr.ko\nkernel/net/netfilter/ipvs/ip_vs_wrr.ko\nkernel/net/netfilter/ipvs/ip_vs_sh.ko\n"})
+	h := NewHost(proc, sys, newKernelEthtool())
+	h.RootFS = root
+	for _, m := range detect.IPVSModuleNames {
+		if v, err := h.Read(ctx, Key{Kind: rules.ChangeModule, Target: m}); err != nil || v.Set != moduleLoaded {
+			t.Errorf("Read(%s) = %v, %v; want %s", m, v, err, moduleLoaded)
+		}
+	}
+	// A snapshot from a probe that missed them plans their loading.
+	s := &detect.Snapshot{KubeProxy: detect.KubeProxy{Running: true, Mode: "ipvs", IPVSModules: map[string]bool{"ip_vs": true}}}
+	dir := t.TempDir()
+	out := openTuner(t, dir, h).Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{}))
+	want := []result{{"ip_vs_rr", Unchanged}, {"ip_vs_wrr", Unchanged}, {"ip_vs_sh", Unchanged}}
+	if diff := cmp.Diff(want, results(out)); diff != "" {
+		t.Errorf("apply (-want +got):\n%s", diff)
+	}
+	if e := entries(t, dir); len(e) != 0 {
+		t.Errorf("journaled loading a built-in module: %+v", e[0])
+	}
+}
+
 // TestModulesThroughModprobe loads modules on a fixture host whose
 // modprobe is a script that edits the fixture's /proc/modules, as the real
 // one changes the real file, and logs every call. Loading is irreversible:

@@ -35,14 +35,25 @@ var _ Ethtool = (*ethtool.Ethtool)(nil)
 
 // Host is the real System: ethtool features through the ethtool ioctls,
 // sysctls under <ProcFS>/sys, RPS masks under <SysFS>/class/net, and kernel
-// modules through modprobe. In a network namespace it sees and changes that
+// modules through modprobe (read from <ProcFS>/modules, <SysFS>/module and
+// <RootFS>/lib/modules). In a network namespace it sees and changes that
 // namespace's devices and per-namespace sysctls.
 type Host struct {
-	ProcFS  string
-	SysFS   string
+	ProcFS string
+	SysFS  string
+	// RootFS is the host's root filesystem, where modules.builtin is read
+	// under lib/modules; empty means "/".
+	RootFS  string
 	Ethtool Ethtool
 	// Modprobe is the modprobe program; empty looks it up in PATH.
 	Modprobe string
+}
+
+func (h *Host) rootFS() string {
+	if h.RootFS == "" {
+		return "/"
+	}
+	return h.RootFS
 }
 
 var _ System = (*Host)(nil)

@@ -40,7 +40,9 @@ func (g *globals) tuneSystem() (*tune.Host, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the ethtool socket: %w", err)
 	}
-	return tune.NewHost(g.paths.ProcFS, g.paths.SysFS, et), et.Close, nil
+	h := tune.NewHost(g.paths.ProcFS, g.paths.SysFS, et)
+	h.RootFS = g.paths.RootFS // for modules.builtin
+	return h, et.Close, nil
 }
 
 type fixFlags struct {
