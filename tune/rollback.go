@@ -29,11 +29,12 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	// blocked holds the settings whose newer entry was not undone in this
 	// pass: an older entry of one of them would read nodetune's own newer
 	// value and take it for someone else's, and so release its original.
-	blocked := map[Key]bool{}
+	// Both are keyed by the setting in its network namespace.
+	blocked := map[setting]bool{}
 	// simulated holds, in a dry run, the value each setting would have
 	// after the newer steps were undone, so that a setting nodetune changed
 	// twice is planned back through each step.
-	simulated := map[Key]Value{}
+	simulated := map[setting]Value{}
 	for _, e := range t.j.open() {
 		c := entryChange(e)
 		o := Outcome{Change: c, Action: ActionRollback, Command: command(e.Key, e.Original.Set)}
@@ -42,7 +43,7 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 			o.Result, o.Err = Failed, stop
 		case ctx.Err() != nil:
 			o.Result, o.Err = Failed, fmt.Errorf("not attempted: %w", ctx.Err())
-		case blocked[e.Key]:
+		case blocked[settingOf(e)]:
 			o.Result, o.Err = Failed, errors.New("not attempted: a newer change to this setting was not undone first; its journal entry stays open")
 		case t.otherNetns(e) != "":
 			o.Result, o.Err = Failed, errors.New(t.otherNetns(e))
@@ -50,7 +51,7 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 			o, stop = t.restore(ctx, o, e, dryRun, simulated)
 		}
 		if o.Result == Failed {
-			blocked[e.Key] = true
+			blocked[settingOf(e)] = true
 		}
 		t.logOutcome(o)
 		out = append(out, o)
@@ -58,12 +59,21 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	return out
 }
 
+// setting is one setting in one network namespace: devices and
+// per-namespace sysctls of the same name in two namespaces are two.
+type setting struct {
+	Key
+	netns string
+}
+
+func settingOf(e *Entry) setting { return setting{e.Key, e.NetNS} }
+
 // restore rolls back one entry. In a dry run it reads a setting's value
 // from simulated once an earlier step has planned a write to it, and
 // records there the value it plans.
-func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, simulated map[Key]Value) (Outcome, error) {
+func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, simulated map[setting]Value) (Outcome, error) {
 	k := e.Key
-	cur, ok := simulated[k]
+	cur, ok := simulated[settingOf(e)]
 	if !ok {
 		var err error
 		if cur, err = t.sys.Read(ctx, k); err != nil {
@@ -92,7 +102,7 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 	}
 	if dryRun {
 		o.Result = Planned
-		simulated[k] = e.Original
+		simulated[settingOf(e)] = e.Original
 		return o, nil
 	}
 	if err := t.sys.Writable(ctx, k); err != nil {
