@@ -123,6 +123,14 @@ var WatchedFeatures = []string{
 	FeatureUDPGROForwarding,
 }
 
+// OnOff is how ethtool says a feature's state.
+func OnOff(active bool) string {
+	if active {
+		return "on"
+	}
+	return "off"
+}
+
 // Has reports whether the device has feature at all, and its state.
 func (f Features) Has(feature string) (on, present bool) {
 	on, present = f.State[feature]

@@ -144,11 +144,7 @@ func featureLine(f detect.Features) string {
 	var parts []string
 	for _, s := range short {
 		if on, ok := f.Has(s.name); ok {
-			v := "off"
-			if on {
-				v = "on"
-			}
-			parts = append(parts, s.label+" "+v)
+			parts = append(parts, s.label+" "+detect.OnOff(on))
 		}
 	}
 	return strings.Join(parts, ", ")

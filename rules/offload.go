@@ -27,20 +27,13 @@ func featureChange(dev, feature, value string) Change {
 	return Change{Kind: ChangeFeature, Target: dev, Setting: feature, Value: value}
 }
 
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
-}
-
 // offloadEvidence lists the tx features of t, which show whether the
 // segmentation offloads went down with the checksum.
 func offloadEvidence(t detect.Tunnel) []Evidence {
 	ev := []Evidence{{"kind", t.Kind}}
 	for _, f := range []string{detect.FeatureTxChecksumGeneric, detect.FeatureTSO, detect.FeatureGSO, detect.FeatureUDPTunnelSeg} {
 		if on, ok := t.Features.Has(f); ok {
-			ev = append(ev, Evidence{f, onOff(on)})
+			ev = append(ev, Evidence{f, detect.OnOff(on)})
 		}
 	}
 	return ev

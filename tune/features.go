@@ -28,13 +28,6 @@ var SegmentationFeatures = []string{
 // allowedFeatures are the ethtool features tune may change on a tunnel.
 var allowedFeatures = append([]string{detect.FeatureTxChecksumGeneric}, SegmentationFeatures...)
 
-func onOff(b bool) string {
-	if b {
-		return on
-	}
-	return off
-}
-
 // vetFeature checks an ethtool feature change: an allowed tx feature of a
 // tunnel device in s, and never tx offload on where the kernel lacks the NAT
 // checksum fix or bad UDP checksums are arriving.
@@ -60,7 +53,7 @@ func vetFeature(s *detect.Snapshot, c *Change) string {
 	if t.Features.IsFixed(c.Setting) {
 		return fmt.Sprintf("the driver of %s does not let %s change", t.Name, c.Setting)
 	}
-	c.From = onOff(active)
+	c.From = detect.OnOff(active)
 	if c.To == on {
 		if why := offloadGate(s); why != "" {
 			return why
@@ -120,7 +113,7 @@ func (h *Host) featureState(k Key) (map[string]bool, Value, error) {
 	for name, st := range states {
 		avail[name] = st.Available
 	}
-	return avail, Value{Set: onOff(st.Requested), Effective: onOff(st.Active)}, nil
+	return avail, Value{Set: detect.OnOff(st.Requested), Effective: detect.OnOff(st.Active)}, nil
 }
 
 func (h *Host) readFeature(k Key) (Value, error) {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"syscall"
 
 	"github.com/safchain/ethtool"
 
@@ -112,21 +110,8 @@ func (h *Host) Write(ctx context.Context, k Key, value string) error {
 	return fmt.Errorf("writing %s: kind %q: %w", k, k.Kind, ErrNotAllowed)
 }
 
-// classify wraps err with what was being done, and with detect's sentinels
-// when err means "not supported here" or "permission denied".
-func classify(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENODEV),
-		errors.Is(err, syscall.EROFS):
-		return fmt.Errorf("%s: %w: %w", what, detect.ErrNotSupported, err)
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("%s: %w: %w", what, detect.ErrPermission, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
+// classify is detect.Classify: what was being done, and the sentinel.
+var classify = detect.Classify
 
 // same reports whether two values of a setting of kind mean the same.
 func same(kind, a, b string) bool {
