@@ -91,8 +91,8 @@ func New(version string) *Exporter {
 		}, []string{"rule", "action", "result"}),
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: conflictsName,
-			Help: "Times another agent (such as Calico Felix) undid a change nodetune made. Each one means the " +
-				"performance fix was lost until nodetune re-applied it; past the back-off limit nodetune stops re-applying.",
+			Help: "Times a value nodetune wrote and read back was found changed by someone else (such as Calico Felix). Each one " +
+				"means the performance fix was lost until nodetune re-applied it; past the back-off limit nodetune stops re-applying.",
 		}, []string{"rule", "subject"}),
 	}
 	e.registry.MustRegister(
