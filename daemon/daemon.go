@@ -289,7 +289,13 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 	now := d.now()
 	held, err := d.opt.Remediator.Holdings(ctx)
 	if err != nil {
-		d.log.Error("reading the settings nodetune holds", "err", err)
+		// The journal cannot be written: tune refuses every change, so
+		// say so rather than plan fixes that cannot be made.
+		d.log.Error("remediation stopped: the journal cannot be written", "err", err)
+		d.opt.Exporter.SetRemediation(&exporter.Remediation{
+			JournalOK: false, GivenUp: d.conflicts.givenUp(), LastSuccess: d.lastSuccess,
+		})
+		return nil
 	}
 	if d.lastSuccess.IsZero() {
 		for _, h := range held {
@@ -316,7 +322,7 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 	if len(rv.fix) > 0 {
 		d.apply(ctx, s, rv.fix, now)
 		if held, err = d.opt.Remediator.Holdings(ctx); err != nil {
-			d.log.Error("reading the settings nodetune holds", "err", err)
+			d.log.Error("remediation stopped: the journal cannot be written", "err", err)
 		}
 	}
 	if d.conflicts.dirty && d.opt.StateFile != "" {
@@ -325,7 +331,7 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 		}
 	}
 	d.opt.Exporter.SetRemediation(&exporter.Remediation{
-		JournalOK: true, Owned: len(held), GivenUp: d.conflicts.givenUp(), LastSuccess: d.lastSuccess,
+		JournalOK: err == nil, Owned: len(held), GivenUp: d.conflicts.givenUp(), LastSuccess: d.lastSuccess,
 	})
 	return rv.conflicts
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -98,6 +99,29 @@ func TestRemediateStepsPersistingSysctlOncePerWindow(t *testing.T) {
 	}
 	if got := counter(t, exp, "nodetune_remediation_last_success_timestamp_seconds"); got != float64(c.now().Unix()) {
 		t.Errorf("last success = %v, want %v", got, c.now().Unix())
+	}
+}
+
+// TestRemediateStopsWhenTheJournalFails: once the journal cannot be
+// written, nothing more is applied and nodetune_journal_ok says so.
+func TestRemediateStopsWhenTheJournalFails(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	h := newFakeHost(c.now)
+	h.set(backlogKey, "1000")
+	d, exp := newTestDaemon(t, h, c, "")
+	s := &detect.Snapshot{}
+	d.remediate(context.Background(), s, backlogDrops(h))
+	if got := counter(t, exp, "nodetune_journal_ok"); got != 1 {
+		t.Fatalf("nodetune_journal_ok = %v with a healthy journal", got)
+	}
+	h.journalErr = errors.New("journal not writable: no space left on device")
+	c.advance(time.Hour)
+	d.remediate(context.Background(), s, backlogDrops(h))
+	if len(h.applied) != 1 {
+		t.Errorf("Apply called %d times, want 1: nothing after the journal failed", len(h.applied))
+	}
+	if got := counter(t, exp, "nodetune_journal_ok"); got != 0 {
+		t.Errorf("nodetune_journal_ok = %v after the journal failed, want 0", got)
 	}
 }
 

@@ -22,6 +22,9 @@ type fakeHost struct {
 	// "verified" writes; "refused" and "failed" write nothing.
 	results []string
 	applied [][]rules.Finding
+	// journalErr makes Holdings fail, as a journal that could not be
+	// written does.
+	journalErr error
 }
 
 func newFakeHost(now func() time.Time) *fakeHost {
@@ -57,6 +60,9 @@ func (h *fakeHost) Apply(ctx context.Context, s *detect.Snapshot, fs []rules.Fin
 }
 
 func (h *fakeHost) Holdings(ctx context.Context) ([]Holding, error) {
+	if h.journalErr != nil {
+		return nil, h.journalErr
+	}
 	var out []Holding
 	seen := map[setting]bool{}
 	for _, e := range slices.Backward(h.journal) {

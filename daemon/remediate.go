@@ -61,8 +61,12 @@ func (r TuneRemediator) Reconcile(ctx context.Context) ([]Outcome, error) {
 const journalVerified = "verified"
 
 // Holdings lists the newest open journal entry of each setting, with the
-// setting's live value read through r.System.
+// setting's live value read through r.System. It fails when the journal
+// can no longer be written, which stops remediation until a restart.
 func (r TuneRemediator) Holdings(ctx context.Context) ([]Holding, error) {
+	if err := r.Tuner.Usable(); err != nil {
+		return nil, err
+	}
 	var out []Holding
 	seen := map[tune.Key]bool{}
 	for _, e := range r.Tuner.Entries() { // newest first

@@ -91,6 +91,14 @@ func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions
 	return Propose(s, findings, o)
 }
 
+// Usable says why the journal takes no more records (it was opened
+// read-only, or a write to it failed), or nil when it does.
+func (t *Tuner) Usable() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.j.usable()
+}
+
 // Entries returns the journal entries nodetune still claims, newest first.
 func (t *Tuner) Entries() []Entry {
 	t.mu.Lock()
