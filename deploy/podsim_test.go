@@ -22,6 +22,7 @@ import (
 	"github.com/nodetune/nodetune/kube/kubetest"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // The tests in this file run nodetune the way the rendered DaemonSet runs
@@ -291,7 +292,7 @@ func TestPodObserveNeedsNoCapability(t *testing.T) {
 	podTools(t)
 	ds := render(t)["observe"].daemonSet(t)
 	bin := nodetuneBinary(t)
-	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntpo"})
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntpo"})
 	side := bed.A
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		t.Fatal(err)
@@ -336,7 +337,7 @@ func TestPodRemediateNeedsOnlyNetAdmin(t *testing.T) {
 	podTools(t)
 	vs := render(t)
 	bin := nodetuneBinary(t)
-	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntpr"})
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntpr"})
 	side := bed.A
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nodetune/nodetune/probes"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // TestFilteringNetlinkMatchesFullDump: in a testbed namespace, the tunnels
@@ -16,10 +17,10 @@ import (
 func TestFilteringNetlinkMatchesFullDump(t *testing.T) {
 	for _, kind := range []string{"vxlan", "geneve", "ipip"} {
 		t.Run(kind, func(t *testing.T) {
-			if !testbed.HasKind(t, kind) {
+			if !testbedtest.HasKind(t, kind) {
 				return
 			}
-			bed := testbed.NewForTest(t, testbed.Options{Kind: kind})
+			bed := testbedtest.New(t, testbed.Options{Kind: kind})
 			side := bed.A
 			ns, err := netns.GetFromName(side.NS)
 			if err != nil {

@@ -1,4 +1,4 @@
-package testbed
+package testbed_test
 
 import (
 	"bytes"
@@ -17,11 +17,13 @@ import (
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/internal/privtest"
+	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // roundTrip sends payload from A to B over the given addresses and checks
 // that B received it intact.
-func roundTrip(t *testing.T, b *Bed, dst netip.Addr, payload []byte) {
+func roundTrip(t *testing.T, b *testbed.Bed, dst netip.Addr, payload []byte) {
 	t.Helper()
 	var ln net.Listener
 	if err := b.B.Do(func() (err error) {
@@ -66,23 +68,23 @@ func roundTrip(t *testing.T, b *Bed, dst netip.Addr, payload []byte) {
 func TestTCPThroughTunnel(t *testing.T) {
 	payload := bytes.Repeat([]byte("nodetune"), 1<<17) // 1 MiB, many full segments
 	for _, tc := range []struct {
-		opts    Options
+		opts    testbed.Options
 		wantDev string
 		wantMTU int
 	}{
-		{Options{}, "vxlan0", 1450},
-		{Options{Kind: detect.KindGeneve}, "gnv0", 1450},
-		{Options{Kind: detect.KindIPIP}, "ipip0", 1480},
-		{Options{TunnelName: "vxlan.calico", UnderlayMTU: 9000, TunnelMTU: 8950}, "vxlan.calico", 8950},
-		{Options{TunnelName: "flannel.1", VNI: 1, Port: 8472}, "flannel.1", 1450},
+		{testbed.Options{}, "vxlan0", 1450},
+		{testbed.Options{Kind: detect.KindGeneve}, "gnv0", 1450},
+		{testbed.Options{Kind: detect.KindIPIP}, "ipip0", 1480},
+		{testbed.Options{TunnelName: "vxlan.calico", UnderlayMTU: 9000, TunnelMTU: 8950}, "vxlan.calico", 8950},
+		{testbed.Options{TunnelName: "flannel.1", VNI: 1, Port: 8472}, "flannel.1", 1450},
 	} {
 		t.Run(tc.wantDev, func(t *testing.T) {
-			if tc.opts.Kind != "" && !HasKind(t, tc.opts.Kind) {
+			if tc.opts.Kind != "" && !testbedtest.HasKind(t, tc.opts.Kind) {
 				return
 			}
-			b := NewForTest(t, tc.opts)
+			b := testbedtest.New(t, tc.opts)
 			for _, s := range b.Sides() {
-				if _, err := os.Stat(filepath.Join(netnsDir, s.NS)); err != nil {
+				if _, err := os.Stat(filepath.Join(testbed.NetnsDir, s.NS)); err != nil {
 					t.Errorf("namespace %s is not visible to ip netns: %v", s.NS, err)
 				}
 				l, err := s.Netlink().LinkByName(tc.wantDev)
@@ -105,7 +107,7 @@ func TestTCPThroughTunnel(t *testing.T) {
 }
 
 func TestFeatureToggle(t *testing.T) {
-	b := NewForTest(t, Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	dev := b.A.Tunnel
 	if err := b.A.SetFeatures(dev, map[string]bool{detect.FeatureTxChecksumGeneric: false}); err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func TestFeatureToggle(t *testing.T) {
 
 func TestCloseRemovesEverything(t *testing.T) {
 	privtest.Root(t)
-	b, err := New(Options{Prefix: "ntbclose"})
+	b, err := testbed.New(testbed.Options{Prefix: "ntbclose"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	for _, n := range names {
-		if _, err := os.Stat(filepath.Join(netnsDir, n)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(testbed.NetnsDir, n)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("namespace %s still exists after Close (stat: %v)", n, err)
 		}
 		if h, err := netns.GetFromName(n); err == nil {
@@ -165,7 +167,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 			t.Errorf("namespace %s can still be opened after Close", n)
 		}
 	}
-	if left, err := Leftovers("ntbclose"); err != nil || len(left) != 0 {
+	if left, err := testbed.Leftovers("ntbclose"); err != nil || len(left) != 0 {
 		t.Errorf("Leftovers after Close = %v, %v; want none", left, err)
 	}
 	if err := b.A.Do(func() error { return nil }); err == nil {
@@ -177,34 +179,34 @@ func TestNewFailsCleanly(t *testing.T) {
 	privtest.Root(t)
 	// A VNI wider than 24 bits is refused by the kernel after both
 	// namespaces exist; New must remove them again.
-	if _, err := Sweep("ntbfail"); err != nil {
+	if _, err := testbed.Sweep("ntbfail"); err != nil {
 		t.Fatalf("sweeping leftovers of earlier runs: %v", err)
 	}
-	b, err := New(Options{Prefix: "ntbfail", VNI: 1 << 25})
+	b, err := testbed.New(testbed.Options{Prefix: "ntbfail", VNI: 1 << 25})
 	if err == nil {
 		b.Close()
 		t.Fatal("New built a VXLAN device with a 26-bit VNI")
 	}
 	t.Logf("New failed as it should: %v", err)
-	if left, lerr := Leftovers("ntbfail"); lerr != nil || len(left) != 0 {
+	if left, lerr := testbed.Leftovers("ntbfail"); lerr != nil || len(left) != 0 {
 		t.Errorf("a failed New left %v behind (%v)", left, lerr)
 	}
-	if _, err := New(Options{Kind: "gre"}); !errors.Is(err, detect.ErrNotSupported) {
-		t.Errorf("New(kind gre) = %v, want ErrNotSupported", err)
+	if _, err := testbed.New(testbed.Options{Kind: "gre"}); !errors.Is(err, detect.ErrNotSupported) {
+		t.Errorf("testbed.New(kind gre) = %v, want ErrNotSupported", err)
 	}
 }
 
 func TestSweepRemovesLeftovers(t *testing.T) {
 	privtest.Root(t)
 	const prefix = "ntbsweep"
-	live := NewForTest(t, Options{Prefix: prefix})
+	live := testbedtest.New(t, testbed.Options{Prefix: prefix})
 	// A pid that certainly ran and exited: a child we reaped.
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("running true: %v", err)
 	}
 	dead := prefix + "-" + strconv.Itoa(cmd.Process.Pid) + "-1-a"
-	if err := onThread(func() error {
+	if err := testbed.OnThread(func() error {
 		h, err := netns.NewNamed(dead)
 		if err == nil {
 			h.Close()
@@ -213,19 +215,19 @@ func TestSweepRemovesLeftovers(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("making a leftover namespace: %v", err)
 	}
-	t.Cleanup(func() { deleteNamed(dead) })
-	removed, err := Sweep(prefix)
+	t.Cleanup(func() { testbed.DeleteNamed(dead) })
+	removed, err := testbed.Sweep(prefix)
 	if err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
 	if len(removed) != 1 || removed[0] != dead {
 		t.Errorf("Sweep removed %v, want just %s", removed, dead)
 	}
-	if _, err := os.Stat(filepath.Join(netnsDir, dead)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(testbed.NetnsDir, dead)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("leftover %s survived Sweep (stat: %v)", dead, err)
 	}
 	for _, s := range live.Sides() {
-		if _, err := os.Stat(filepath.Join(netnsDir, s.NS)); err != nil {
+		if _, err := os.Stat(filepath.Join(testbed.NetnsDir, s.NS)); err != nil {
 			t.Errorf("Sweep removed %s of a live process: %v", s.NS, err)
 		}
 	}

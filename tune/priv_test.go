@@ -20,6 +20,7 @@ import (
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // bedSnapshot is what the probes would see of side s: its tunnel with its
@@ -76,7 +77,7 @@ func entries(t *testing.T, dir string) []*Entry {
 // checksumming is off: it records the request but keeps TSO inactive, so
 // the read-back fails and the original request is written back.
 func TestVerifyRevertsOnTheRealKernel(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	if err := a.Ethtool().Change(a.Tunnel, map[string]bool{detect.FeatureTxChecksumGeneric: false, detect.FeatureTSO: false}); err != nil {
 		t.Fatal(err)
@@ -101,7 +102,7 @@ func TestVerifyRevertsOnTheRealKernel(t *testing.T) {
 // TestMissingDeviceOnTheRealKernel deletes the tunnel between the
 // snapshot and the apply.
 func TestMissingDeviceOnTheRealKernel(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	if err := a.Ethtool().Change(a.Tunnel, map[string]bool{detect.FeatureTxChecksumGeneric: false}); err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ func TestMissingDeviceOnTheRealKernel(t *testing.T) {
 // shows net.netfilter.nf_conntrack_max with mode 0444, which even root
 // cannot write. Apply must say so and journal nothing.
 func TestReadOnlySysctlInNetns(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	k := Key{Kind: rules.ChangeSysctl, Target: SysctlConntrackMax}
 	dir := t.TempDir()
 	var writable error

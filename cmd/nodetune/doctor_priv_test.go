@@ -16,6 +16,7 @@ import (
 	"github.com/nodetune/nodetune/report"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // doctorIn runs `nodetune doctor` inside ns, as an operator would with
@@ -66,7 +67,7 @@ func findingFor(doc report.Document, rule, subject string) *rules.Finding {
 func TestDoctorSeesTunnelOffload(t *testing.T) {
 	for _, name := range []string{"vxlan.calico", "flannel.1", "cilium_vxlan", "vxlan0"} {
 		t.Run(name, func(t *testing.T) {
-			bed := testbed.NewForTest(t, testbed.Options{TunnelName: name})
+			bed := testbedtest.New(t, testbed.Options{TunnelName: name})
 			a := bed.A
 
 			doc, _ := doctorJSON(t, a.NS)
@@ -127,7 +128,7 @@ func TestDoctorSeesTunnelOffload(t *testing.T) {
 func TestDoctorSeesConntrackFill(t *testing.T) {
 	privtest.Root(t)
 	nft := privtest.Tool(t, "nft")
-	bed := testbed.NewForTest(t, testbed.Options{})
+	bed := testbedtest.New(t, testbed.Options{})
 	a, b := bed.A, bed.B
 
 	// Conntrack tracks a namespace's flows once a rule there needs it.

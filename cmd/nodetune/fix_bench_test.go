@@ -15,6 +15,7 @@ import (
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // iperf3Result is the part of `iperf3 -J` output the benchmark reads.
@@ -72,7 +73,7 @@ func BenchmarkFixRestoresOffload(b *testing.B) {
 		b.Skip("a minute of iperf3 on a testbed: run it with make bench-fix")
 	}
 	secs, rounds := envInt("NODETUNE_BENCH_FIX_SECONDS", 2), envInt("NODETUNE_BENCH_FIX_ROUNDS", 7)
-	bed := testbed.NewForTest(b, testbed.Options{})
+	bed := testbedtest.New(b, testbed.Options{})
 	bin := nodetuneBinary(b)
 	sides := []*testbed.Side{bed.A, bed.B}
 	set := func(on bool) {

@@ -21,6 +21,7 @@ import (
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 	"github.com/nodetune/nodetune/tune"
 )
 
@@ -93,7 +94,7 @@ func expectCode(t *testing.T, r ntRun, want int, what string) {
 func TestFixOffloadRoundTrip(t *testing.T) {
 	for _, tso := range []bool{true, false} {
 		t.Run(fmt.Sprintf("tso requested %t", tso), func(t *testing.T) {
-			b := testbed.NewForTest(t, testbed.Options{})
+			b := testbedtest.New(t, testbed.Options{})
 			a := b.A
 			setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false, detect.FeatureTSO: tso})
 			before := features(t, a, a.Tunnel)
@@ -159,7 +160,7 @@ func TestFixOffloadRoundTrip(t *testing.T) {
 // follows it), then runs rollback, and checks that every feature is back
 // exactly as it was. It does the same to rollback itself.
 func TestFixKillAtEveryStep(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	// TSO not requested: fix must turn it on explicitly, a second journaled
 	// change, so the kill points cover two entries.
@@ -213,7 +214,7 @@ func TestFixKillAtEveryStep(t *testing.T) {
 // TestFixRefusesWhatFelixOwns: on Calico's tunnel, fix refuses to fight
 // Felix and names the durable fix, unless --force.
 func TestFixRefusesWhatFelixOwns(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{TunnelName: "vxlan.calico"})
+	b := testbedtest.New(t, testbed.Options{TunnelName: "vxlan.calico"})
 	a := b.A
 	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	before := features(t, a, a.Tunnel)
@@ -243,7 +244,7 @@ func TestFixRefusesWhatFelixOwns(t *testing.T) {
 // to side B while fix measures it: B must keep tx checksum offload off and
 // say why.
 func TestFixHoldsBackWhileChecksumsFail(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	setFeatures(t, b.B, map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	// Without rx checksumming on its veth, B's UDP layer checks every
 	// checksum itself and counts the bad ones in InCsumErrors.
@@ -302,7 +303,7 @@ func sendBadUDP(t *testing.T, s *testbed.Side, dst netip.Addr) func() {
 // TestFixRefusesBadJournal: a corrupt or foreign journal stops fix before
 // it writes anything, and is left byte for byte as it was.
 func TestFixRefusesBadJournal(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	before := features(t, a, a.Tunnel)
@@ -346,7 +347,7 @@ func TestFixRefusesBadJournal(t *testing.T) {
 // and reported.
 func TestFixWithoutPermission(t *testing.T) {
 	setpriv := privtest.Tool(t, "setpriv")
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	before := features(t, a, a.Tunnel)
@@ -388,7 +389,7 @@ func TestFixWithoutPermission(t *testing.T) {
 // by script(1)) and answers the prompt: "n" changes nothing, "y" applies.
 func TestFixAsksOnATerminal(t *testing.T) {
 	script := privtest.Tool(t, "script")
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	dir := t.TempDir()
@@ -427,7 +428,7 @@ func TestFixAsksOnATerminal(t *testing.T) {
 // serve) holds it, and writes nothing at all, not even the torn-line
 // acknowledgement that a writer would append.
 func TestRollbackDryRunWhileLocked(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	dir := t.TempDir()
@@ -473,7 +474,7 @@ func TestRollbackDryRunWhileLocked(t *testing.T) {
 // the tunnel is then renamed, so that the entry's device is gone.
 func TestFixExitCountsReconcile(t *testing.T) {
 	ip := privtest.Tool(t, "ip")
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	dir := t.TempDir()
@@ -508,7 +509,7 @@ func TestFixExitCountsReconcile(t *testing.T) {
 // next run.
 func TestFixJournalNotWritable(t *testing.T) {
 	prlimit := privtest.Tool(t, "prlimit")
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	a := b.A
 	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	before := features(t, a, a.Tunnel)
@@ -542,7 +543,7 @@ func TestFixJournalNotWritable(t *testing.T) {
 // or not, must refuse to turn it back on and say how to allow it, until
 // rollback closes the entry.
 func TestFixKeepsOffloadOffAfterBadChecksums(t *testing.T) {
-	b := testbed.NewForTest(t, testbed.Options{})
+	b := testbedtest.New(t, testbed.Options{})
 	if err := b.B.Ethtool().Change(b.B.Underlay, map[string]bool{"rx-checksum": false}); err != nil {
 		t.Fatal(err)
 	}

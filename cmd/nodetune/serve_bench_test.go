@@ -18,6 +18,7 @@ import (
 
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // The exporters the serve benchmark compares, each on the loopback of one
@@ -125,7 +126,7 @@ func BenchmarkServeVsNodeExporter(b *testing.B) {
 	privtest.Root(b)
 	nodeExporter := privtest.Tool(b, "node_exporter")
 	bin := nodetuneBinary(b)
-	bed := testbed.NewForTest(b, testbed.Options{TunnelName: "vxlan.calico"})
+	bed := testbedtest.New(b, testbed.Options{TunnelName: "vxlan.calico"})
 	side := bed.A
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		b.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/nodetune/nodetune/kube"
 	"github.com/nodetune/nodetune/kube/kubetest"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // TestStartKubeOutsideCluster checks that serve reports to Kubernetes only
@@ -80,7 +81,7 @@ func TestServeKube(t *testing.T) {
 	const node = "testbed-node-a"
 	c.CreateNode(t, node)
 
-	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntk"})
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntk"})
 	side := bed.A
 	// The API server listens on the host's loopback; serve reaches it
 	// through a listener the test opens on the namespace's loopback.

@@ -25,6 +25,7 @@ import (
 	"github.com/nodetune/nodetune/report"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
 
 // proc is a process the test started, with its output kept for failures.
@@ -155,7 +156,7 @@ func TestServeScrapedByPrometheus(t *testing.T) {
 	privtest.Root(t)
 	prometheus := privtest.Tool(t, "prometheus")
 	bin := nodetuneBinary(t)
-	bed := testbed.NewForTest(t, testbed.Options{TunnelName: "vxlan.calico"})
+	bed := testbedtest.New(t, testbed.Options{TunnelName: "vxlan.calico"})
 	side := bed.A
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		t.Fatal(err)
@@ -305,7 +306,7 @@ func metricValue(t *testing.T, c *http.Client, series string) float64 {
 func TestServeRemediates(t *testing.T) {
 	privtest.Root(t)
 	bin := nodetuneBinary(t)
-	bed := testbed.NewForTest(t, testbed.Options{})
+	bed := testbedtest.New(t, testbed.Options{})
 	side := bed.A
 	serve := startIn(t, side.NS, bin, "serve", "--mode=remediate", "--rollback-on-exit",
 		"--state-dir="+t.TempDir(), "--web.listen-address="+serveAddr,
@@ -360,7 +361,7 @@ func TestServeRemediates(t *testing.T) {
 func TestServeBacksOffFromReverter(t *testing.T) {
 	privtest.Root(t)
 	bin := nodetuneBinary(t)
-	bed := testbed.NewForTest(t, testbed.Options{TunnelName: "vxlan.calico"})
+	bed := testbedtest.New(t, testbed.Options{TunnelName: "vxlan.calico"})
 	side := bed.A
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		t.Fatal(err)
@@ -442,7 +443,7 @@ func TestServeBacksOffFromReverter(t *testing.T) {
 func TestServeBench(t *testing.T) {
 	privtest.Root(t)
 	bin := nodetuneBinary(t)
-	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntsb"})
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntsb"})
 	side := bed.A
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		t.Fatal(err)
@@ -511,7 +512,7 @@ func TestServeBench(t *testing.T) {
 func TestServeBasicAuth(t *testing.T) {
 	privtest.Root(t)
 	bin := nodetuneBinary(t)
-	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntsa"})
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntsa"})
 	side := bed.A
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
@@ -556,7 +557,7 @@ func TestServeBasicAuth(t *testing.T) {
 func TestServeUnusableJournalObserves(t *testing.T) {
 	privtest.Root(t)
 	bin := nodetuneBinary(t)
-	bed := testbed.NewForTest(t, testbed.Options{Prefix: "ntsj"})
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntsj"})
 	side := bed.A
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,8 @@
-package testbed
+// Package testbedtest builds testbeds for tests: it skips or fails a test
+// as the privileged-test rules say, and removes the bed when the test ends.
+// It lives apart from testbed so that nodetune's binary, which runs beds
+// for nodetune bench, does not link the testing package.
+package testbedtest
 
 import (
 	"errors"
@@ -6,18 +10,19 @@ import (
 	"testing"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/testbed"
 
 	"github.com/nodetune/nodetune/internal/privtest"
 )
 
-// NewForTest builds a bed for test t and removes it when t ends. It skips t
+// New builds a bed for test t and removes it when t ends. It skips t
 // where privileged tests may not run, and fails it when they must
 // (CI=true) but the bed cannot be built. Use HasKind first for a kind other
 // than VXLAN, which a kernel may lack.
-func NewForTest(t testing.TB, opts Options) *Bed {
+func New(t testing.TB, opts testbed.Options) *testbed.Bed {
 	t.Helper()
 	privtest.Root(t)
-	b, err := New(opts)
+	b, err := testbed.New(opts)
 	if errors.Is(err, detect.ErrNotSupported) {
 		privtest.Skip(t, "this kernel cannot build the testbed: "+err.Error())
 	}
@@ -41,7 +46,7 @@ func HasKind(t testing.TB, kind string) bool {
 	t.Helper()
 	privtest.Root(t)
 	prefix := "ntbkind"
-	b, err := New(Options{Prefix: prefix, Kind: kind})
+	b, err := testbed.New(testbed.Options{Prefix: prefix, Kind: kind})
 	if err == nil {
 		if err := b.Close(); err != nil {
 			t.Fatalf("removing the %s probe bed: %v", kind, err)
@@ -51,7 +56,7 @@ func HasKind(t testing.TB, kind string) bool {
 	if !errors.Is(err, detect.ErrNotSupported) || !strings.Contains(err.Error(), kind) {
 		t.Fatalf("building a %s bed failed with %v, want ErrNotSupported naming %s", kind, err, kind)
 	}
-	left, lerr := Leftovers(prefix)
+	left, lerr := testbed.Leftovers(prefix)
 	if lerr != nil || len(left) != 0 {
 		t.Fatalf("a failed %s bed left %v behind (%v)", kind, left, lerr)
 	}

@@ -1,0 +1,8 @@
+package testbed
+
+// Internals the external tests use.
+var (
+	NetnsDir    = netnsDir
+	OnThread    = onThread
+	DeleteNamed = deleteNamed
+)
