@@ -1,6 +1,9 @@
 package detect
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Snapshot is everything nodetune knows about a node at one moment. Probes
 // fill it; rules judge it. Each part carries its own Err, so a part that
@@ -138,14 +141,7 @@ func (f Features) Has(feature string) (on, present bool) {
 }
 
 // IsFixed reports whether the driver refuses to change feature.
-func (f Features) IsFixed(feature string) bool {
-	for _, x := range f.Fixed {
-		if x == feature {
-			return true
-		}
-	}
-	return false
-}
+func (f Features) IsFixed(feature string) bool { return slices.Contains(f.Fixed, feature) }
 
 // CPU is how each CPU spent the window.
 type CPU struct {

@@ -22,6 +22,9 @@ type Paths struct {
 	RootFS string
 }
 
+// DefaultKubeProxyURL is where kube-proxy serves /proxyMode and /metrics.
+const DefaultKubeProxyURL = "http://127.0.0.1:10249"
+
 // DefaultPaths are the host's own filesystems.
 var DefaultPaths = Paths{ProcFS: "/proc", SysFS: "/sys", RootFS: "/"}
 
@@ -50,7 +53,7 @@ func NewHost(paths Paths, nl Netlink, et Ethtool) (*Host, error) {
 		Paths:        paths,
 		Netlink:      nl,
 		Ethtool:      et,
-		KubeProxyURL: "http://127.0.0.1:10249",
+		KubeProxyURL: DefaultKubeProxyURL,
 		HTTP:         &http.Client{Timeout: 500 * time.Millisecond},
 		proc:         fs,
 	}, nil

@@ -40,7 +40,7 @@ func (g *globals) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.paths.ProcFS, "path.procfs", probes.DefaultPaths.ProcFS, "procfs mountpoint")
 	fs.StringVar(&g.paths.SysFS, "path.sysfs", probes.DefaultPaths.SysFS, "sysfs mountpoint")
 	fs.StringVar(&g.paths.RootFS, "path.rootfs", probes.DefaultPaths.RootFS, "root filesystem mountpoint (for /etc/cni/net.d)")
-	fs.StringVar(&g.kubeProxy, "kube-proxy.url", "http://127.0.0.1:10249", "kube-proxy metrics address; empty skips kube-proxy")
+	fs.StringVar(&g.kubeProxy, "kube-proxy.url", probes.DefaultKubeProxyURL, "kube-proxy metrics address; empty skips kube-proxy")
 	fs.StringVar(&g.logLevel, "log.level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&g.logFormat, "log.format", "text", "log format: text or json")
 }
