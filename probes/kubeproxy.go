@@ -133,28 +133,11 @@ func ParseKubeProxyMetrics(r io.Reader) (natRules int64, syncs detect.SyncHistog
 	return natRules, syncs, nil
 }
 
-// ipvsModules reports which IPVS modules the kernel has, loaded or built
-// in, as detect.Modules decides from /proc/modules, the release's
-// modules.builtin under the root filesystem, and /sys/module (where a
-// built-in module appears only if it has parameters: ip_vs does, its
-// schedulers do not). A kernel without module support has no /proc/modules;
-// its modules are all built in or absent.
+// ipvsModules reports which IPVS modules the kernel has, loaded or built in.
 func (h *Host) ipvsModules() (map[string]bool, detect.Err) {
-	var m detect.Modules
-	b, err := os.ReadFile(filepath.Join(h.ProcFS, "modules"))
-	if err == nil {
-		m.Loaded = detect.ParseModules(string(b))
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fail("reading /proc/modules", err)
-	}
-	if m.Builtin, err = h.builtinModules(); err != nil {
+	m, err := ReadModules(h.Paths, detect.IPVSModuleNames)
+	if err != nil {
 		return nil, detect.Fail(err)
-	}
-	m.SysFS = map[string]bool{}
-	for _, name := range detect.IPVSModuleNames {
-		if _, err := os.Stat(h.sys("module", name)); err == nil {
-			m.SysFS[name] = true
-		}
 	}
 	out := make(map[string]bool, len(detect.IPVSModuleNames))
 	for _, name := range detect.IPVSModuleNames {
@@ -163,11 +146,39 @@ func (h *Host) ipvsModules() (map[string]bool, detect.Err) {
 	return out, detect.Err{}
 }
 
+// ReadModules reads what the kernel says about its modules, for
+// detect.Modules to decide whether it has each of names: <procfs>/modules,
+// the release's modules.builtin under the root filesystem, and
+// <sysfs>/module/NAME (where a built-in module appears only if it has
+// parameters: ip_vs does, its schedulers do not). A kernel without module
+// support has no /proc/modules; its modules are all built in or absent.
+// tune reads modules back through it too.
+func ReadModules(paths Paths, names []string) (detect.Modules, error) {
+	var m detect.Modules
+	b, err := os.ReadFile(filepath.Join(paths.ProcFS, "modules"))
+	if err == nil {
+		m.Loaded = detect.ParseModules(string(b))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return m, classify("reading /proc/modules", err)
+	}
+	if m.Builtin, err = builtinModules(paths); err != nil {
+		return m, err
+	}
+	m.SysFS = map[string]bool{}
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(paths.SysFS, "module", detect.ModuleName(name))); err == nil {
+			m.SysFS[detect.ModuleName(name)] = true
+		}
+	}
+	return m, nil
+}
+
 // builtinModules reads the modules built into the running kernel from
-// <rootfs>/lib/modules/<release>/modules.builtin. A missing file (no
-// modules installed, or the host's root not mounted) gives none.
-func (h *Host) builtinModules() (map[string]bool, error) {
-	release, err := os.ReadFile(filepath.Join(h.ProcFS, "sys/kernel/osrelease"))
+// <rootfs>/lib/modules/<release>/modules.builtin, the release read from
+// <procfs>/sys/kernel/osrelease. A missing file (no modules installed, or
+// the host's root not mounted) gives none.
+func builtinModules(paths Paths) (map[string]bool, error) {
+	release, err := os.ReadFile(filepath.Join(paths.ProcFS, "sys/kernel/osrelease"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -178,7 +189,7 @@ func (h *Host) builtinModules() (map[string]bool, error) {
 	if rel == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(filepath.Join(h.RootFS, rel))
+	b, err := os.ReadFile(filepath.Join(paths.RootFS, rel))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

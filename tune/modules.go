@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/probes"
 )
 
 // Module values.
@@ -47,55 +48,19 @@ func validModule(name string) error {
 }
 
 // readModule reports whether the kernel has the module, loaded or built
-// in, as detect.Modules decides (the same decision the probes make): from
-// <procfs>/modules, the release's modules.builtin under the root
-// filesystem, and <sysfs>/module.
+// in, read as the probes read it (probes.ReadModules).
 func (h *Host) readModule(k Key) (Value, error) {
 	if err := validModule(k.Target); err != nil {
 		return Value{}, err
 	}
-	var m detect.Modules
-	b, err := os.ReadFile(filepath.Join(h.ProcFS, "modules"))
-	if err == nil {
-		m.Loaded = detect.ParseModules(string(b))
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return Value{}, classify("reading the loaded modules", err)
-	}
-	if m.Builtin, err = h.builtinModules(); err != nil {
+	m, err := probes.ReadModules(probes.Paths{ProcFS: h.ProcFS, SysFS: h.SysFS, RootFS: h.rootFS()}, []string{k.Target})
+	if err != nil {
 		return Value{}, err
-	}
-	if _, err := os.Stat(filepath.Join(h.SysFS, "module", k.Target)); err == nil {
-		m.SysFS = map[string]bool{k.Target: true}
 	}
 	if m.Has(k.Target) {
 		return Value{Set: moduleLoaded, Effective: moduleLoaded}, nil
 	}
 	return Value{Set: moduleUnloaded, Effective: moduleUnloaded}, nil
-}
-
-// builtinModules reads the modules built into the running kernel from
-// <rootfs>/lib/modules/<release>/modules.builtin, the release read from
-// <procfs>/sys/kernel/osrelease. A missing file gives none.
-func (h *Host) builtinModules() (map[string]bool, error) {
-	release, err := os.ReadFile(filepath.Join(h.ProcFS, "sys/kernel/osrelease"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, classify("reading the kernel release for modules.builtin", err)
-	}
-	rel := detect.BuiltinModulesPath(string(release))
-	if rel == "" {
-		return nil, nil
-	}
-	b, err := os.ReadFile(filepath.Join(h.rootFS(), rel))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, classify("reading /"+rel, err)
-	}
-	return detect.ParseBuiltinModules(string(b)), nil
 }
 
 // moduleWritable says whether this host can load modules at all: a kernel
