@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 
 	"github.com/nodetune/nodetune/detect"
@@ -160,6 +161,12 @@ func (h *Host) features(dev string) detect.Features {
 	if err != nil {
 		return detect.Features{Err: fail(fmt.Sprintf("reading ethtool features of %s", dev), err)}
 	}
+	return WatchedFeatures(states)
+}
+
+// WatchedFeatures keeps the features nodetune reasons about from what
+// ethtool reports: whether each is active, and which the driver fixes.
+func WatchedFeatures(states map[string]ethtool.FeatureState) detect.Features {
 	f := detect.Features{State: map[string]bool{}}
 	for _, name := range detect.WatchedFeatures {
 		st, ok := states[name]

@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -129,6 +130,18 @@ func (s *Side) Do(fn func() error) error {
 		}
 		return fn()
 	})
+}
+
+// DialContext connects to addr from inside s's namespace, for an HTTP
+// transport or any client that takes a dial function. The connection
+// keeps the namespace it was made in.
+func (s *Side) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := s.Do(func() (err error) {
+		conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
 }
 
 // Netlink is a netlink handle inside s's namespace, for callers that need

@@ -15,6 +15,7 @@ import (
 	"github.com/safchain/ethtool"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/probes"
 )
 
 // kernelEthtool models the kernel's feature logic for a VXLAN device, as
@@ -157,20 +158,7 @@ func newNodeAt(t *testing.T, proc string) *node {
 // eth0 on a fixed kernel, with no bad UDP checksums.
 func (n *node) snapshot(t *testing.T) *detect.Snapshot {
 	t.Helper()
-	feats := func(dev string) detect.Features {
-		f := detect.Features{State: map[string]bool{}}
-		for _, name := range detect.WatchedFeatures {
-			st, ok := n.et.devs[dev][name]
-			if !ok {
-				continue
-			}
-			f.State[name] = st.Active
-			if !st.Available {
-				f.Fixed = append(f.Fixed, name)
-			}
-		}
-		return f
-	}
+	feats := func(dev string) detect.Features { return probes.WatchedFeatures(n.et.devs[dev]) }
 	v, err := detect.ParseRelease("6.18.0")
 	if err != nil {
 		t.Fatal(err)
