@@ -246,7 +246,11 @@ func TestPlanKeepsOffloadOffAfterUnsafe(t *testing.T) {
 	dir := t.TempDir()
 	tu := openTuner(t, dir, n.host)
 	s := n.snapshot(t)
-	s.UDP.Delta = 7 // offload is on, and bad checksums arrive
+	// offload is on, the kernel lacks the NAT fix and the device sends
+	// zero outer checksums: exposed
+	s.Kernel.Release = "5.4.40"
+	s.Kernel.Version = detect.Version{Major: 5, Minor: 4, Patch: 40}
+	s.Tunnels.Devices[0].OuterChecksum = &detect.OuterChecksum{}
 	only := func(rule string, force bool) PlanOptions { return PlanOptions{Rules: []string{rule}, Force: force} }
 	out := tu.Apply(ctx, tu.Plan(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, only(rules.TunnelTxChecksumUnsafe, false)))
 	if diff := cmp.Diff([]result{{"vxlan0 tx-checksum-ip-generic", Verified}}, results(out)); diff != "" {
