@@ -193,6 +193,8 @@ func evalChecksumUnsafe(s *detect.Snapshot, c Config, r *Result) {
 			}, checksumReferences...),
 		}
 		if !known {
+			f.Explanation = strings.Replace(f.Explanation, " sends zero outer checksums, so its packets are exposed.",
+				" may send zero outer checksums (netlink did not say), so its packets may be exposed.", 1)
 			f.Fix.Manual = "netlink did not say whether " + t.Name + " sends outer UDP checksums; one that does (udpcsum on IPv4, no udp6zerocsumtx on IPv6) is not exposed: check `ip -d link show " + t.Name + "`"
 		}
 		if len(peers) > 0 {

@@ -519,6 +519,17 @@ func TestLossIsAnEstimateUnlessMeasured(t *testing.T) {
 	}
 }
 
+// TestUnknownOuterChecksumIsNotAFact: where netlink did not give a
+// device's outer checksum settings, the finding says it may be exposed.
+func TestUnknownOuterChecksumIsNotAFact(t *testing.T) {
+	s := node("5.4.40")
+	s.Tunnels.Devices[0].OuterChecksum = nil
+	f := Evaluate(s, DefaultConfig()).Findings[0]
+	if strings.Contains(f.Explanation, "sends zero outer checksums") || !strings.Contains(f.Explanation, "netlink did not say") {
+		t.Errorf("explanation = %q", f.Explanation)
+	}
+}
+
 func TestMeasuredLossReplacesThePublishedFigure(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.MeasuredLoss = 0.5
