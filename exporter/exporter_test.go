@@ -451,7 +451,11 @@ func TestScrapeWhileUpdating(t *testing.T) {
 func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := privtest.Tool(t, "promtool")
 	e := New("test")
-	e.Update(fixtureState(t))
+	st := fixtureState(t)
+	st.Snapshot.UDP.Delta = 2
+	st.Snapshot.UDP.Capture = &detect.ChecksumCapture{TunnelBad: 2, Sources: []detect.BadChecksumSource{
+		{Addr: netip.MustParseAddr("192.0.2.7"), DstPort: 4789, Tunnel: "vxlan.calico", Count: 2}}}
+	e.Update(st)
 	e.RecordRemediation(rules.TunnelTxChecksumOff, "apply", "verified")
 	e.RecordConflict(rules.TunnelTxChecksumOff, "vxlan.calico")
 	e.SetRemediation(&Remediation{JournalOK: true, Owned: 1, GivenUp: 1, LastSuccess: time.Unix(1700000000, 0)})
