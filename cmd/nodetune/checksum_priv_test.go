@@ -1,14 +1,19 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"net"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/probes/probestest"
+	"github.com/nodetune/nodetune/report"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/testbed"
 	"github.com/nodetune/nodetune/testbed/testbedtest"
@@ -34,36 +39,9 @@ func TestDoctorTracesBadChecksums(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			bed := testbedtest.New(t, testbed.Options{})
 			a, b := bed.A, bed.B
-			var conn *net.IPConn
-			if err := a.Do(func() (err error) {
-				conn, err = net.ListenIP("ip4:udp", &net.IPAddr{IP: a.UnderlayIP.AsSlice()})
-				return err
-			}); err != nil {
-				t.Fatalf("raw socket in %s: %v", a.NS, err)
-			}
-			defer conn.Close()
-			seg := probestest.UDPSegment(a.UnderlayIP, b.UnderlayIP, 40000, tt.port, []byte("corrupted on the way"), probestest.BadChecksum)
-
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				tick := time.NewTicker(5 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						if _, err := conn.WriteToIP(seg, &net.IPAddr{IP: b.UnderlayIP.AsSlice()}); err != nil {
-							t.Errorf("sending: %v", err)
-							return
-						}
-					}
-				}
-			})
+			stop := sendBadChecksums(t, a, b, tt.port)
 			doc, _ := doctorJSON(t, b.NS)
-			close(stop)
-			wg.Wait()
+			stop()
 
 			if doc.Facts.UDP.Delta == 0 {
 				t.Fatalf("Udp InCsumErrors did not rise in the receiver: %+v", doc.Facts.UDP)
@@ -98,5 +76,77 @@ func TestDoctorTracesBadChecksums(t *testing.T) {
 				t.Errorf("attribution %s for port %d", v, tt.port)
 			}
 		})
+	}
+}
+
+// sendBadChecksums sends a datagram with a bad UDP checksum from a to b's
+// port every 5 ms, from a raw socket in a, until the returned func is called.
+func sendBadChecksums(t *testing.T, a, b *testbed.Side, port uint16) func() {
+	t.Helper()
+	var conn *net.IPConn
+	if err := a.Do(func() (err error) {
+		conn, err = net.ListenIP("ip4:udp", &net.IPAddr{IP: a.UnderlayIP.AsSlice()})
+		return err
+	}); err != nil {
+		t.Fatalf("raw socket in %s: %v", a.NS, err)
+	}
+	seg := probestest.UDPSegment(a.UnderlayIP, b.UnderlayIP, 40000, port, []byte("corrupted on the way"), probestest.BadChecksum)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if _, err := conn.WriteToIP(seg, &net.IPAddr{IP: b.UnderlayIP.AsSlice()}); err != nil {
+					t.Errorf("sending: %v", err)
+					return
+				}
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		conn.Close()
+	}
+}
+
+// TestDoctorWithoutCapNetRaw: where nodetune cannot open a packet socket,
+// bad tunnel packets are unattributed: udp-checksum-errors says so and
+// why, and no offload verdict, automatic or not, rests on them.
+func TestDoctorWithoutCapNetRaw(t *testing.T) {
+	setpriv := privtest.Tool(t, "setpriv")
+	bed := testbedtest.New(t, testbed.Options{})
+	stop := sendBadChecksums(t, bed.A, bed.B, 4789)
+	argv := []string{"netns", "exec", bed.B.NS, setpriv, "--bounding-set", "-net_raw", "--inh-caps", "-net_raw",
+		nodetuneBinary(t), "doctor", "--window", "200ms", "-o", "json"}
+	out, err := exec.Command("ip", argv...).Output()
+	stop()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("ip %s: %v", strings.Join(argv, " "), err)
+	}
+	var doc report.Document
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("doctor -o json: %v\n%s", err, out)
+	}
+	if v := doc.Facts.UDP.ChecksumVerdict(); v != detect.AttrUnattributed {
+		t.Fatalf("attribution %s, want unattributed: %+v", v, doc.Facts.UDP)
+	}
+	if c := doc.Facts.UDP.Capture; c == nil || !strings.Contains(c.Err.Error(), "permission denied") {
+		t.Errorf("the capture should say it lacked permission: %+v", c)
+	}
+	f := findingFor(doc, rules.UDPChecksumErrors, "udp")
+	if f == nil || f.Fix.Auto || !strings.Contains(f.Summary, "unattributed") {
+		t.Errorf("want an unattributed udp-checksum-errors finding, got %+v", f)
+	}
+	for _, g := range doc.Findings {
+		if g.Rule == rules.TunnelTxChecksumUnsafe || g.Fix.Auto {
+			t.Errorf("finding on unattributed evidence: %s %s auto=%v", g.Rule, g.Subject, g.Fix.Auto)
+		}
 	}
 }
