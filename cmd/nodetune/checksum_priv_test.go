@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"strings"
@@ -148,5 +149,44 @@ func TestDoctorWithoutCapNetRaw(t *testing.T) {
 		if g.Rule == rules.TunnelTxChecksumUnsafe || g.Fix.Auto {
 			t.Errorf("finding on unattributed evidence: %s %s auto=%v", g.Rule, g.Subject, g.Fix.Auto)
 		}
+	}
+}
+
+// TestServeNamesBadChecksumSenders runs serve in remediate mode on the
+// receiving side while the other sends tunnel packets with bad outer
+// checksums: the metrics name the sender and the tunnel, and nodetune
+// leaves the tunnel's offload alone, since the evidence is about the
+// sender and this kernel has the NAT fix.
+func TestServeNamesBadChecksumSenders(t *testing.T) {
+	privtest.Root(t)
+	bin := nodetuneBinary(t)
+	bed := testbedtest.New(t, testbed.Options{})
+	b := bed.B
+	startIn(t, b.NS, bin, "serve", "--mode=remediate", "--state-dir="+t.TempDir(), "--web.listen-address="+serveAddr,
+		"--probe.interval=1s", "--probe.window=200ms", "--kube-proxy.url=")
+	client := nsClient(b)
+	eventually(t, 10*time.Second, "nodetune /readyz", func() error {
+		_, err := getBody(client, "http://"+serveAddr+"/readyz")
+		return err
+	})
+	stop := sendBadChecksums(t, bed.A, b, 4789)
+	defer stop()
+	sender := `nodetune_udp_bad_checksum_packets{destination_port="4789",source="` + bed.A.UnderlayIP.String() + `",tunnel="` + b.Tunnel + `"}`
+	eventually(t, 15*time.Second, "the sender in the metrics", func() error {
+		if v := metricValue(t, client, sender); v <= 0 {
+			return fmt.Errorf("%s = %v", sender, v)
+		}
+		if v := metricValue(t, client, `nodetune_udp_checksum_attribution{attribution="tunnel"}`); v != 1 {
+			return fmt.Errorf("attribution tunnel = %v", v)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // more probe cycles, with remediation on
+	f, err := b.Features(b.Tunnel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f[detect.FeatureTxChecksumGeneric] {
+		t.Errorf("serve turned tx checksum offload off on evidence about another node")
 	}
 }
