@@ -200,7 +200,8 @@ func (u UDP) OffloadOnBlocked() string {
 	}
 	if total > 0 && u.QuietFor < MinQuietForOffload {
 		return fmt.Sprintf("%d UDP packets with bad checksums were counted since boot that nothing traced, and the counters have been still for only %s; "+
-			"one quiet window is no evidence that they stopped: nodetune turns offload on after %s without a new one (serve), or with --force",
+			"one quiet window is no evidence that they stopped: a running serve turns offload on after %s without a new one; "+
+			"or find where they came from (their senders are named while they arrive) and run the fix command yourself",
 			total, u.QuietFor.Round(time.Second), MinQuietForOffload)
 	}
 	return ""
