@@ -79,7 +79,12 @@ func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each
 		return false, classify("opening a packet socket", err)
 	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_AUXDATA, 1) }); err != nil || serr != nil {
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_AUXDATA, 1)
+		// A larger buffer rides out bursts while the verifier catches up;
+		// the kernel caps it at net.core.rmem_max.
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, captureBuffer)
+	}); err != nil || serr != nil {
 		return false, classify("asking the packet socket for checksum status", errors.Join(err, serr))
 	}
 	deadline := time.Now().Add(d)
@@ -135,6 +140,9 @@ func skipChecksum(oob []byte) bool {
 	}
 	return false
 }
+
+// captureBuffer is the receive buffer the capture asks for, in bytes.
+const captureBuffer = 4 << 20
 
 // Capture limits: a capture runs while the counters are known to rise, and
 // stops at whichever comes first.
