@@ -95,9 +95,14 @@ func TestRules(t *testing.T) {
 			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=false", "udp-checksum-errors udp warning auto=false"},
 		},
 		{
-			name: "offload off while peers send bad tunnel packets: not automatic",
+			name: "offload off while peers send bad tunnel packets: not automatic, peers named",
 			snap: func() *detect.Snapshot { return badFrom(offload(node("6.1.0"), false), peer, 4789, "vxlan0") },
-			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=false"},
+			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=false", "udp-checksum-errors vxlan0 warning auto=false"},
+		},
+		{
+			name: "offload off on an unfixed kernel, peers send bad tunnel packets: peers named",
+			snap: func() *detect.Snapshot { return badFrom(offload(node("5.4.40"), false), peer, 4789, "vxlan0") },
+			want: []string{"udp-checksum-errors vxlan0 warning auto=false"},
 		},
 		{
 			name: "offload off, junk to another port: still automatic",

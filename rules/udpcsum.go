@@ -15,6 +15,7 @@ const udpChecksumSubject = "udp"
 // capture could trace. Neither says anything about tx checksum offload, so
 // neither is fixed automatically.
 func evalUDPChecksumErrors(s *detect.Snapshot, c Config, r *Result) {
+	evalPeersOffloadOff(s, r)
 	u := s.UDP
 	verdict := u.ChecksumVerdict()
 	counted := Evidence{"udp_in_csum_errors_delta", fmt.Sprint(u.Delta)}
@@ -61,6 +62,42 @@ func evalUDPChecksumErrors(s *detect.Snapshot, c Config, r *Result) {
 			Impact:     Impact{Summary: "datagrams from the senders named are dropped"},
 			Fix:        Fix{Manual: "look at the senders named: their NIC offloads, the path between, or a misbehaving client"},
 			References: refs,
+		})
+	}
+}
+
+// evalPeersOffloadOff names the peers that send bad outer checksums to a
+// tunnel whose own tx checksum offload is off here, which
+// tunnel-tx-checksum-unsafe (about devices with offload on) does not cover.
+func evalPeersOffloadOff(s *detect.Snapshot, r *Result) {
+	if s.UDP.ChecksumVerdict() != detect.AttrTunnel || s.Tunnels.Err.Failed() {
+		return
+	}
+	for _, t := range s.Tunnels.Devices {
+		if on, ok := t.Features.Has(detect.FeatureTxChecksumGeneric); ok && on && !t.Features.Err.Failed() {
+			continue // tunnel-tx-checksum-unsafe names them
+		}
+		peers := peerSources(s, t)
+		if len(peers) == 0 {
+			continue
+		}
+		var n uint64
+		for _, p := range peers {
+			n += p.Count
+		}
+		r.add(Finding{
+			Rule:     UDPChecksumErrors,
+			Severity: Warning,
+			Subject:  t.Name,
+			Summary:  fmt.Sprintf("%d tunnel packets with bad outer UDP checksums arrived on %s from %s", n, t.Name, joinPeers(peers)),
+			Explanation: "A packet capture traced bad outer checksums to the peers named: evidence about those senders (their " +
+				"kernel, their offload, or a NIC or hypervisor on the path). Tx checksum offload is not on for " + t.Name +
+				" here, so this node's own offload is not what corrupts them.",
+			Evidence: []Evidence{{"bad_checksum_peers", detect.JoinSources(peers)}, {"attribution", string(detect.AttrTunnel)}},
+			Impact:   Impact{Summary: "tunnel packets from those peers are being dropped for bad checksums now"},
+			Fix: Fix{Manual: "check the peers named: their kernels (the NAT checksum fix, commit ea64d8d6c675) and their tunnel offload " +
+				"(ethtool -k on their tunnel device), and the NICs and hypervisors between"},
+			References: checksumReferences,
 		})
 	}
 }
