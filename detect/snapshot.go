@@ -69,6 +69,9 @@ type Tunnel struct {
 	// Up reports whether the link is administratively up.
 	Up       bool     `json:"up"`
 	Features Features `json:"features"`
+	// OuterChecksum is the UDP tunnel's outer checksum settings, nil for
+	// IPIP or when netlink did not say.
+	OuterChecksum *OuterChecksum `json:"outer_checksum,omitempty"`
 	// Underlay is the device the encapsulated packets leave by, if known.
 	Underlay *Underlay `json:"underlay,omitempty"`
 }
@@ -216,12 +219,24 @@ type ConntrackCounters struct {
 	EarlyDrop    uint64 `json:"early_drop"`
 }
 
-// UDP holds the receive-side UDP checksum error counter of /proc/net/snmp.
+// UDP holds the receive-side UDP checksum error counters: Udp InCsumErrors
+// of /proc/net/snmp and Udp6InCsumErrors of /proc/net/snmp6.
 type UDP struct {
 	InCsumErrors uint64 `json:"in_csum_errors"`
 	// Delta is how many bad checksums arrived during the window.
 	Delta uint64 `json:"delta"`
 	Err   Err    `json:"error,omitzero"`
+	// InCsumErrors6, Delta6 and Err6 are the same for IPv6.
+	InCsumErrors6 uint64 `json:"in_csum_errors6"`
+	Delta6        uint64 `json:"delta6"`
+	Err6          Err    `json:"error6,omitzero"`
+	// QuietFor is how long the prober has watched the counters without a
+	// rise that was not traced to non-tunnel ports: the window in a first
+	// snapshot, longer in a running serve.
+	QuietFor time.Duration `json:"quiet_for_ns"`
+	// Capture is what a bounded capture saw when the counters rose, nil
+	// when they did not or no capture was attempted.
+	Capture *ChecksumCapture `json:"capture,omitempty"`
 }
 
 // KubeProxy is what the local kube-proxy says about itself.

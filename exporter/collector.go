@@ -102,6 +102,7 @@ var allDescs = []*prometheus.Desc{
 	descCTEntries, descCTLimit, descCTUsage, descCTInsertFailed, descCTDrop, descCTEarlyDrop,
 	descUDPCsum, descProbeDuration, descProbeSuccess, descThroughput,
 	descJournalOK, descOwned, descGivenUp, descLastSuccess,
+	descUDP6Csum, descUDPAttribution, descUDPBadSource,
 }
 
 // collector turns the exporter's current State into metrics. It only reads
@@ -154,6 +155,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if !s.UDP.Err.Failed() {
 		counter(descUDPCsum, s.UDP.InCsumErrors)
 	}
+	collectUDPChecksums(s.UDP, gauge, counter)
 	for _, p := range s.Probes {
 		gauge(descProbeDuration, p.Duration.Seconds(), p.Name)
 		gauge(descProbeSuccess, boolFloat(!p.Err.Failed()), p.Name)

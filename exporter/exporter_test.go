@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -100,7 +101,7 @@ nodetune_finding{rule="tunnel-tx-checksum-off",severity="warning",subject="vxlan
 	}
 
 	values := map[string]float64{
-		`nodetune_estimated_throughput_loss_ratio{rule="tunnel-tx-checksum-off",subject="vxlan.calico"}`:        rules.PublishedChecksumOffLoss,
+		`nodetune_estimated_throughput_loss_ratio{rule="tunnel-tx-checksum-off",subject="vxlan.calico"}`:        rules.EstimatedChecksumOffLoss,
 		`nodetune_tunnel_offload_enabled{device="vxlan.calico",feature="tx-checksum-ip-generic",kind="vxlan"}`:  0,
 		`nodetune_tunnel_offload_enabled{device="vxlan.calico",feature="rx-gro",kind="vxlan"}`:                  1,
 		`nodetune_tunnel_mtu_bytes{device="vxlan.calico",kind="vxlan"}`:                                         1450,
@@ -191,6 +192,8 @@ func TestMetricNamesAllEmitted(t *testing.T) {
 	e := New("test")
 	st := fixtureState(t)
 	st.Result.Unchecked = append(st.Result.Unchecked, rules.Unchecked{Rule: rules.CPUStealHigh, Reason: "test"})
+	st.Snapshot.UDP.Delta = 1
+	st.Snapshot.UDP.Capture = &detect.ChecksumCapture{OtherBad: 1, Sources: []detect.BadChecksumSource{{Addr: netip.MustParseAddr("192.0.2.9"), Port: 1, DstPort: 53, Count: 1}}}
 	e.Update(st)
 	e.RecordRemediation("r", "a", "failed")
 	e.RecordConflict("r", "s")
@@ -337,6 +340,43 @@ func TestDuplicateFindingKeepsScrapeWorking(t *testing.T) {
 	}
 }
 
+// TestUDPChecksumMetrics: the senders a capture named are exported with
+// the receiving port and tunnel, one series per sender whatever its source
+// ports, at most detect.MaxChecksumSources of them; what the rise was traced
+// to is a state set.
+func TestUDPChecksumMetrics(t *testing.T) {
+	e := New("test")
+	s := fixtureSnapshot(t)
+	peer := netip.MustParseAddr("192.0.2.7")
+	s.UDP.Delta, s.UDP.InCsumErrors6 = 9, 4
+	s.UDP.Capture = &detect.ChecksumCapture{TunnelBad: 7, OtherBad: 2, Sources: []detect.BadChecksumSource{
+		{Addr: peer, DstPort: 4789, Tunnel: "vxlan.calico", Count: 5},
+		{Addr: peer, Port: 1234, DstPort: 4789, Tunnel: "vxlan.calico", Count: 2},
+		{Addr: netip.MustParseAddr("198.51.100.9"), Port: 5353, DstPort: 9999, Count: 2},
+	}}
+	e.Update(&State{Snapshot: s, Result: rules.Evaluate(s, rules.DefaultConfig())})
+	got := scrape(t, e)
+	for series, v := range map[string]float64{
+		`nodetune_udp_bad_checksum_packets{destination_port="4789",source="192.0.2.7",tunnel="vxlan.calico"}`: 7,
+		`nodetune_udp_bad_checksum_packets{destination_port="9999",source="198.51.100.9",tunnel=""}`:          2,
+		`nodetune_udp_checksum_attribution{attribution="tunnel"}`:                                             1,
+		`nodetune_udp6_checksum_errors_total`:                                                                 4,
+	} {
+		if got[series] != v {
+			t.Errorf("%s = %v, want %v", series, got[series], v)
+		}
+	}
+	n := 0
+	for series := range got {
+		if strings.HasPrefix(series, "nodetune_udp_bad_checksum_packets{") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d sender series, want 2", n)
+	}
+}
+
 // TestPartialSnapshot: facts that could not be read are absent, not zero.
 func TestPartialSnapshot(t *testing.T) {
 	e := New("test")
@@ -411,7 +451,11 @@ func TestScrapeWhileUpdating(t *testing.T) {
 func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := privtest.Tool(t, "promtool")
 	e := New("test")
-	e.Update(fixtureState(t))
+	st := fixtureState(t)
+	st.Snapshot.UDP.Delta = 2
+	st.Snapshot.UDP.Capture = &detect.ChecksumCapture{TunnelBad: 2, Sources: []detect.BadChecksumSource{
+		{Addr: netip.MustParseAddr("192.0.2.7"), DstPort: 4789, Tunnel: "vxlan.calico", Count: 2}}}
+	e.Update(st)
 	e.RecordRemediation(rules.TunnelTxChecksumOff, "apply", "verified")
 	e.RecordConflict(rules.TunnelTxChecksumOff, "vxlan.calico")
 	e.SetRemediation(&Remediation{JournalOK: true, Owned: 1, GivenUp: 1, LastSuccess: time.Unix(1700000000, 0)})

@@ -27,11 +27,17 @@ type sample struct {
 	ctErr    error
 	udpCsum  uint64
 	udpErr   error
+	udp6Csum uint64
+	udp6Err  error
 }
 
 // err joins every error of the sample, for the probe's own record.
 func (s *sample) err() detect.Err {
-	return detect.Fail(errors.Join(s.cpuErr, s.sirqErr, s.snetErr, s.ctErr, s.udpErr))
+	udp6Err := s.udp6Err
+	if errors.Is(udp6Err, detect.ErrNotSupported) {
+		udp6Err = nil // a kernel without IPv6 has no snmp6
+	}
+	return detect.Fail(errors.Join(s.cpuErr, s.sirqErr, s.snetErr, s.ctErr, s.udpErr, udp6Err))
 }
 
 func errMissing(field string) error { return fmt.Errorf("%s: %w", field, detect.ErrNotSupported) }
@@ -62,6 +68,7 @@ func (h *Host) sample(at time.Time) *sample {
 	}
 	s.ctStat, s.ctErr = h.conntrackStat()
 	s.udpCsum, s.udpErr = h.udpChecksumErrors()
+	s.udp6Csum, s.udp6Err = h.udp6ChecksumErrors()
 	return s
 }
 
@@ -97,6 +104,23 @@ func (h *Host) udpChecksumErrors() (uint64, error) {
 	return uint64(*snmp.Udp.InCsumErrors), nil
 }
 
+// udp6ChecksumErrors reads Udp6InCsumErrors from <procfs>/self/net/snmp6.
+// A kernel without IPv6 has no snmp6: that is ErrNotSupported.
+func (h *Host) udp6ChecksumErrors() (uint64, error) {
+	self, err := h.proc.Self()
+	if err != nil {
+		return 0, classify("reading /proc/net/snmp6 (through /proc/self)", err)
+	}
+	snmp6, err := self.Snmp6()
+	if err != nil {
+		return 0, classify("reading /proc/net/snmp6", err)
+	}
+	if snmp6.Udp6.InCsumErrors == nil {
+		return 0, classify("reading /proc/net/snmp6", errMissing("Udp6InCsumErrors"))
+	}
+	return uint64(*snmp6.Udp6.InCsumErrors), nil
+}
+
 // sub returns cur-prev for a counter that must not go backwards; a counter
 // that did (a namespace or module was recreated) contributes 0.
 func sub(cur, prev uint64) uint64 {
@@ -130,6 +154,12 @@ func applyRates(s *detect.Snapshot, prev, cur *sample) {
 	} else {
 		s.UDP.InCsumErrors = cur.udpCsum
 		s.UDP.Delta = sub(cur.udpCsum, prev.udpCsum)
+	}
+	if err := cmp.Or(cur.udp6Err, prev.udp6Err); err != nil {
+		s.UDP.Err6 = detect.Fail(err)
+	} else {
+		s.UDP.InCsumErrors6 = cur.udp6Csum
+		s.UDP.Delta6 = sub(cur.udp6Csum, prev.udp6Csum)
 	}
 }
 

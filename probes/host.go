@@ -39,6 +39,9 @@ type Host struct {
 	KubeProxyURL string
 	// HTTP is the client for kube-proxy; it should have a short timeout.
 	HTTP *http.Client
+	// Capture traces bad UDP checksums to their senders when the error
+	// counters rise; nil leaves such rises unattributed.
+	Capture PacketCapture
 
 	proc procfs.FS
 }
@@ -75,6 +78,14 @@ type Prober struct {
 	// syncMean the last mean measured over an interval with syncs.
 	syncs    *detect.SyncHistogram
 	syncMean float64
+	// CaptureDuration and CapturePackets bound the capture that traces
+	// bad UDP checksums when their counters rose.
+	CaptureDuration time.Duration
+	CapturePackets  int
+	// quietSince is when the UDP checksum counters were last seen rising
+	// with bad packets not traced to non-tunnel ports; zero before the
+	// first snapshot and after such a rise.
+	quietSince time.Time
 }
 
 // kubeProxySyncs sets kp.SyncSeconds to the mean of the syncs since the
@@ -98,8 +109,26 @@ func (p *Prober) kubeProxySyncs(kp *detect.KubeProxy) {
 	p.syncs = &syncs
 }
 
+// trackQuiet sets u.QuietFor: how long the counters have gone without a
+// rise that was not traced to non-tunnel ports, from the start of the first
+// window this prober watched (from, to: the window's bounds).
+func (p *Prober) trackQuiet(u *detect.UDP, from, to time.Time) {
+	switch u.ChecksumVerdict() {
+	case detect.AttrQuiet, detect.AttrOther:
+		if p.quietSince.IsZero() {
+			p.quietSince = from
+		}
+		u.QuietFor = to.Sub(p.quietSince)
+	default:
+		p.quietSince = to
+		u.QuietFor = 0
+	}
+}
+
 // NewProber returns a Prober for h.
-func NewProber(h *Host) *Prober { return &Prober{host: h, Clock: time.Now} }
+func NewProber(h *Host) *Prober {
+	return &Prober{host: h, Clock: time.Now, CaptureDuration: DefaultCaptureDuration, CapturePackets: DefaultCapturePackets}
+}
 
 // Baseline samples the counters of from (usually the same host) as the
 // start of the next snapshot's window, so that Snapshot does not wait.
@@ -166,6 +195,12 @@ func (p *Prober) Snapshot(ctx context.Context, window time.Duration) (*detect.Sn
 	cur := p.host.sample(p.Clock())
 	record("counters", start, cur.err())
 	applyRates(s, p.last, cur)
+	if s.UDP.Readable() == nil && s.UDP.Rose() {
+		start := time.Now()
+		s.UDP.Capture = p.traceChecksums(ctx, s.Tunnels)
+		record("udp_checksum_capture", start, s.UDP.Capture.Err)
+	}
+	p.trackQuiet(&s.UDP, p.last.at, cur.at)
 	p.last = cur
 	p.kubeProxySyncs(&s.KubeProxy)
 

@@ -116,10 +116,12 @@ func tunnelOf(l netlink.Link) (t detect.Tunnel, parent int, ok bool) {
 	case *netlink.Vxlan:
 		t.Kind, t.VNI, t.Port = detect.KindVXLAN, uint32(v.VxlanId), v.Port
 		t.IPv6 = isV6(v.SrcAddr) || isV6(v.Group)
+		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UDPCSum, ZeroCsum6Tx: v.UDP6ZeroCSumTx, ZeroCsum6Rx: v.UDP6ZeroCSumRx}
 		parent = v.VtepDevIndex
 	case *netlink.Geneve:
 		t.Kind, t.VNI, t.Port = detect.KindGeneve, v.ID, int(v.Dport)
 		t.IPv6 = isV6(v.Remote)
+		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UdpCsum != 0, ZeroCsum6Tx: v.UdpZeroCsum6Tx != 0, ZeroCsum6Rx: v.UdpZeroCsum6Rx != 0}
 		parent = int(v.Link)
 	case *netlink.Iptun:
 		t.Kind = detect.KindIPIP

@@ -91,12 +91,7 @@ func (p *printer) summary(d Document) {
 		p.row("softnet", "%d packets, %d dropped, %d squeezed in the window (%s)", dl.Processed, dl.Dropped, dl.TimeSqueezed, limits)
 	}
 	p.conntrack(s.Conntrack)
-	switch {
-	case s.UDP.Err.Failed():
-		p.row("udp", "checksum errors unknown (%s)", s.UDP.Err)
-	default:
-		p.row("udp", "%d bad checksums received in the window (%d since boot)", s.UDP.Delta, s.UDP.InCsumErrors)
-	}
+	p.udp(s.UDP)
 	p.kubeProxy(s.KubeProxy)
 	p.printf("\n")
 }

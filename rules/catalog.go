@@ -89,6 +89,7 @@ func Catalog() []Rule {
 	return []Rule{
 		{ID: TunnelTxChecksumOff, Title: "Tunnel tx checksum offload is off", Auto: true, eval: evalChecksumOff},
 		{ID: TunnelTxChecksumUnsafe, Title: "Tunnel tx checksum offload is on where it corrupts packets", Auto: true, eval: evalChecksumUnsafe},
+		{ID: UDPChecksumErrors, Title: "UDP packets with bad checksums that are not a tunnel's", eval: evalUDPChecksumErrors},
 		{ID: CNIOwnsOffload, Title: "The CNI manages tunnel offload and reverts changes", eval: evalCNIOwnsOffload},
 		{ID: TunnelMTUMismatch, Title: "Tunnel MTU too large for its underlay", eval: evalMTU},
 		{ID: CPUStealHigh, Title: "The hypervisor steals CPU time", eval: evalSteal},
@@ -106,6 +107,7 @@ const (
 	TunnelTxChecksumOff    = "tunnel-tx-checksum-off"
 	TunnelTxChecksumUnsafe = "tunnel-tx-checksum-unsafe"
 	CNIOwnsOffload         = "cni-owns-offload"
+	UDPChecksumErrors      = "udp-checksum-errors"
 	TunnelMTUMismatch      = "tunnel-mtu-mismatch"
 	CPUStealHigh           = "cpu-steal-high"
 	SoftirqSaturated       = "softirq-saturated"

@@ -3,6 +3,8 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,9 +24,12 @@ func node(release string) *detect.Snapshot {
 		Kernel: detect.Kernel{Release: release, Version: v},
 		Memory: detect.Memory{TotalBytes: 16 << 30},
 		Tunnels: detect.Tunnels{Devices: []detect.Tunnel{{
-			Name: "vxlan0", Kind: detect.KindVXLAN, MTU: 1450,
-			Features: detect.Features{State: map[string]bool{detect.FeatureTxChecksumGeneric: true, detect.FeatureTSO: true}},
-			Underlay: &detect.Underlay{Name: "eth0", MTU: 1500, Source: "link", RxQueues: []detect.RxQueue{{Name: "rx-0", RPSCPUs: "0"}}},
+			Name: "vxlan0", Kind: detect.KindVXLAN, MTU: 1450, Port: 4789,
+			// IPv4 without udpcsum: zero outer checksums, as flannel and
+			// Calico create their devices
+			OuterChecksum: &detect.OuterChecksum{},
+			Features:      detect.Features{State: map[string]bool{detect.FeatureTxChecksumGeneric: true, detect.FeatureTSO: true}},
+			Underlay:      &detect.Underlay{Name: "eth0", MTU: 1500, Source: "link", RxQueues: []detect.RxQueue{{Name: "rx-0", RPSCPUs: "0"}}},
 		}}},
 		CPU:       detect.CPU{PerCPU: []detect.CPUUsage{{CPU: 0, Idle: 0.9}, {CPU: 1, Idle: 0.9}}},
 		Softnet:   detect.Softnet{MaxBacklog: 1000, Budget: 300},
@@ -85,8 +90,50 @@ func TestRules(t *testing.T) {
 			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=false"},
 		},
 		{
-			name: "offload off while checksum errors rise: not automatic",
+			name: "offload off while unattributed checksum errors rise: not automatic",
 			snap: func() *detect.Snapshot { s := offload(node("6.1.0"), false); s.UDP.Delta = 3; return s },
+			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=false", "udp-checksum-errors udp warning auto=false"},
+		},
+		{
+			name: "offload off while peers send bad tunnel packets: not automatic, peers named",
+			snap: func() *detect.Snapshot { return badFrom(offload(node("6.1.0"), false), peer, 4789, "vxlan0") },
+			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=false", "udp-checksum-errors vxlan0 warning auto=false"},
+		},
+		{
+			name: "offload off on an unfixed kernel, peers send bad tunnel packets: peers named",
+			snap: func() *detect.Snapshot { return badFrom(offload(node("5.4.40"), false), peer, 4789, "vxlan0") },
+			want: []string{"udp-checksum-errors vxlan0 warning auto=false"},
+		},
+		{
+			name: "offload off, junk to another port: still automatic",
+			snap: func() *detect.Snapshot { return badFrom(offload(node("6.1.0"), false), junk, 9999, "") },
+			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=true", "udp-checksum-errors udp info auto=false"},
+		},
+		{
+			name: "offload off, errors since boot and one quiet window: not automatic",
+			snap: func() *detect.Snapshot {
+				s := offload(node("6.1.0"), false)
+				s.UDP.InCsumErrors, s.UDP.QuietFor = 120000, time.Second
+				return s
+			},
+			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=false"},
+		},
+		{
+			name: "offload off, errors since boot, quiet long enough: automatic",
+			snap: func() *detect.Snapshot {
+				s := offload(node("6.1.0"), false)
+				s.UDP.InCsumErrors, s.UDP.QuietFor = 120000, detect.MinQuietForOffload
+				return s
+			},
+			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=true"},
+		},
+		{
+			name: "offload off, IPv6 errors since boot and one quiet window: not automatic",
+			snap: func() *detect.Snapshot {
+				s := offload(node("6.1.0"), false)
+				s.UDP.InCsumErrors6, s.UDP.QuietFor = 5, time.Second
+				return s
+			},
 			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=false"},
 		},
 		{
@@ -112,9 +159,69 @@ func TestRules(t *testing.T) {
 			want: []string{"tunnel-tx-checksum-unsafe vxlan0 warning auto=true"},
 		},
 		{
-			name: "evidence wins over the version: errors on a fixed kernel",
+			name: "unattributed errors on a fixed kernel: no offload verdict",
 			snap: func() *detect.Snapshot { s := node("6.1.0"); s.UDP.Delta = 9; return s },
+			want: []string{"udp-checksum-errors udp warning auto=false"},
+		},
+		{
+			name: "no CAP_NET_RAW: unattributed, nothing automatic",
+			snap: func() *detect.Snapshot {
+				s := node("5.4.0-150-generic")
+				s.UDP.Delta = 3
+				s.UDP.Capture = &detect.ChecksumCapture{Err: detect.Fail(fmt.Errorf("opening a packet socket: %w", detect.ErrPermission))}
+				return s
+			},
+			want: []string{"udp-checksum-errors udp warning auto=false"},
+		},
+		{
+			name: "three junk datagrams to an unrelated port: no offload verdict",
+			snap: func() *detect.Snapshot { return badFrom(node("6.1.0"), junk, 9999, "") },
+			want: []string{"udp-checksum-errors udp info auto=false"},
+		},
+		{
+			name: "bad tunnel packets on a fixed kernel name the peer, not automatic",
+			snap: func() *detect.Snapshot { return badFrom(node("6.1.0"), peer, 4789, "vxlan0") },
+			want: []string{"tunnel-tx-checksum-unsafe vxlan0 critical auto=false"},
+		},
+		{
+			name: "bad tunnel packets on an unfixed kernel: automatic",
+			snap: func() *detect.Snapshot { return badFrom(node("5.4.40"), peer, 4789, "vxlan0") },
 			want: []string{"tunnel-tx-checksum-unsafe vxlan0 critical auto=true"},
+		},
+		{
+			name: "unfixed kernel, device sends real outer checksums: not exposed",
+			snap: func() *detect.Snapshot {
+				s := node("5.4.40")
+				s.Tunnels.Devices[0].OuterChecksum.UDPCsum = true
+				return s
+			},
+		},
+		{
+			name: "unfixed kernel, IPv6 device with real outer checksums: not exposed",
+			snap: func() *detect.Snapshot {
+				s := node("5.4.40")
+				s.Tunnels.Devices[0].IPv6, s.Tunnels.Devices[0].MTU = true, 1430
+				return s
+			},
+		},
+		{
+			name: "unfixed kernel, IPv6 device with udp6zerocsumtx: exposed",
+			snap: func() *detect.Snapshot {
+				s := node("5.4.40")
+				s.Tunnels.Devices[0].IPv6, s.Tunnels.Devices[0].MTU = true, 1430
+				s.Tunnels.Devices[0].OuterChecksum.ZeroCsum6Tx = true
+				return s
+			},
+			want: []string{"tunnel-tx-checksum-unsafe vxlan0 warning auto=true"},
+		},
+		{
+			name: "unfixed kernel, outer checksum settings unknown: not automatic",
+			snap: func() *detect.Snapshot {
+				s := node("5.4.40")
+				s.Tunnels.Devices[0].OuterChecksum = nil
+				return s
+			},
+			want: []string{"tunnel-tx-checksum-unsafe vxlan0 warning auto=false"},
 		},
 		{
 			name: "ipip is not a UDP tunnel: no checksum bug",
@@ -355,6 +462,76 @@ func TestRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+var (
+	peer = netip.MustParseAddr("192.0.2.7")
+	junk = netip.MustParseAddr("198.51.100.9")
+)
+
+// badFrom records three bad datagrams from src to port, as a capture that
+// traced them would: to tunnel when port is that device's.
+func badFrom(s *detect.Snapshot, src netip.Addr, port uint16, tunnel string) *detect.Snapshot {
+	s.UDP.Delta, s.UDP.InCsumErrors = 3, 3
+	c := &detect.ChecksumCapture{Duration: time.Second, Inspected: 40, CounterDelta: 3,
+		Sources: []detect.BadChecksumSource{{Addr: src, Port: 40000, DstPort: port, Tunnel: tunnel, Count: 3}}}
+	if tunnel != "" {
+		c.TunnelBad = 3
+	} else {
+		c.OtherBad = 3
+	}
+	s.UDP.Capture = c
+	return s
+}
+
+func TestAttributedFindingsNameTheSender(t *testing.T) {
+	res := Evaluate(badFrom(node("6.1.0"), peer, 4789, "vxlan0"), DefaultConfig())
+	if len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Summary, "192.0.2.7") ||
+		!strings.Contains(res.Findings[0].Explanation, "only when its kernel lacks the fix") {
+		t.Errorf("want one finding naming the peer and saying when this node is a suspect, got %+v", res.Findings)
+	}
+	res = Evaluate(badFrom(node("6.1.0"), junk, 9999, ""), DefaultConfig())
+	if len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Summary, "198.51.100.9:40000 -> :9999") {
+		t.Errorf("want one finding naming the sender and port, got %+v", res.Findings)
+	}
+}
+
+// TestLossIsAnEstimateUnlessMeasured: without a figure measured on this
+// node, the loss is worded as an estimate with its range; never "the
+// tunnel loses 77%" as a fact.
+func TestLossIsAnEstimateUnlessMeasured(t *testing.T) {
+	res := Evaluate(offload(node("6.1.0"), false), DefaultConfig())
+	if len(res.Findings) != 1 {
+		t.Fatalf("findings = %+v", res.Findings)
+	}
+	f := res.Findings[0]
+	for _, text := range []string{f.Summary, f.Impact.Summary} {
+		if strings.Contains(text, "loses") || !strings.Contains(text, "estimated 52% to 77%") {
+			t.Errorf("%q: want an estimate with its range", text)
+		}
+	}
+	for _, src := range []string{"9645", "11435", "2.9", "veth testbed"} {
+		if !strings.Contains(f.Impact.Source, src) {
+			t.Errorf("impact source %q does not cite %s", f.Impact.Source, src)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.MeasuredLoss = 0.4
+	f = Evaluate(offload(node("6.1.0"), false), cfg).Findings[0]
+	if !strings.Contains(f.Summary, "measured on this node") || !strings.Contains(f.Summary, "40%") || strings.Contains(f.Summary, "estimate") {
+		t.Errorf("measured summary = %q", f.Summary)
+	}
+}
+
+// TestUnknownOuterChecksumIsNotAFact: where netlink did not give a
+// device's outer checksum settings, the finding says it may be exposed.
+func TestUnknownOuterChecksumIsNotAFact(t *testing.T) {
+	s := node("5.4.40")
+	s.Tunnels.Devices[0].OuterChecksum = nil
+	f := Evaluate(s, DefaultConfig()).Findings[0]
+	if strings.Contains(f.Explanation, "sends zero outer checksums") || !strings.Contains(f.Explanation, "netlink did not say") {
+		t.Errorf("explanation = %q", f.Explanation)
 	}
 }
 

@@ -68,7 +68,9 @@ func vetFeature(s *detect.Snapshot, c *Change) string {
 
 // offloadGate says why tx offload must not be turned on, or "". It stands
 // apart from the rules: whatever a finding says, tune checks the kernel and
-// the receive-side evidence itself.
+// the receive-side evidence itself, through detect's one decision about it
+// (detect.UDP.OffloadOnBlocked): never on unattributed or tunnel bad
+// checksums, nor on one quiet window after errors since boot.
 func offloadGate(s *detect.Snapshot) string {
 	switch {
 	case s.Kernel.Err.Failed():
@@ -76,12 +78,8 @@ func offloadGate(s *detect.Snapshot) string {
 	case s.Kernel.Version.NATChecksumFix() != detect.FixPresent:
 		return fmt.Sprintf("kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
 			s.Kernel.Release, s.Kernel.Version.NATChecksumFix())
-	case s.UDP.Err.Failed():
-		return "the UDP checksum error counters could not be read, so nodetune cannot rule the bug out: " + s.UDP.Err.Error()
-	case s.UDP.Delta > 0:
-		return fmt.Sprintf("%d UDP packets with bad checksums arrived during the window; tx checksum offload stays off until that stops", s.UDP.Delta)
 	}
-	return ""
+	return s.UDP.OffloadOnBlocked()
 }
 
 // validFeature checks a feature key against the allowlist, whatever

@@ -2,8 +2,10 @@ package tune
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -156,6 +158,24 @@ func TestProposeChecks(t *testing.T) {
 			func(s *detect.Snapshot) { s.UDP.Delta = 3 }, "3 UDP packets with bad checksums"},
 		{"checksum on, counters unreadable", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
 			func(s *detect.Snapshot) { s.UDP.Err = detect.Fail(detect.ErrNotSupported) }, "could not be read"},
+		{"checksum on, IPv6 counter unreadable", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) { s.UDP.Err6 = detect.Fail(detect.ErrPermission) }, "could not be read"},
+		{"checksum on, errors since boot and one quiet window", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) { s.UDP.InCsumErrors, s.UDP.QuietFor = 500, time.Second }, "one quiet window is no evidence"},
+		{"checksum on, errors since boot and a long quiet spell", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) { s.UDP.InCsumErrors, s.UDP.QuietFor = 500, detect.MinQuietForOffload }, ""},
+		{"checksum on, a peer sends bad tunnel packets", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) {
+				s.UDP.Delta = 2
+				s.UDP.Capture = &detect.ChecksumCapture{TunnelBad: 2, Sources: []detect.BadChecksumSource{
+					{Addr: netip.MustParseAddr("192.0.2.7"), DstPort: 4789, Tunnel: "vxlan0", Count: 2}}}
+			}, "bad outer checksums arrived from 192.0.2.7"},
+		{"checksum on, junk to another port only", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) {
+				s.UDP.Delta, s.UDP.InCsumErrors = 3, 3
+				s.UDP.Capture = &detect.ChecksumCapture{OtherBad: 3, Sources: []detect.BadChecksumSource{
+					{Addr: netip.MustParseAddr("198.51.100.9"), Port: 5353, DstPort: 9999, Count: 3}}}
+			}, ""},
 		{"TSO on", feature("vxlan0", detect.FeatureTSO, "on"), nil, ""},
 		{"not a tunnel", feature("eth0", detect.FeatureTxChecksumGeneric, "on"), nil, "not a tunnel device"},
 		{"unknown device", feature("ghost0", detect.FeatureTxChecksumGeneric, "on"), nil, "not a tunnel device"},
@@ -246,7 +266,11 @@ func TestPlanKeepsOffloadOffAfterUnsafe(t *testing.T) {
 	dir := t.TempDir()
 	tu := openTuner(t, dir, n.host)
 	s := n.snapshot(t)
-	s.UDP.Delta = 7 // offload is on, and bad checksums arrive
+	// offload is on, the kernel lacks the NAT fix and the device sends
+	// zero outer checksums: exposed
+	s.Kernel.Release = "5.4.40"
+	s.Kernel.Version = detect.Version{Major: 5, Minor: 4, Patch: 40}
+	s.Tunnels.Devices[0].OuterChecksum = &detect.OuterChecksum{}
 	only := func(rule string, force bool) PlanOptions { return PlanOptions{Rules: []string{rule}, Force: force} }
 	out := tu.Apply(ctx, tu.Plan(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, only(rules.TunnelTxChecksumUnsafe, false)))
 	if diff := cmp.Diff([]result{{"vxlan0 tx-checksum-ip-generic", Verified}}, results(out)); diff != "" {

@@ -63,8 +63,9 @@ func newFixCmd(g *globals) *cobra.Command {
 			"Before each write the original value is recorded durably in the journal under --state-dir; after\n" +
 			"it the value is read back, and a value the kernel did not take is reverted. A change to a setting\n" +
 			"that another agent owns (Calico Felix, kube-proxy) is refused unless --force is given; tx checksum\n" +
-			"offload is never turned on where the kernel may lack the NAT checksum fix or bad UDP checksums\n" +
-			"arrive. `nodetune rollback` undoes what fix did.\n\n" +
+			"offload is never turned on where the kernel may lack the NAT checksum fix, or bad UDP checksums\n" +
+			"arrive that are not traced to non-tunnel ports, or were counted since boot without a long quiet\n" +
+			"spell since. `nodetune rollback` undoes what fix did.\n\n" +
 			"Exit status: 0 every planned change was applied and verified (or nothing needed fixing),\n" +
 			"1 some changes were refused or not confirmed, or a value of an interrupted run was left alone,\n" +
 			"and nothing failed, 2 a change (or the recovery of an interrupted one) failed or was reverted,\n" +

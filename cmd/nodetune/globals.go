@@ -84,5 +84,6 @@ func (g *globals) host() (*probes.Host, func(), error) {
 		return nil, nil, err
 	}
 	h.KubeProxyURL = g.kubeProxy
+	h.Capture = probes.AFPacket{}
 	return h, func() { et.Close(); nl.Close() }, nil
 }

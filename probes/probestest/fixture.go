@@ -25,6 +25,9 @@ var FixtureTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 //	ethtool/DEV.txt             ethtool -k DEV
 //	kube-proxy/proxyMode        kube-proxy's answers (optional; without
 //	kube-proxy/metrics          them kube-proxy is not running)
+//	capture/packets.txt         UDP packets a capture sees when the
+//	                            checksum error counters rise, in hex
+//	                            (optional; without it there is no capture)
 //
 // The Prober's clock is fixed, so a snapshot is the same on every run.
 func Load(t testing.TB, dir string) *probes.Prober {
@@ -43,6 +46,11 @@ func Load(t testing.TB, dir string) *probes.Prober {
 			t.Fatalf("loading fixture %s: %v", dir, err)
 		}
 		h.KubeProxyURL = kubeProxy(t, filepath.Join(dir, "kube-proxy"))
+		if c, err := LoadCapture(filepath.Join(dir, "capture", "packets.txt")); err == nil {
+			h.Capture = c
+		} else if !os.IsNotExist(err) {
+			t.Fatalf("loading fixture %s: %v", dir, err)
+		}
 		return h
 	}
 	h := open("proc")

@@ -27,6 +27,11 @@ type ipLink struct {
 			Local  string  `json:"local"`
 			Group  string  `json:"group"`
 			Remote string  `json:"remote"`
+			// The outer checksum settings; absent in captures from
+			// before nodetune read them, which then read as off.
+			UDPCsum     bool `json:"udp_csum"`
+			ZeroCsum6Tx bool `json:"udp_zero_csum6_tx"`
+			ZeroCsum6Rx bool `json:"udp_zero_csum6_rx"`
 		} `json:"info_data"`
 	} `json:"linkinfo"`
 }
@@ -67,9 +72,11 @@ func ParseIPLinks(data []byte) ([]netlink.Link, error) {
 		switch l.LinkInfo.Kind {
 		case "vxlan":
 			links = append(links, &netlink.Vxlan{LinkAttrs: attrs, VxlanId: int(id), Port: d.Port,
-				VtepDevIndex: index[d.Link], SrcAddr: net.ParseIP(d.Local), Group: net.ParseIP(d.Group)})
+				VtepDevIndex: index[d.Link], SrcAddr: net.ParseIP(d.Local), Group: net.ParseIP(d.Group),
+				UDPCSum: d.UDPCsum, UDP6ZeroCSumTx: d.ZeroCsum6Tx, UDP6ZeroCSumRx: d.ZeroCsum6Rx})
 		case "geneve":
-			links = append(links, &netlink.Geneve{LinkAttrs: attrs, ID: id, Dport: uint16(d.Port), Remote: net.ParseIP(d.Remote)})
+			links = append(links, &netlink.Geneve{LinkAttrs: attrs, ID: id, Dport: uint16(d.Port), Remote: net.ParseIP(d.Remote),
+				UdpCsum: b2u(d.UDPCsum), UdpZeroCsum6Tx: b2u(d.ZeroCsum6Tx), UdpZeroCsum6Rx: b2u(d.ZeroCsum6Rx)})
 		case "ipip":
 			links = append(links, &netlink.Iptun{LinkAttrs: attrs, Link: uint32(index[d.Link]),
 				Local: net.ParseIP(d.Local), Remote: net.ParseIP(d.Remote)})
@@ -149,4 +156,11 @@ func (n *Netlink) LinkList() ([]netlink.Link, error) { return n.Links, nil }
 // RouteList returns the captured routes; link and family are ignored.
 func (n *Netlink) RouteList(link netlink.Link, family int) ([]netlink.Route, error) {
 	return n.Routes, nil
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -1,0 +1,180 @@
+package probes
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+	"unsafe"
+
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/nodetune/nodetune/detect"
+)
+
+// PacketCapture captures the UDP packets arriving in the network namespace
+// for at most d and limit packets, and hands each to each from its IP
+// header on. It skips packets whose checksum the kernel has not computed
+// yet (CHECKSUM_PARTIAL, from a local sender) or that the NIC verified:
+// neither can be a bad checksum the kernel counts.
+type PacketCapture interface {
+	CaptureUDP(ctx context.Context, d time.Duration, limit int, each func(pkt []byte)) (limited bool, err error)
+}
+
+// AFPacket is the PacketCapture of a real host: an AF_PACKET socket with a
+// classic BPF filter. It needs CAP_NET_RAW.
+type AFPacket struct{}
+
+// linux/if_packet.h: the packet type of a frame this host sent.
+const packetOutgoing = 4
+
+// UDPChecksumFilter is the classic BPF program of the capture, for a
+// SOCK_DGRAM packet socket (offsets start at the network header). It passes
+// only incoming, unfragmented UDP: over IPv4 only with a non-zero checksum,
+// since zero means none there and is always valid, which keeps the default
+// zero-checksum VXLAN traffic in the kernel; over IPv6 UDP without
+// extension headers.
+func UDPChecksumFilter() ([]bpf.RawInstruction, error) {
+	const accept, drop = 0x40000, 0
+	return bpf.Assemble([]bpf.Instruction{
+		/* 0 */ bpf.LoadExtension{Num: bpf.ExtType},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: 14},
+		/* 2 */ bpf.LoadExtension{Num: bpf.ExtProto},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IP, SkipFalse: 8},
+		/* 4 */ bpf.LoadAbsolute{Off: 9, Size: 1},
+		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_UDP, SkipFalse: 10},
+		/* 6 */ bpf.LoadAbsolute{Off: 6, Size: 2},
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x3fff, SkipTrue: 8},
+		/* 8 */ bpf.LoadMemShift{Off: 0},
+		/* 9 */ bpf.LoadIndirect{Off: 6, Size: 2},
+		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 5},
+		/* 11 */ bpf.RetConstant{Val: accept},
+		/* 12 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IPV6, SkipFalse: 3},
+		/* 13 */ bpf.LoadAbsolute{Off: 6, Size: 1},
+		/* 14 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_UDP, SkipFalse: 1},
+		/* 15 */ bpf.RetConstant{Val: accept},
+		/* 16 */ bpf.RetConstant{Val: drop},
+	})
+}
+
+// CaptureUDP implements PacketCapture.
+func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each func(pkt []byte)) (bool, error) {
+	filter, err := UDPChecksumFilter()
+	if err != nil {
+		return false, fmt.Errorf("assembling the capture filter: %w", err)
+	}
+	// Index 0 binds to every device of the network namespace.
+	c, err := packet.Listen(&net.Interface{Index: 0}, packet.Datagram, unix.ETH_P_ALL, &packet.Config{Filter: filter})
+	if err != nil {
+		return false, classify("opening a packet socket", err)
+	}
+	defer c.Close()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false, classify("opening a packet socket", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_AUXDATA, 1)
+		// A larger buffer rides out bursts while the verifier catches up;
+		// the kernel caps it at net.core.rmem_max.
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, captureBuffer)
+	}); err != nil || serr != nil {
+		return false, classify("asking the packet socket for checksum status", errors.Join(err, serr))
+	}
+	deadline := time.Now().Add(d)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	if err := c.SetReadDeadline(deadline); err != nil {
+		return false, fmt.Errorf("capturing: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Now()) })
+	defer stop()
+
+	buf := make([]byte, 1<<16)
+	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
+	for seen := 0; seen < limit; seen++ {
+		var n, oobn int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+			return !errors.Is(rerr, unix.EAGAIN)
+		})
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return false, ctx.Err()
+		case err != nil:
+			return false, fmt.Errorf("capturing: %w", err)
+		case rerr != nil:
+			return false, fmt.Errorf("capturing: %w", rerr)
+		case n > len(buf):
+			continue // longer than any datagram it can verify
+		}
+		if skipChecksum(oob[:oobn]) {
+			continue
+		}
+		each(buf[:n])
+	}
+	return true, nil
+}
+
+// skipChecksum reports whether the packet's auxiliary data says its
+// checksum is not ready yet (TP_STATUS_CSUMNOTREADY) or was verified by
+// the device (TP_STATUS_CSUM_VALID, Linux 3.15+).
+func skipChecksum(oob []byte) bool {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_PACKET && m.Header.Type == unix.PACKET_AUXDATA && len(m.Data) >= 4 {
+			status := binary.NativeEndian.Uint32(m.Data[:4])
+			return status&(unix.TP_STATUS_CSUMNOTREADY|unix.TP_STATUS_CSUM_VALID) != 0
+		}
+	}
+	return false
+}
+
+// captureBuffer is the receive buffer the capture asks for, in bytes.
+const captureBuffer = 4 << 20
+
+// Capture limits: a capture runs while the counters are known to rise, and
+// stops at whichever comes first.
+const (
+	DefaultCaptureDuration = time.Second
+	DefaultCapturePackets  = 20000
+)
+
+// traceChecksums captures the UDP packets arriving now and counts the bad
+// ones by sender and port, then reads the counters again to say how much
+// they rose meanwhile.
+func (p *Prober) traceChecksums(ctx context.Context, tunnels detect.Tunnels) *detect.ChecksumCapture {
+	h := p.host
+	if h.Capture == nil {
+		return &detect.ChecksumCapture{Err: detect.Fail(fmt.Errorf("no packet capture on this host: %w", detect.ErrNotSupported))}
+	}
+	before := h.sample(p.Clock())
+	tally := NewChecksumTally(TunnelPorts(tunnels))
+	start := p.Clock()
+	limited, err := h.Capture.CaptureUDP(ctx, p.CaptureDuration, p.CapturePackets, tally.Add)
+	c := tally.Result()
+	c.Duration, c.Limited = p.Clock().Sub(start).Round(time.Millisecond), limited
+	if err != nil {
+		c.Err = detect.Fail(err)
+		return &c
+	}
+	after := h.sample(p.Clock())
+	if before.udpErr == nil && after.udpErr == nil {
+		c.CounterDelta = sub(after.udpCsum, before.udpCsum)
+	}
+	if before.udp6Err == nil && after.udp6Err == nil {
+		c.CounterDelta += sub(after.udp6Csum, before.udp6Csum)
+	}
+	return &c
+}

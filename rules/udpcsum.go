@@ -1,0 +1,103 @@
+package rules
+
+import (
+	"fmt"
+
+	"github.com/nodetune/nodetune/detect"
+)
+
+// udpChecksumSubject is the subject of udp-checksum-errors findings: the
+// node's UDP receive path, not a device.
+const udpChecksumSubject = "udp"
+
+// evalUDPChecksumErrors reports bad UDP checksums that are not evidence
+// about a tunnel: those a capture traced to non-tunnel ports, and those no
+// capture could trace. Neither says anything about tx checksum offload, so
+// neither is fixed automatically.
+func evalUDPChecksumErrors(s *detect.Snapshot, c Config, r *Result) {
+	evalPeersOffloadOff(s, r)
+	u := s.UDP
+	verdict := u.ChecksumVerdict()
+	counted := Evidence{"udp_in_csum_errors_delta", fmt.Sprint(u.Delta)}
+	counted6 := Evidence{"udp6_in_csum_errors_delta", fmt.Sprint(u.Delta6)}
+	refs := []string{
+		"https://github.com/torvalds/linux/blob/master/net/ipv4/udp.c",
+		"https://man7.org/linux/man-pages/man7/packet.7.html",
+	}
+	switch {
+	case verdict == detect.AttrUnattributed:
+		why := "no capture ran"
+		if u.Capture != nil && u.Capture.Err.Failed() {
+			why = u.Capture.Err.Error()
+		} else if u.Capture != nil {
+			why = fmt.Sprintf("a %s capture of %d UDP packets saw none of them", u.Capture.Duration, u.Capture.Inspected)
+		}
+		r.add(Finding{
+			Rule:     UDPChecksumErrors,
+			Severity: Warning,
+			Subject:  udpChecksumSubject,
+			Summary:  fmt.Sprintf("%d UDP packets with bad checksums arrived in %s; their senders and ports are unattributed", u.Delta+u.Delta6, s.Window),
+			Explanation: "Udp InCsumErrors and Udp6InCsumErrors count every UDP datagram with a bad checksum, from any sender to any " +
+				"port, so on their own they say nothing about this node's tunnel offload. nodetune traces them with a short packet " +
+				"capture of the UDP packets arriving while the counters rise; that capture could not say which packets were bad (" +
+				why + "). Until it can, nothing is changed on this evidence.",
+			Evidence: []Evidence{counted, counted6, {"attribution", string(detect.AttrUnattributed)}, {"capture", why}},
+			Impact:   Impact{Summary: "datagrams from some sender are dropped before any socket sees them"},
+			Fix: Fix{Manual: "give nodetune CAP_NET_RAW (packet sockets) so that it can capture the bad packets and name their senders " +
+				"and ports, or capture them yourself: tcpdump -vv -i any udp (tcpdump reports \"bad udp cksum\")"},
+			References: refs,
+		})
+	case u.Capture != nil && !u.Capture.Err.Failed() && u.Capture.OtherBad > 0:
+		others := u.Capture.OtherSources()
+		r.add(Finding{
+			Rule:     UDPChecksumErrors,
+			Severity: Info,
+			Subject:  udpChecksumSubject,
+			Summary: fmt.Sprintf("%d UDP packets with bad checksums arrived on non-tunnel ports, from %s",
+				u.Capture.OtherBad, detect.JoinSources(others)),
+			Explanation: "A packet capture traced these bad checksums to senders and ports that are not a tunnel's: they are evidence " +
+				"about those senders (or a NIC or middlebox on their path), and none about this node's tunnel offload. " +
+				"The kernel drops such datagrams before any socket sees them.",
+			Evidence:   []Evidence{counted, counted6, {"attribution", string(detect.AttrOther)}, {"bad_checksum_sources", detect.JoinSources(others)}},
+			Impact:     Impact{Summary: "datagrams from the senders named are dropped"},
+			Fix:        Fix{Manual: "look at the senders named: their NIC offloads, the path between, or a misbehaving client"},
+			References: refs,
+		})
+	}
+}
+
+// evalPeersOffloadOff names the peers that send bad outer checksums to a
+// tunnel whose own tx checksum offload is off here, which
+// tunnel-tx-checksum-unsafe (about devices with offload on) does not cover.
+func evalPeersOffloadOff(s *detect.Snapshot, r *Result) {
+	if s.UDP.ChecksumVerdict() != detect.AttrTunnel || s.Tunnels.Err.Failed() {
+		return
+	}
+	for _, t := range s.Tunnels.Devices {
+		if on, ok := t.Features.Has(detect.FeatureTxChecksumGeneric); ok && on && !t.Features.Err.Failed() {
+			continue // tunnel-tx-checksum-unsafe names them
+		}
+		peers := peerSources(s, t)
+		if len(peers) == 0 {
+			continue
+		}
+		var n uint64
+		for _, p := range peers {
+			n += p.Count
+		}
+		r.add(Finding{
+			Rule:     UDPChecksumErrors,
+			Severity: Warning,
+			Subject:  t.Name,
+			Summary:  fmt.Sprintf("%d tunnel packets with bad outer UDP checksums arrived on %s from %s", n, t.Name, joinPeers(peers)),
+			Explanation: "A packet capture traced bad outer checksums to the peers named: evidence about those senders (their " +
+				"kernel, their offload, or a NIC or hypervisor on the path). Tx checksum offload is not on for " + t.Name +
+				" here, so this node's own offload is not what corrupts them.",
+			Evidence: []Evidence{{"bad_checksum_peers", detect.JoinSources(peers)}, {"attribution", string(detect.AttrTunnel)}},
+			Impact:   Impact{Summary: "tunnel packets from those peers are being dropped for bad checksums now"},
+			Fix: Fix{Manual: "check the peers named: their kernels (the NAT checksum fix, commit ea64d8d6c675) and their tunnel offload " +
+				"(ethtool -k on their tunnel device), and the NICs and hypervisors between"},
+			References: checksumReferences,
+		})
+	}
+}
