@@ -87,6 +87,10 @@ func TestDoctorFixtures(t *testing.T) {
 		{"calico-offload-off", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
 		{"flannel-old-kernel", exitCritical, []string{"tunnel-tx-checksum-unsafe", "kube-proxy-iptables-scale"}},
 		{"busy-node", exitCritical, []string{"conntrack-near-full", "cpu-steal-high", "ipvs-modules-missing", "conntrack-insert-failed", "softirq-saturated", "softnet-drops", "tunnel-mtu-mismatch", "softnet-drops"}},
+		{"flannel-udev-rule", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
+		{"flannel-networkd-link", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
+		{"flannel-nm-dispatcher", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
+		{"calico-manifest-env", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
 		{"healthy", exitOK, nil},
 		{"unreadable", exitOK, nil},
 	}

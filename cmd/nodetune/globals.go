@@ -84,5 +84,6 @@ func (g *globals) host() (*probes.Host, func(), error) {
 		return nil, nil, err
 	}
 	h.KubeProxyURL = g.kubeProxy
+	h.NodeName = os.Getenv("NODE_NAME")
 	return h, func() { et.Close(); nl.Close() }, nil
 }
