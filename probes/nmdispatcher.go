@@ -2,6 +2,7 @@ package probes
 
 import (
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
@@ -40,7 +41,11 @@ func parseDispatcherScript(r io.Reader, hostPath string) ([]detect.OffloadFile, 
 			var names []string
 			v := strings.TrimPrefix(dev, "$")
 			for _, name := range append([]string{v}, nmDeviceVars...) {
-				names = append(names, sc.guards[name]...)
+				for _, g := range sc.guards[name] {
+					if !slices.Contains(names, g) {
+						names = append(names, g)
+					}
+				}
 			}
 			if len(names) > 0 {
 				f.Match = detect.DeviceMatch{Names: names, By: "the names the script compares " + dev + " with"}

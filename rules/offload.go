@@ -233,9 +233,13 @@ func ownsOffloadFinding(s *detect.Snapshot, t detect.Tunnel, owners []detect.Own
 			"https://github.com/projectcalico/calico/issues/7397",
 		}
 	default:
-		f.Summary = fmt.Sprintf("%s (%s) re-applies tx checksum offload off on %s whenever the link is added", owners[0].Name, owners[0].File, t.Name)
-		f.Explanation = "A file on the node sets the offload each time the link appears (at boot, and when its agent re-creates " +
-			"it), so an ethtool change lasts only until then: " + owners[0].Why + ". The durable fix is to change that file."
+		when := "whenever the link is added"
+		if owners[0].Name == detect.OwnerNMDispatcher {
+			when = "on NetworkManager's events"
+		}
+		f.Summary = fmt.Sprintf("%s (%s) re-applies tx checksum offload off on %s %s", owners[0].Name, owners[0].File, t.Name, when)
+		f.Explanation = "A file on the node sets the offload again each time it runs (when the link appears: at boot, and when " +
+			"its agent re-creates it), so an ethtool change lasts only until then: " + owners[0].Why + ". The durable fix is to change that file."
 		f.Fix.Manual = owner.DurableFix
 		f.References = []string{
 			"https://github.com/flannel-io/flannel/blob/master/Documentation/troubleshooting.md",
