@@ -70,9 +70,9 @@ func FuzzMergeFeatureDetectOverride(f *testing.F) {
 func TestOtherOverrideKeys(t *testing.T) {
 	for in, want := range map[string]string{
 		"SNATFullyRandom=false,ChecksumOffloadBroken=true": "SNATFullyRandom=false",
-		"ChecksumOffloadBroken=true":                        "",
-		"A=true,B=":                                         "A=true,B=",
-		"not valid":                                         "",
+		"ChecksumOffloadBroken=true":                       "",
+		"A=true,B=":                                        "A=true,B=",
+		"not valid":                                        "",
 	} {
 		if got := OtherOverrideKeys(in, FelixOverrideKey); got != want {
 			t.Errorf("OtherOverrideKeys(%q) = %q, want %q", in, got, want)
@@ -110,8 +110,8 @@ func TestFelixDurableFix(t *testing.T) {
 			notes:   []string{"cannot tell an operator install from a manifest install (nothing on the node says)", "works for both", "replace NODENAME"},
 		},
 		{
-			name: "disagreeing signs",
-			o: Ownership{NodeName: "n1", Calico: Calico{Signs: []CalicoSign{{CalicoOperator, "a"}, {CalicoManifest, "b"}}}},
+			name:    "disagreeing signs",
+			o:       Ownership{NodeName: "n1", Calico: Calico{Signs: []CalicoSign{{CalicoOperator, "a"}, {CalicoManifest, "b"}}}},
 			command: `kubectl patch felixconfiguration node.n1 --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
 			notes:   []string{"signs disagree: operator: a; manifest: b"},
 		},
@@ -124,8 +124,8 @@ func TestFelixDurableFix(t *testing.T) {
 			notes: []string{"wins over every FelixConfiguration", "add its other keys (SNATFullyRandom=false) to the default FelixConfiguration"},
 		},
 		{
-			name: "an odd node name is quoted",
-			o:    Ownership{NodeName: "it's", Calico: operator},
+			name:    "an odd node name is quoted",
+			o:       Ownership{NodeName: "it's", Calico: operator},
 			command: `kubectl patch felixconfiguration 'node.it'\''s' --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
 		},
 	}

@@ -92,7 +92,7 @@ func TestOffloadOwnersFromFiles(t *testing.T) {
 
 func TestFileOwnerFix(t *testing.T) {
 	rule := OffloadFile{Kind: FileUdevRule, Path: "/etc/udev/rules.d/90-flannel.rules", Line: 2, LastLine: 3, OnlyAction: true,
-		Text: `SUBSYSTEM=="net", ENV{INTERFACE}=="flannel.1", RUN+="/usr/sbin/ethtool -K flannel.1 tx-checksum-ip-generic off"`,
+		Text:  `SUBSYSTEM=="net", ENV{INTERFACE}=="flannel.1", RUN+="/usr/sbin/ethtool -K flannel.1 tx-checksum-ip-generic off"`,
 		Match: DeviceMatch{Names: []string{"flannel.1"}}, Settings: []FeatureSetting{{"tx-checksum-ip-generic", false}}}
 	o := OffloadOwner(flannelSnapshot([]OffloadFile{rule}, nil), "flannel.1")
 	if o == nil || o.Command != "sed -i '2,3d' /etc/udev/rules.d/90-flannel.rules && udevadm control --reload" || o.Line != 2 {
