@@ -172,7 +172,7 @@ func FelixDurableFix(s *Snapshot) FelixFix {
 		} else {
 			perNode = merged
 		}
-		fix.Command = patchFelixConfiguration(obj, perNode) + "\n" +
+		fix.Command = ensureFelixConfiguration(obj) + "\n" + patchFelixConfiguration(obj, perNode) + "\n" +
 			fmt.Sprintf("kubectl -n %s set env daemonset/calico-node FELIX_FEATUREDETECTOVERRIDE-", shellQuote(ns))
 		others := OtherOverrideKeys(o.Calico.EnvOverride, FelixOverrideKey)
 		note := fmt.Sprintf("calico-node's environment sets FELIX_FEATUREDETECTOVERRIDE=%s, which wins over every FelixConfiguration, "+
@@ -189,7 +189,7 @@ func FelixDurableFix(s *Snapshot) FelixFix {
 			fix.Notes = append(fix.Notes, "The operator may revert edits to calico-node: check that the change stays")
 		}
 	} else {
-		fix.Command = patchFelixConfiguration(obj, perNode)
+		fix.Command = ensureFelixConfiguration(obj) + "\n" + patchFelixConfiguration(obj, perNode)
 	}
 	if o.NodeName != "" {
 		fix.Notes = append(fix.Notes, fmt.Sprintf("Per node: other nodes may run kernels without the fix, so this sets it in %s, "+
@@ -205,9 +205,8 @@ func FelixDurableFix(s *Snapshot) FelixFix {
 			"(and if %s already has its own featureDetectOverride, start from that one)", obj, FelixOverride, obj))
 	}
 	fix.Notes = append(fix.Notes,
-		fmt.Sprintf("If kubectl answers that %s is not found, create it: `kubectl create -f -` with apiVersion projectcalico.org/v3 "+
-			"(crd.projectcalico.org/v1 where the Calico API server is not installed), kind FelixConfiguration, metadata.name %s "+
-			"and the same spec", obj, obj),
+		fmt.Sprintf("The first line creates %s, empty, where it does not exist yet (calico-node does not create it on "+
+			"Kubernetes-datastore installs); the patch then goes through the Calico API server where one is installed", obj),
 		"Felix restarts itself when featureDetectOverride changes and from then on leaves the device's offload alone, "+
 			"but it does not turn it back on: do that once (`ethtool -K DEV tx-checksum-ip-generic on`, or nodetune fix --force)")
 	if o.Calico.EnvErr.Failed() {
@@ -217,6 +216,15 @@ func FelixDurableFix(s *Snapshot) FelixFix {
 			o.Calico.EnvErr.Error(), shellQuote(ns)))
 	}
 	return fix
+}
+
+// ensureFelixConfiguration is the shell command that creates the
+// FelixConfiguration obj, with no settings, unless it exists. It uses the
+// CRD's own group, which every Calico install has.
+func ensureFelixConfiguration(obj string) string {
+	manifest := `{"apiVersion":"crd.projectcalico.org/v1","kind":"FelixConfiguration","metadata":{"name":"` + obj + `"},"spec":{}}`
+	return fmt.Sprintf("kubectl get felixconfiguration %s >/dev/null 2>&1 || echo %s | kubectl create -f -",
+		shellQuote(obj), shellQuote(manifest))
 }
 
 // patchFelixConfiguration is the kubectl command that sets obj's

@@ -80,6 +80,12 @@ func TestOtherOverrideKeys(t *testing.T) {
 	}
 }
 
+// ensure is the first line of every FelixConfiguration fix for obj.
+func ensure(obj string) string {
+	return "kubectl get felixconfiguration " + obj + " >/dev/null 2>&1 || echo '{\"apiVersion\":\"crd.projectcalico.org/v1\",\"kind\":\"FelixConfiguration\",\"metadata\":{\"name\":\"" +
+		obj + "\"},\"spec\":{}}' | kubectl create -f -\n"
+}
+
 func calicoSnapshot(o Ownership) *Snapshot {
 	return &Snapshot{
 		Tunnels:   Tunnels{Devices: []Tunnel{{Name: "vxlan.calico", Kind: KindVXLAN}}},
@@ -100,33 +106,34 @@ func TestFelixDurableFix(t *testing.T) {
 		{
 			name:    "operator",
 			o:       Ownership{NodeName: "worker-1", NodeNameSource: "Calico's /var/lib/calico/nodename", Calico: operator},
-			command: `kubectl patch felixconfiguration node.worker-1 --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
+			command: ensure("node.worker-1") + `kubectl patch felixconfiguration node.worker-1 --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
 			notes:   []string{"tigera-operator (operator: calico-node runs in namespace calico-system)", "reverts edits", "node.worker-1's featureDetectOverride replaces default's whole", "could not be read"},
 		},
 		{
 			name:    "unknown install, unknown name",
 			o:       Ownership{Calico: Calico{EnvErr: Fail(ErrPermission)}},
-			command: `kubectl patch felixconfiguration node.NODENAME --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
+			command: ensure("node.NODENAME") + `kubectl patch felixconfiguration node.NODENAME --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
 			notes:   []string{"cannot tell an operator install from a manifest install (nothing on the node says)", "works for both", "replace NODENAME"},
 		},
 		{
 			name:    "disagreeing signs",
 			o:       Ownership{NodeName: "n1", Calico: Calico{Signs: []CalicoSign{{CalicoOperator, "a"}, {CalicoManifest, "b"}}}},
-			command: `kubectl patch felixconfiguration node.n1 --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
+			command: ensure("node.n1") + `kubectl patch felixconfiguration node.n1 --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
 			notes:   []string{"signs disagree: operator: a; manifest: b"},
 		},
 		{
 			name: "manifest with the variable set",
 			o: Ownership{NodeName: "worker-2", Calico: Calico{Signs: []CalicoSign{{CalicoManifest, "x"}}, Namespace: "kube-system",
 				EnvOverrideSet: true, EnvOverride: "SNATFullyRandom=false,ChecksumOffloadBroken=true"}},
-			command: `kubectl patch felixconfiguration node.worker-2 --type merge -p '{"spec":{"featureDetectOverride":"SNATFullyRandom=false,ChecksumOffloadBroken=false"}}'` +
+			command: ensure("node.worker-2") + `kubectl patch felixconfiguration node.worker-2 --type merge -p '{"spec":{"featureDetectOverride":"SNATFullyRandom=false,ChecksumOffloadBroken=false"}}'` +
 				"\nkubectl -n kube-system set env daemonset/calico-node FELIX_FEATUREDETECTOVERRIDE-",
 			notes: []string{"wins over every FelixConfiguration", "add its other keys (SNATFullyRandom=false) to the default FelixConfiguration"},
 		},
 		{
-			name:    "an odd node name is quoted",
-			o:       Ownership{NodeName: "it's", Calico: operator},
-			command: `kubectl patch felixconfiguration 'node.it'\''s' --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
+			name: "an odd node name is quoted",
+			o:    Ownership{NodeName: "it's", Calico: operator},
+			command: `kubectl get felixconfiguration 'node.it'\''s' >/dev/null 2>&1 || echo '{"apiVersion":"crd.projectcalico.org/v1","kind":"FelixConfiguration","metadata":{"name":"node.it'\''s"},"spec":{}}' | kubectl create -f -` + "\n" +
+				`kubectl patch felixconfiguration 'node.it'\''s' --type merge -p '{"spec":{"featureDetectOverride":"ChecksumOffloadBroken=false"}}'`,
 		},
 	}
 	for _, tt := range tests {
@@ -148,7 +155,7 @@ func TestFelixDurableFix(t *testing.T) {
 func TestFelixOwnerNamesThePerNodeFix(t *testing.T) {
 	s := calicoSnapshot(Ownership{NodeName: "worker-1", Calico: Calico{Signs: []CalicoSign{{CalicoOperator, "x"}}}})
 	o := OffloadOwner(s, "vxlan.calico")
-	if o == nil || o.Name != OwnerFelix || !strings.HasPrefix(o.DurableFix, "kubectl patch felixconfiguration node.worker-1 ") ||
+	if o == nil || o.Name != OwnerFelix || !strings.Contains(o.DurableFix, "; kubectl patch felixconfiguration node.worker-1 ") ||
 		strings.Contains(o.DurableFix, "set env") {
 		t.Errorf("owner = %+v", o)
 	}

@@ -165,7 +165,7 @@ func felixOwner(s *Snapshot, dev string) *Owner {
 		why += " (calico-node was not seen running, but the device is Calico's)"
 	}
 	fix := FelixDurableFix(s)
-	durable := fix.Command
+	durable := strings.ReplaceAll(fix.Command, "\n", "; ")
 	if len(fix.Notes) > 0 {
 		durable += " (" + strings.Join(fix.Notes, "; ") + ")"
 	}
