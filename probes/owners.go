@@ -74,9 +74,23 @@ func offloadFilesIn(kind string, f ownerFile) ([]detect.OffloadFile, error) {
 	switch kind {
 	case detect.FileUdevRule:
 		var rules []udevRule
-		rules, err = parseUdevRules(bytes.NewReader(f.data))
+		rules, perr := parseUdevRules(bytes.NewReader(f.data))
 		for _, r := range rules {
 			out = append(out, udevOffloadFiles(r, f.hostPath)...)
+		}
+		// udev skips a line that is not a rule; it matters only if it
+		// may have been meant to run ethtool.
+		var bad []error
+		for _, le := range udevLineErrors(perr) {
+			if strings.Contains(le.Text, "ethtool") {
+				bad = append(bad, le)
+			}
+		}
+		if len(bad) > 0 {
+			return out, fmt.Errorf("%s: %w", f.hostPath, errors.Join(bad...))
+		}
+		if perr != nil && len(udevLineErrors(perr)) == 0 {
+			err = perr // not about one line: the file could not be read whole
 		}
 	case detect.FileLinkFile:
 		var lf linkFile

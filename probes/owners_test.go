@@ -326,3 +326,19 @@ func mustProcFS(t *testing.T, dir string) procfs.FS {
 	}
 	return fs
 }
+
+// TestOffloadFilesBadUdevLines: a line udev would skip matters only when
+// it may have been meant to run ethtool; then the owner is unknown.
+func TestOffloadFilesBadUdevLines(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, root, "/etc/udev/rules.d/10-other.rules", "KERNEL==sda, NAME=\"x\"\n"+flannelDocRule, 0o644)
+	h := &Host{Paths: Paths{RootFS: root}}
+	files, err := h.OffloadFiles()
+	if err != nil || len(files) != 1 {
+		t.Fatalf("files %+v, error %v", files, err)
+	}
+	writeFile(t, root, "/etc/udev/rules.d/20-broken.rules", `KERNEL=="flannel.1", RUN+="/usr/sbin/ethtool -K flannel.1 tx off`+"\n", 0o644)
+	if _, err := h.OffloadFiles(); err == nil || !strings.Contains(err.Error(), "20-broken.rules") || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("error = %v, want one naming 20-broken.rules line 1", err)
+	}
+}

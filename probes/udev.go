@@ -59,7 +59,7 @@ func parseUdevRules(r io.Reader) ([]udevRule, error) {
 		cur.Reset()
 		keys, err := parseUdevKeys(text)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("udev rules line %d: %w", start, err))
+			errs = append(errs, &udevLineError{Line: start, Text: text, Err: err})
 			continue
 		}
 		rules = append(rules, udevRule{Keys: keys, Line: start, LastLine: n, Text: text})
@@ -68,9 +68,34 @@ func parseUdevRules(r io.Reader) ([]udevRule, error) {
 		return rules, fmt.Errorf("reading udev rules: %w", err)
 	}
 	if cur.Len() > 0 {
-		errs = append(errs, fmt.Errorf("udev rules line %d: ends in a backslash at the end of the file", start))
+		errs = append(errs, &udevLineError{Line: start, Text: cur.String(), Err: errors.New("ends in a backslash at the end of the file")})
 	}
 	return rules, errors.Join(errs...)
+}
+
+// udevLineError is a line of a rules file that is not a rule.
+type udevLineError struct {
+	Line int
+	Text string
+	Err  error
+}
+
+func (e *udevLineError) Error() string { return fmt.Sprintf("udev rules line %d: %v", e.Line, e.Err) }
+
+func (e *udevLineError) Unwrap() error { return e.Err }
+
+// udevLineErrors returns the bad lines that err, from parseUdevRules,
+// reports.
+func udevLineErrors(err error) []*udevLineError {
+	var out []*udevLineError
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if le, ok := e.(*udevLineError); ok {
+				out = append(out, le)
+			}
+		}
+	}
+	return out
 }
 
 // udevOps are the operators of udev rules, longest first.
