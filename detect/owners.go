@@ -30,6 +30,7 @@ const (
 	FileUdevRule     = "udev-rule"
 	FileLinkFile     = "systemd-link-file"
 	FileNMDispatcher = "networkmanager-dispatcher"
+	FileSystemdUnit  = "systemd-unit"
 )
 
 // OffloadFile is one rule, .link file or script that sets offload
@@ -197,6 +198,7 @@ const (
 	OwnerUdevRule     = FileUdevRule
 	OwnerLinkFile     = FileLinkFile
 	OwnerNMDispatcher = FileNMDispatcher
+	OwnerSystemdUnit  = FileSystemdUnit
 	// OwnerUnknown stands for places nodetune could not read.
 	OwnerUnknown = "unknown"
 )
@@ -237,6 +239,9 @@ func fileOwner(f OffloadFile, set FeatureSetting, dev string, maybe bool) Owner 
 	case FileNMDispatcher:
 		o.Why = fmt.Sprintf("the NetworkManager dispatcher script %s runs `%s` (%s) on NetworkManager's events%s",
 			f.Path, f.Text, lines(f), match)
+	case FileSystemdUnit:
+		o.Why = fmt.Sprintf("the systemd unit %s runs `%s` (%s) each time it starts, at boot when it is enabled%s",
+			f.Path, f.Text, lines(f), match)
 	}
 	if maybe {
 		o.Why += "; it also has conditions nodetune cannot check (" + strings.Join(f.Match.Unchecked, ", ") + "), so it may not apply to " + dev
@@ -256,6 +261,13 @@ func fileFix(f OffloadFile, set FeatureSetting) (command, fix string) {
 	switch {
 	case f.Kind == FileNMDispatcher:
 		fix = fmt.Sprintf("remove the ethtool call at %s of %s (or its `%s %s`)", lines(f), f.Path, set.Feature, OnOff(set.On))
+	case f.Kind == FileSystemdUnit && f.OnlyAction:
+		unit := path.Base(f.Path)
+		command = "systemctl disable " + shellQuote(unit)
+		fix = fmt.Sprintf("the unit does nothing else (%s: `%s`): %s, or delete that line", lines(f), f.Text, command)
+	case f.Kind == FileSystemdUnit:
+		fix = fmt.Sprintf("remove the ethtool call at %s of %s (`%s`), or its `%s %s`, then systemctl daemon-reload",
+			lines(f), f.Path, f.Text, set.Feature, OnOff(set.On))
 	case f.OnlyAction:
 		command = fmt.Sprintf("sed -i '%s' %s && %s", sedRange(f), shellQuote(f.Path), reload)
 		fix = fmt.Sprintf("delete %s of %s (`%s`): %s", lines(f), f.Path, f.Text, command)

@@ -36,13 +36,47 @@ var linkOffloadKeys = map[string]bool{
 // Written out here rather than with go-systemd's unit parser because the
 // owner's fix names the line, which that parser does not keep.
 func parseLinkFile(r io.Reader) (linkFile, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxRuleLine)
 	var lf linkFile
 	var by []string
+	conditions := 0
+	err := scanINI(r, func(section, key, value string, line int) {
+		switch section {
+		case "Match":
+			conditions++
+			linkMatch(&lf.Match, &by, key, value)
+		case "Link":
+			if !linkOffloadKeys[key] {
+				return
+			}
+			on, ok := parseSystemdBool(value)
+			if !ok {
+				return // systemd ignores a value it cannot parse
+			}
+			lf.Settings = append(lf.Settings, linkSetting{detect.FeatureSetting{Feature: key, On: on}, line, key + "=" + value})
+		}
+	})
+	if err != nil {
+		return lf, fmt.Errorf(".link %w", err)
+	}
+	if conditions == 0 {
+		// systemd ignores a .link file with no [Match] conditions (since
+		// v246; OriginalName=* is how to match every link).
+		lf.Match.Never = true
+	}
+	lf.Match.By = strings.Join(by, ", ")
+	return lf, nil
+}
+
+// scanINI reads a systemd-style file: [Section] headers, Key=Value lines,
+// # and ; comment lines, a trailing backslash continues a line. It calls
+// fn for each key with the line the key starts on. Written out here rather
+// than with go-systemd's unit parser because an owner's fix names the
+// line, which that parser does not keep.
+func scanINI(r io.Reader, fn func(section, key, value string, line int)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxRuleLine)
 	section, n, start := "", 0, 0
 	var cur strings.Builder
-	conditions := 0
 	for sc.Scan() {
 		n++
 		line := sc.Text()
@@ -56,7 +90,7 @@ func parseLinkFile(r io.Reader) (linkFile, error) {
 		if strings.HasSuffix(line, "\\") {
 			cur.WriteString(strings.TrimSuffix(line, "\\") + " ")
 			if cur.Len() > maxRuleLine {
-				return lf, fmt.Errorf(".link line %d: longer than %d bytes", start, maxRuleLine)
+				return fmt.Errorf("line %d: longer than %d bytes", start, maxRuleLine)
 			}
 			continue
 		}
@@ -65,41 +99,21 @@ func parseLinkFile(r io.Reader) (linkFile, error) {
 		cur.Reset()
 		if strings.HasPrefix(text, "[") {
 			if !strings.HasSuffix(text, "]") {
-				return lf, fmt.Errorf(".link line %d: bad section header %q", start, clip(text))
+				return fmt.Errorf("line %d: bad section header %q", start, clip(text))
 			}
 			section = text[1 : len(text)-1]
 			continue
 		}
 		key, value, ok := strings.Cut(text, "=")
 		if !ok {
-			return lf, fmt.Errorf(".link line %d: want Key=Value, got %q", start, clip(text))
+			return fmt.Errorf("line %d: want Key=Value, got %q", start, clip(text))
 		}
-		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
-		switch section {
-		case "Match":
-			conditions++
-			linkMatch(&lf.Match, &by, key, value)
-		case "Link":
-			if !linkOffloadKeys[key] {
-				continue
-			}
-			on, ok := parseSystemdBool(value)
-			if !ok {
-				continue // systemd ignores a value it cannot parse
-			}
-			lf.Settings = append(lf.Settings, linkSetting{detect.FeatureSetting{Feature: key, On: on}, start, key + "=" + value})
-		}
+		fn(section, strings.TrimSpace(key), strings.TrimSpace(value), start)
 	}
 	if err := sc.Err(); err != nil {
-		return lf, fmt.Errorf("reading .link file: %w", err)
+		return fmt.Errorf("reading: %w", err)
 	}
-	if conditions == 0 {
-		// systemd ignores a .link file with no [Match] conditions (since
-		// v246; OriginalName=* is how to match every link).
-		lf.Match.Never = true
-	}
-	lf.Match.By = strings.Join(by, ", ")
-	return lf, nil
+	return nil
 }
 
 // linkMatch adds one [Match] key to m.

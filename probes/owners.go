@@ -34,6 +34,7 @@ var ownerPlaces = []ownerPlace{
 	{detect.FileUdevRule, []string{"/etc/udev/rules.d", "/run/udev/rules.d", "/usr/local/lib/udev/rules.d", "/usr/lib/udev/rules.d", "/lib/udev/rules.d"}, ".rules"},
 	{detect.FileLinkFile, []string{"/etc/systemd/network", "/run/systemd/network", "/usr/local/lib/systemd/network", "/usr/lib/systemd/network", "/lib/systemd/network"}, ".link"},
 	{detect.FileNMDispatcher, []string{"/etc/NetworkManager/dispatcher.d", "/usr/lib/NetworkManager/dispatcher.d"}, ""},
+	{detect.FileSystemdUnit, []string{"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}, ".service"},
 	{detect.FileNMDispatcher, []string{"/etc/NetworkManager/dispatcher.d/pre-up.d", "/usr/lib/NetworkManager/dispatcher.d/pre-up.d"}, ""},
 }
 
@@ -51,11 +52,15 @@ type ownerFile struct {
 func (h *Host) OffloadFiles() ([]detect.OffloadFile, error) {
 	var out []detect.OffloadFile
 	var errs []error
+	var enabled map[string]bool
 	for _, place := range ownerPlaces {
 		files, err := h.placeFiles(place)
 		errs = append(errs, err)
+		if place.kind == detect.FileSystemdUnit {
+			enabled = h.enabledUnits()
+		}
 		for _, f := range files {
-			got, err := offloadFilesIn(place.kind, f)
+			got, err := h.offloadFilesIn(place.kind, f, enabled[f.name])
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -68,7 +73,7 @@ func (h *Host) OffloadFiles() ([]detect.OffloadFile, error) {
 // offloadFilesIn parses one file of kind. A file that does not parse is an
 // error only when it mentions ethtool or offloads: a broken file that does
 // not is nobody's owner.
-func offloadFilesIn(kind string, f ownerFile) ([]detect.OffloadFile, error) {
+func (h *Host) offloadFilesIn(kind string, f ownerFile, enabled bool) ([]detect.OffloadFile, error) {
 	var out []detect.OffloadFile
 	var err error
 	switch kind {
@@ -76,7 +81,7 @@ func offloadFilesIn(kind string, f ownerFile) ([]detect.OffloadFile, error) {
 		var rules []udevRule
 		rules, perr := parseUdevRules(bytes.NewReader(f.data))
 		for _, r := range rules {
-			out = append(out, udevOffloadFiles(r, f.hostPath)...)
+			out = append(out, udevOffloadFiles(r, f.hostPath, h.readScript)...)
 		}
 		// udev skips a line that is not a rule; it matters only if it
 		// may have been meant to run ethtool.
@@ -99,12 +104,21 @@ func offloadFilesIn(kind string, f ownerFile) ([]detect.OffloadFile, error) {
 		}
 	case detect.FileNMDispatcher:
 		out, err = parseDispatcherScript(bytes.NewReader(f.data), f.hostPath)
+	case detect.FileSystemdUnit:
+		var execs []unitExec
+		if execs, err = parseUnitFile(bytes.NewReader(f.data)); err == nil {
+			out = unitOffloadFiles(execs, f.hostPath, enabled, h.readScript)
+		}
 	}
 	if err != nil && (bytes.Contains(f.data, []byte("ethtool")) || bytes.Contains(f.data, []byte("Offload"))) {
 		return out, fmt.Errorf("%s: %w", f.hostPath, err)
 	}
 	return out, nil
 }
+
+// readScript reads a script that a rule or unit runs, under the root
+// filesystem and within bounds.
+func (h *Host) readScript(hostPath string) ([]byte, error) { return h.readRoot(hostPath) }
 
 // placeFiles lists the files of place that apply, by name, in lexical
 // order: for each name the one in the highest-precedence directory, unless

@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,7 @@ func udevFiles(t *testing.T, text string) []detect.OffloadFile {
 	}
 	var out []detect.OffloadFile
 	for _, r := range rules {
-		out = append(out, udevOffloadFiles(r, "/etc/udev/rules.d/x.rules")...)
+		out = append(out, udevOffloadFiles(r, "/etc/udev/rules.d/x.rules", nil)...)
 	}
 	return out
 }
@@ -264,7 +265,7 @@ func FuzzParseUdevRules(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		rules, _ := parseUdevRules(strings.NewReader(s))
 		for _, r := range rules {
-			for _, o := range udevOffloadFiles(r, "/x.rules") {
+			for _, o := range udevOffloadFiles(r, "/x.rules", nil) {
 				if len(o.Settings) == 0 || o.Line < 1 || o.LastLine < o.Line {
 					t.Fatalf("bad file %+v", o)
 				}
@@ -340,5 +341,46 @@ func TestOffloadFilesBadUdevLines(t *testing.T) {
 	writeFile(t, root, "/etc/udev/rules.d/20-broken.rules", `KERNEL=="flannel.1", RUN+="/usr/sbin/ethtool -K flannel.1 tx off`+"\n", 0o644)
 	if _, err := h.OffloadFiles(); err == nil || !strings.Contains(err.Error(), "20-broken.rules") || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("error = %v, want one naming 20-broken.rules line 1", err)
+	}
+}
+
+// TestOffloadFilesUnitsAndScripts: a systemd unit that runs ethtool at
+// start is an owner (the RKE2 playbooks' udp-checksum-offload-disable
+// unit), and so is a script a unit or udev rule runs, with its arguments
+// standing in for "$1".
+func TestOffloadFilesUnitsAndScripts(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, root, "/etc/systemd/system/udp-checksum-offload-disable.service",
+		"; maintained by Ansible\n[Unit]\nDescription=Disable udp checksum offload\n[Service]\nType=oneshot\nRemainAfterExit=true\n"+
+			"ExecStart=ethtool --offload  eth0  rx off  tx off\n[Install]\nWantedBy=rancher-system-agent.service\n", 0o644)
+	if err := os.MkdirAll(filepath.Join(root, "/etc/systemd/system/rancher-system-agent.service.wants"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/systemd/system/udp-checksum-offload-disable.service",
+		filepath.Join(root, "/etc/systemd/system/rancher-system-agent.service.wants/udp-checksum-offload-disable.service")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, root, "/usr/local/bin/flannel-offload.sh", "#!/bin/bash\nwhile ! ip link show \"$1\"; do sleep 1; done\n/usr/sbin/ethtool -K \"$1\" tx-checksum-ip-generic off\n", 0o755)
+	writeFile(t, root, "/etc/systemd/system/flannel-offload.service", "[Service]\nExecStartPre=-/bin/true\nExecStart=/usr/local/bin/flannel-offload.sh flannel.1\n", 0o644)
+	writeFile(t, root, "/etc/udev/rules.d/90-flannel.rules", `SUBSYSTEM=="net", KERNEL=="flannel.*", RUN+="/bin/sh /usr/local/bin/flannel-offload.sh %k"`+"\n", 0o644)
+	h := &Host{Paths: Paths{RootFS: root}}
+	files, err := h.OffloadFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		got = append(got, fmt.Sprintf("%s:%d %s names=%v unchecked=%v only=%v", f.Path, f.Line, f.Text, f.Match.Names, f.Match.Unchecked, f.OnlyAction))
+	}
+	want := []string{
+		"/etc/udev/rules.d/90-flannel.rules:1 " + `SUBSYSTEM=="net", KERNEL=="flannel.*", RUN+="/bin/sh /usr/local/bin/flannel-offload.sh %k"` +
+			` (/usr/local/bin/flannel-offload.sh line 3: /usr/sbin/ethtool -K $1 tx-checksum-ip-generic off) names=[flannel.*] unchecked=[] only=true`,
+		"/etc/systemd/system/flannel-offload.service:3 ExecStart=/usr/local/bin/flannel-offload.sh flannel.1" +
+			" (/usr/local/bin/flannel-offload.sh line 3: /usr/sbin/ethtool -K $1 tx-checksum-ip-generic off) names=[flannel.1]" +
+			" unchecked=[the unit is not enabled, so it runs only when something starts it] only=false",
+		"/etc/systemd/system/udp-checksum-offload-disable.service:7 ExecStart=ethtool --offload eth0 rx off tx off names=[eth0] unchecked=[] only=true",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
 	}
 }

@@ -2,10 +2,12 @@ package probes
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
@@ -194,7 +196,7 @@ func (k udevKey) String() string {
 
 // udevOffloadFiles returns one OffloadFile for each ethtool offload call
 // that rule runs, as found in the file at hostPath.
-func udevOffloadFiles(rule udevRule, hostPath string) []detect.OffloadFile {
+func udevOffloadFiles(rule udevRule, hostPath string, read scriptReader) []detect.OffloadFile {
 	var m detect.DeviceMatch
 	var by []string
 	actions := 0
@@ -204,7 +206,7 @@ func udevOffloadFiles(rule udevRule, hostPath string) []detect.OffloadFile {
 		switch {
 		case !match && k.Key == "RUN" && k.Attr != "builtin":
 			actions++
-			calls = append(calls, udevRunOffload(k.Value)...)
+			calls = append(calls, commandOffload(splitUdevProgram(k.Value), read)...)
 		case !match:
 			if k.Key != "GOTO" && k.Key != "LABEL" {
 				actions++
@@ -240,9 +242,13 @@ func udevOffloadFiles(rule udevRule, hostPath string) []detect.OffloadFile {
 		if !udevEventDevice(c.Device) {
 			cm.Names, cm.NotNames, cm.By = []string{c.Device}, nil, "its ethtool command's device "+c.Device
 		}
+		text := rule.Text
+		if strings.HasPrefix(c.Text, "/") && !strings.Contains(rule.Text, c.Text) {
+			text += " (" + c.Text + ")" // a call in the script the rule runs
+		}
 		out = append(out, detect.OffloadFile{
 			Kind: detect.FileUdevRule, Path: hostPath, Line: rule.Line, LastLine: rule.LastLine,
-			Text: rule.Text, Match: cm, Settings: c.Settings, OnlyAction: actions == 1 && len(calls) == 1,
+			Text: text, Match: cm, Settings: c.Settings, OnlyAction: actions == 1 && len(calls) == 1,
 		})
 	}
 	return out
@@ -258,30 +264,63 @@ func globAny(p, s string) bool {
 	return false
 }
 
-// udevRunOffload finds ethtool offload calls in a RUN value: the program
-// itself, or a script given to sh -c.
-func udevRunOffload(run string) []ethtoolOffload {
-	words := splitUdevProgram(run)
+// scriptReader reads a script a rule or unit runs, by its path on the
+// node, within bounds; nil reads nothing.
+type scriptReader func(hostPath string) ([]byte, error)
+
+// commandOffload finds ethtool offload calls in a command line: the
+// program itself, a script given to sh -c, or a script file it runs,
+// read through read. A "$N" device in a script file is its Nth argument
+// when that is given.
+func commandOffload(words []string, read scriptReader) []ethtoolOffload {
 	if len(words) == 0 {
 		return nil
 	}
 	if e, ok := parseEthtoolOffload(words); ok {
-		e.Text = run
+		e.Text = strings.Join(words, " ")
 		return []ethtoolOffload{e}
 	}
 	switch path.Base(words[0]) {
 	case "sh", "bash", "dash":
 		for i := 1; i+1 < len(words); i++ {
 			if words[i] == "-c" {
-				sc, err := scanShell(strings.NewReader(words[i+1]), "RUN")
+				sc, err := scanShell(strings.NewReader(words[i+1]), "-c")
 				if err != nil {
 					return nil
 				}
 				return sc.calls
 			}
 		}
+		if len(words) > 1 && strings.HasPrefix(words[1], "/") {
+			words = words[1:] // sh /path/to/script args
+		} else {
+			return nil
+		}
 	}
-	return nil
+	if read == nil || !strings.HasPrefix(words[0], "/") {
+		return nil
+	}
+	b, err := read(words[0])
+	if err != nil {
+		return nil
+	}
+	sc, err := scanShell(bytes.NewReader(b), words[0])
+	if err != nil {
+		return nil
+	}
+	var out []ethtoolOffload
+	for _, c := range sc.calls {
+		if v, ok := strings.CutPrefix(c.Device, "$"); ok {
+			if lit, ok := sc.vars[v]; ok {
+				c.Device = lit
+			} else if n, err := strconv.Atoi(v); err == nil && n >= 1 && n < len(words) {
+				c.Device = words[n]
+			}
+		}
+		c.Text = fmt.Sprintf("%s line %d: %s", words[0], c.Line, c.Text)
+		out = append(out, c)
+	}
+	return out
 }
 
 // splitUdevProgram splits a RUN value into words as udev does: on blanks,

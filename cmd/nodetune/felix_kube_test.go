@@ -46,13 +46,16 @@ func TestFelixFixAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// kubectl through a kubeconfig of this test's own: Cluster.Kubectl
+	// keeps the first cluster's for the whole test binary.
 	k := func(args ...string) string {
 		t.Helper()
-		out, err := c.Kubectl(t, dir, args...)
+		cmd := exec.Command(kubectl, append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
 		}
-		return out
+		return string(out)
 	}
 	crd, err := filepath.Abs(filepath.Join("testdata", "felixconfiguration-crd.yaml"))
 	if err != nil {
