@@ -384,3 +384,20 @@ func TestOffloadFilesUnitsAndScripts(t *testing.T) {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
 }
+
+func FuzzParseUnitFile(f *testing.F) {
+	for _, s := range []string{"[Service]\nExecStart=ethtool --offload eth0 tx off\n", "[Service]\nExecStart=-/bin/sh -c 'ethtool -K x tx off'\n", "[Service\n", "[Service]\nExecStart=\\\n", "[Service]\nExecStartPost=@'\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		execs, err := parseUnitFile(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		for _, o := range unitOffloadFiles(execs, "/x.service", true, nil) {
+			if len(o.Settings) == 0 || o.Line < 1 {
+				t.Fatalf("bad file %+v", o)
+			}
+		}
+	})
+}
