@@ -57,7 +57,15 @@ func (h *Host) readRoot(hostPath string) ([]byte, error) {
 func (h *Host) calico() (detect.Calico, []nodeNameSign) {
 	var c detect.Calico
 	var names []nodeNameSign
-	env, err := h.calicoNodeEnv()
+	signs, confName := h.calicoCNIConfig()
+	var env map[string]string
+	var err error
+	if _, serr := os.Stat(filepath.Join(h.RootFS, "/var/lib/calico")); serr != nil && len(signs) == 0 && confName.name == "" {
+		// No Calico here: spare the walk through every process.
+		err = fmt.Errorf("no Calico on this node (no /var/lib/calico, no Calico CNI config): %w", detect.ErrNotSupported)
+	} else {
+		env, err = h.calicoNodeEnv()
+	}
 	c.EnvErr = detect.Fail(err)
 	if err == nil {
 		if ct, ok := env["CLUSTER_TYPE"]; ok {
@@ -74,7 +82,6 @@ func (h *Host) calico() (detect.Calico, []nodeNameSign) {
 	if b, err := h.readRoot("/var/lib/calico/nodename"); err == nil {
 		names = append(names, nodeNameSign{strings.TrimSpace(string(b)), "Calico's /var/lib/calico/nodename"})
 	}
-	signs, confName := h.calicoCNIConfig()
 	c.Signs = append(c.Signs, signs...)
 	if confName.name != "" {
 		names = append(names, confName)

@@ -301,8 +301,8 @@ func commandOffload(words []string, read scriptReader) []ethtoolOffload {
 		return nil
 	}
 	b, err := read(words[0])
-	if err != nil {
-		return nil
+	if err != nil || !bytes.HasPrefix(b, []byte("#!")) || !bytes.Contains(b, []byte("ethtool")) {
+		return nil // a program, not a script, or one that runs no ethtool
 	}
 	sc, err := scanShell(bytes.NewReader(b), words[0])
 	if err != nil {
