@@ -275,6 +275,15 @@ func fileFix(f OffloadFile, set FeatureSetting) (command, fix string) {
 		fix = fmt.Sprintf("edit %s %s: drop `%s %s` from its ethtool command (the rule does more, so keep the rest), then %s",
 			f.Path, lines(f), set.Feature, OnOff(set.On), reload)
 	}
+	if strings.HasPrefix(f.Path, "/run/") {
+		// /run is rebuilt at every boot: the file is generated.
+		src := "what writes it at boot"
+		if strings.Contains(path.Base(f.Path), "netplan") {
+			src = "its netplan source: the device's offload keys (transmit-checksum-offload and the like) in /etc/netplan/*.yaml, then `netplan apply`"
+		}
+		return "", fmt.Sprintf("%s is generated at boot, so editing it does not last: change %s (the line in question: %s, `%s`)",
+			f.Path, src, lines(f), f.Text)
+	}
 	if dir, ok := vendorDir(f.Path); ok {
 		command = ""
 		fix = fmt.Sprintf("%s is shipped by a package and an update restores it: copy it to %s and change the copy there "+

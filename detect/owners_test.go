@@ -103,6 +103,12 @@ func TestFileOwnerFix(t *testing.T) {
 	if o.Command != "" || !strings.Contains(o.DurableFix, "drop `tx-checksum-ip-generic off`") {
 		t.Errorf("a rule that does more gets %+v", o)
 	}
+	link := OffloadFile{Kind: FileLinkFile, Path: "/run/systemd/network/10-netplan-flannel.1.link", Line: 6, OnlyAction: true, Text: "TransmitChecksumOffload=false",
+		Match: DeviceMatch{Names: []string{"flannel.1"}}, Settings: txOff}
+	o = OffloadOwner(flannelSnapshot([]OffloadFile{link}, nil), "flannel.1")
+	if o.Command != "" || !strings.Contains(o.DurableFix, "generated at boot") || !strings.Contains(o.DurableFix, "/etc/netplan/*.yaml") {
+		t.Errorf("a netplan-generated .link gets %+v", o)
+	}
 	rule.Path, rule.OnlyAction = "/usr/lib/udev/rules.d/90-flannel.rules", true
 	o = OffloadOwner(flannelSnapshot([]OffloadFile{rule}, nil), "flannel.1")
 	if o.Command != "" || !strings.Contains(o.DurableFix, "copy it to /etc/udev/rules.d") {
