@@ -73,6 +73,13 @@ func TestUdevRules(t *testing.T) {
 					Match: detect.DeviceMatch{Never: true}, Settings: []detect.FeatureSetting{{Feature: "tx"}}},
 			},
 		},
+		{
+			name: "by driver",
+			text: `ACTION=="add", ENV{ID_NET_DRIVER}=="vxlan", RUN+="/usr/sbin/ethtool -K $name tx off"` + "\n",
+			want: []detect.OffloadFile{{Kind: detect.FileUdevRule, Path: "/etc/udev/rules.d/x.rules", Line: 1, LastLine: 1, OnlyAction: true,
+				Text:  `ACTION=="add", ENV{ID_NET_DRIVER}=="vxlan", RUN+="/usr/sbin/ethtool -K $name tx off"`,
+				Match: detect.DeviceMatch{Kinds: []string{"vxlan"}, By: `ENV{ID_NET_DRIVER}=="vxlan"`}, Settings: []detect.FeatureSetting{{Feature: "tx"}}}},
+		},
 		{name: "not ethtool -K", text: `SUBSYSTEM=="net", RUN+="/usr/sbin/ethtool -G %k rx 4096"` + "\n" + `KERNEL=="eth0", RUN+="/usr/sbin/ethtool -K"` + "\n"},
 	}
 	for _, tt := range tests {

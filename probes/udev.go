@@ -219,6 +219,11 @@ func udevOffloadFiles(rule udevRule, hostPath string, read scriptReader) []detec
 		case udevNameKey(k):
 			m.NotNames = append(m.NotNames, k.Value)
 			by = append(by, k.String())
+		case k.Key == "ENV" && k.Attr == "ID_NET_DRIVER" && k.Op == "==":
+			// net_setup_link sets it from ethtool's driver name, which is
+			// the link kind for tunnels (vxlan, geneve, ipip).
+			m.Kinds = append(m.Kinds, k.Value)
+			by = append(by, k.String())
 		case k.Key == "SUBSYSTEM" || k.Key == "SUBSYSTEMS":
 			if globAny(k.Value, "net") != (k.Op == "==") {
 				m.Never = true
