@@ -93,12 +93,21 @@ func DetectCNI(s *Snapshot) CNI {
 
 // Owner names an agent that manages a setting and will undo a change to it.
 type Owner struct {
-	// Name is the agent, such as "calico-felix".
+	// Name is the agent, such as "calico-felix", or the kind of file, such
+	// as "udev-rule".
 	Name string `json:"name"`
 	// Why says how nodetune knows.
 	Why string `json:"why"`
 	// DurableFix is how to make the change stick through the owner.
 	DurableFix string `json:"durable_fix"`
+	// Command is the shell command of DurableFix, when it has one.
+	Command string `json:"command,omitempty"`
+	// File and Line are where the owner is written down, for files.
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+	// Also are further owners of the same setting; Why and DurableFix
+	// above already include theirs.
+	Also []Owner `json:"also,omitempty"`
 }
 
 // Owner names.
@@ -111,13 +120,43 @@ const (
 // switches off while it believes ChecksumOffloadBroken (tunl0 from v3.29).
 var felixDevices = []string{"vxlan.calico", "vxlan-v6.calico", "tunl0"}
 
-// FelixOverride is the exact setting that stops Felix switching tunnel
-// checksum offload off.
-const FelixOverride = "kubectl -n calico-system set env daemonset/calico-node FELIX_FEATUREDETECTOVERRIDE=ChecksumOffloadBroken=false"
+// OffloadOwners returns everyone who will revert a change to dev's tx
+// checksum offload: Calico's Felix, then files that re-apply a setting
+// when the link appears, then, if some of those places could not be read,
+// an unknown owner that says which.
+func OffloadOwners(s *Snapshot, dev string) []Owner {
+	var out []Owner
+	if f := felixOwner(s, dev); f != nil {
+		out = append(out, *f)
+	}
+	kind := ""
+	for _, t := range s.Tunnels.Devices {
+		if t.Name == dev {
+			kind = t.Kind
+		}
+	}
+	return append(out, fileOwners(s.Ownership, dev, kind)...)
+}
 
 // OffloadOwner returns who will revert a change to dev's tx checksum
-// offload, or nil when nobody is known to.
+// offload, or nil when nobody is known to. With several owners it returns
+// the first, its Why and DurableFix covering all of them.
 func OffloadOwner(s *Snapshot, dev string) *Owner {
+	owners := OffloadOwners(s, dev)
+	if len(owners) == 0 {
+		return nil
+	}
+	o := owners[0]
+	for _, other := range owners[1:] {
+		o.Why += "; also " + other.Name + ": " + other.Why
+		o.DurableFix += "; and for " + other.Name + ": " + other.DurableFix
+		o.Also = append(o.Also, other)
+	}
+	return &o
+}
+
+// felixOwner returns Felix as the owner of dev's offload, or nil.
+func felixOwner(s *Snapshot, dev string) *Owner {
 	if !slices.Contains(felixDevices, dev) || (s.CNI.Name != CNICalico && !s.CNI.FelixRunning) {
 		return nil
 	}
@@ -125,11 +164,12 @@ func OffloadOwner(s *Snapshot, dev string) *Owner {
 	if !s.CNI.FelixRunning {
 		why += " (calico-node was not seen running, but the device is Calico's)"
 	}
-	return &Owner{
-		Name:       OwnerFelix,
-		Why:        why,
-		DurableFix: FelixOverride + " (or set featureDetectOverride: ChecksumOffloadBroken=false in the default FelixConfiguration; the namespace is kube-system on manifest installs)",
+	fix := FelixDurableFix(s)
+	durable := strings.ReplaceAll(fix.Command, "\n", "; ")
+	if len(fix.Notes) > 0 {
+		durable += " (" + strings.Join(fix.Notes, "; ") + ")"
 	}
+	return &Owner{Name: OwnerFelix, Why: why, DurableFix: durable, Command: fix.Command}
 }
 
 // ConntrackMaxOwner returns who sets net.netfilter.nf_conntrack_max, or nil.

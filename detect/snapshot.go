@@ -24,6 +24,7 @@ type Snapshot struct {
 	KubeProxy KubeProxy `json:"kube_proxy"`
 	Host      Host      `json:"host"`
 	CNI       CNI       `json:"cni"`
+	Ownership Ownership `json:"ownership"`
 	// Probes records how each probe went, for nodetune's own metrics.
 	Probes []ProbeRun `json:"probes"`
 }

@@ -42,6 +42,9 @@ type Host struct {
 	// Capture traces bad UDP checksums to their senders when the error
 	// counters rise; nil leaves such rises unattributed.
 	Capture PacketCapture
+	// NodeName is the node's name as the caller knows it ($NODE_NAME in
+	// the DaemonSet), one of the sources of Ownership's node name.
+	NodeName string
 
 	proc procfs.FS
 }
@@ -148,6 +151,7 @@ var instantProbes = []probe{
 	{"conntrack", func(h *Host, s *detect.Snapshot) detect.Err { h.ConntrackTable(&s.Conntrack); return s.Conntrack.Err }},
 	{"sysctl", func(h *Host, s *detect.Snapshot) detect.Err { return h.SoftnetLimits(&s.Softnet) }},
 	{"kube_proxy", func(h *Host, s *detect.Snapshot) detect.Err { s.KubeProxy = h.KubeProxy(); return s.KubeProxy.Err }},
+	{"ownership", func(h *Host, s *detect.Snapshot) detect.Err { s.Ownership = h.Ownership(); return s.Ownership.FilesErr }},
 	{"agents", func(h *Host, s *detect.Snapshot) detect.Err {
 		s.Host = h.Agents()
 		return detect.Fail(errors.Join(s.Host.CNIErr.Unwrap(), s.Host.ProcErr.Unwrap()))

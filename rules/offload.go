@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -267,29 +268,78 @@ func evalCNIOwnsOffload(s *detect.Snapshot, c Config, r *Result) {
 	}
 	off := tunnelChecksum(s, CNIOwnsOffload, r, func(t detect.Tunnel, on bool) bool { return !on })
 	for _, t := range off {
-		owner := detect.OffloadOwner(s, t.Name)
-		if owner == nil {
+		owners := detect.OffloadOwners(s, t.Name)
+		if len(owners) == 0 {
 			continue
 		}
-		r.add(Finding{
-			Rule:     CNIOwnsOffload,
-			Severity: Warning,
-			Subject:  t.Name,
-			Summary:  fmt.Sprintf("%s keeps tx checksum offload off on %s and reverts any ethtool change within seconds", owner.Name, t.Name),
-			Explanation: "Calico's Felix decides at start whether checksum offload is broken (v3.25 to v3.27 always say it is; other " +
-				"versions compare the kernel with 5.7) and re-applies that choice about every 10 s. Turning offload on with ethtool " +
-				"only starts a fight that Felix wins. The durable fix is to tell Felix the kernel is fixed.",
-			Evidence: []Evidence{{"owner", owner.Name}, {"kernel", s.Kernel.Release}, {"felix_running", fmt.Sprint(s.CNI.FelixRunning)}},
-			Impact:   Impact{Summary: "the tunnel's throughput loss cannot be fixed from the node alone"},
-			Fix: Fix{
-				Command: detect.FelixOverride,
-				Manual:  "or set featureDetectOverride: ChecksumOffloadBroken=false in the default FelixConfiguration; on manifest installs calico-node runs in kube-system",
-			},
-			Owner: owner,
-			References: []string{
-				"https://docs.tigera.io/calico/latest/reference/felix/configuration",
-				"https://github.com/projectcalico/calico/issues/3145",
-			},
-		})
+		if owners[0].Name == detect.OwnerUnknown {
+			r.unchecked(CNIOwnsOffload, t.Name, errors.New(owners[0].Why))
+			continue
+		}
+		r.add(ownsOffloadFinding(s, t, owners))
 	}
+}
+
+// ownsOffloadFinding is the cni-owns-offload finding for tunnel t, whose
+// tx checksum offload the first of owners keeps off.
+func ownsOffloadFinding(s *detect.Snapshot, t detect.Tunnel, owners []detect.Owner) Finding {
+	owner := detect.OffloadOwner(s, t.Name)
+	f := Finding{
+		Rule:     CNIOwnsOffload,
+		Severity: Warning,
+		Subject:  t.Name,
+		Impact:   Impact{Summary: "the tunnel's throughput loss cannot be fixed from the node alone"},
+		Owner:    owner,
+		Fix:      Fix{Command: owners[0].Command},
+	}
+	for _, o := range owners {
+		f.Evidence = append(f.Evidence, Evidence{"owner", o.Name})
+		if o.File != "" {
+			f.Evidence = append(f.Evidence, Evidence{"owner_file", fmt.Sprintf("%s:%d", o.File, o.Line)})
+		}
+	}
+	f.Evidence = append(f.Evidence, Evidence{"kernel", s.Kernel.Release})
+	switch owners[0].Name {
+	case detect.OwnerFelix:
+		fix := detect.FelixDurableFix(s)
+		install, ev := s.Ownership.Calico.Install()
+		if install == "" {
+			install = "unknown"
+		}
+		f.Summary = fmt.Sprintf("calico-felix keeps tx checksum offload off on %s and reverts any ethtool change within seconds", t.Name)
+		f.Explanation = "Calico's Felix decides at start whether checksum offload is broken (v3.25 to v3.27 always say it is; other " +
+			"versions compare the kernel with 5.7) and re-applies that choice about every 10 s. Turning offload on with ethtool " +
+			"only starts a fight that Felix wins. The durable fix is to tell Felix the kernel is fixed, for this node."
+		f.Evidence = append(f.Evidence, Evidence{"felix_running", fmt.Sprint(s.CNI.FelixRunning)}, Evidence{"calico_install", install})
+		for _, e := range ev {
+			f.Evidence = append(f.Evidence, Evidence{"calico_install_evidence", e})
+		}
+		if s.Ownership.NodeName != "" {
+			f.Evidence = append(f.Evidence, Evidence{"node_name", s.Ownership.NodeName + " (" + s.Ownership.NodeNameSource + ")"})
+		}
+		f.Fix.Command = fix.Command
+		f.Fix.Manual = strings.Join(fix.Notes, ". ")
+		f.References = []string{
+			"https://docs.tigera.io/calico/latest/reference/felix/configuration",
+			"https://docs.tigera.io/calico/latest/reference/resources/felixconfig",
+			"https://github.com/projectcalico/calico/issues/3145",
+			"https://github.com/projectcalico/calico/issues/7397",
+		}
+	default:
+		when := "whenever the link is added"
+		if owners[0].Name == detect.OwnerNMDispatcher {
+			when = "on NetworkManager's events"
+		}
+		f.Summary = fmt.Sprintf("%s (%s) re-applies tx checksum offload off on %s %s", owners[0].Name, owners[0].File, t.Name, when)
+		f.Explanation = "A file on the node sets the offload again each time it runs (when the link appears: at boot, and when " +
+			"its agent re-creates it), so an ethtool change lasts only until then: " + owners[0].Why + ". The durable fix is to change that file."
+		f.Fix.Manual = owner.DurableFix
+		f.References = []string{
+			"https://github.com/flannel-io/flannel/blob/master/Documentation/troubleshooting.md",
+			"https://www.freedesktop.org/software/systemd/man/latest/systemd.link.html",
+			"https://man7.org/linux/man-pages/man7/udev.7.html",
+			"https://networkmanager.dev/docs/api/latest/NetworkManager-dispatcher.html",
+		}
+	}
+	return f
 }

@@ -251,6 +251,36 @@ func TestRules(t *testing.T) {
 			want: []string{"cni-owns-offload vxlan.calico warning auto=false", "tunnel-tx-checksum-off vxlan.calico warning auto=true"},
 		},
 		{
+			name: "a udev rule re-applies offload off",
+			snap: func() *detect.Snapshot {
+				s := offload(node("6.1.0"), false)
+				s.Ownership.OffloadFiles = []detect.OffloadFile{{Kind: detect.FileUdevRule, Path: "/etc/udev/rules.d/90-x.rules", Line: 1,
+					Match: detect.DeviceMatch{Names: []string{"vxlan*"}}, Settings: []detect.FeatureSetting{{Feature: "tx"}}}}
+				return s
+			},
+			want: []string{"cni-owns-offload vxlan0 warning auto=false", "tunnel-tx-checksum-off vxlan0 warning auto=true"},
+		},
+		{
+			name: "a udev rule for another device",
+			snap: func() *detect.Snapshot {
+				s := offload(node("6.1.0"), false)
+				s.Ownership.OffloadFiles = []detect.OffloadFile{{Kind: detect.FileUdevRule, Path: "/etc/udev/rules.d/90-x.rules", Line: 1,
+					Match: detect.DeviceMatch{Names: []string{"eth*"}}, Settings: []detect.FeatureSetting{{Feature: "tx"}}}}
+				return s
+			},
+			want: []string{"tunnel-tx-checksum-off vxlan0 warning auto=true"},
+		},
+		{
+			name: "owner files unreadable",
+			snap: func() *detect.Snapshot {
+				s := offload(node("6.1.0"), false)
+				s.Ownership.FilesErr = detect.Fail(fmt.Errorf("listing /etc/udev/rules.d: %w", detect.ErrPermission))
+				return s
+			},
+			want:      []string{"tunnel-tx-checksum-off vxlan0 warning auto=true"},
+			unchecked: []string{"cni-owns-offload"},
+		},
+		{
 			name: "features unreadable",
 			snap: func() *detect.Snapshot {
 				s := node("6.1.0")

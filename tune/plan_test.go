@@ -90,7 +90,7 @@ func TestProposeRefusesOwnedUnlessForced(t *testing.T) {
 		t.Fatalf("want one change, got %+v", summarize(p))
 	}
 	why := p.Changes[0].Refused
-	for _, want := range []string{detect.OwnerFelix, "FELIX_FEATUREDETECTOVERRIDE=ChecksumOffloadBroken=false", "--force"} {
+	for _, want := range []string{detect.OwnerFelix, "felixconfiguration", detect.FelixOverride, "--force"} {
 		if !strings.Contains(why, want) {
 			t.Errorf("refusal %q does not mention %q", why, want)
 		}

@@ -95,6 +95,10 @@ func TestDoctorFixtures(t *testing.T) {
 		// Three junk datagrams to an unrelated port: no offload verdict.
 		{"checksum-junk-port", exitOK, []string{"udp-checksum-errors"}},
 		{"busy-node", exitCritical, []string{"conntrack-near-full", "cpu-steal-high", "ipvs-modules-missing", "conntrack-insert-failed", "softirq-saturated", "softnet-drops", "tunnel-mtu-mismatch", "softnet-drops"}},
+		{"flannel-udev-rule", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
+		{"flannel-networkd-link", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
+		{"flannel-nm-dispatcher", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
+		{"calico-manifest-env", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
 		{"healthy", exitOK, nil},
 		{"unreadable", exitOK, nil},
 	}

@@ -221,7 +221,7 @@ func TestFixRefusesWhatFelixOwns(t *testing.T) {
 	dir := t.TempDir()
 	r := nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
 	expectCode(t, r, exitIncomplete, "fix")
-	for _, want := range []string{"refused", detect.OwnerFelix, "FELIX_FEATUREDETECTOVERRIDE=ChecksumOffloadBroken=false", "--force"} {
+	for _, want := range []string{"refused", detect.OwnerFelix, "felixconfiguration", detect.FelixOverride, "--force"} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("output does not mention %q:\n%s", want, r.out)
 		}

@@ -85,5 +85,6 @@ func (g *globals) host() (*probes.Host, func(), error) {
 	}
 	h.KubeProxyURL = g.kubeProxy
 	h.Capture = probes.AFPacket{}
+	h.NodeName = os.Getenv("NODE_NAME")
 	return h, func() { et.Close(); nl.Close() }, nil
 }
