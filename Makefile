@@ -35,8 +35,13 @@ test-unit: ## run the tests that need neither root nor external tools
 fuzz: ## run every fuzz target for FUZZTIME each
 	./hack/fuzz.sh $(FUZZTIME)
 
+# node_exporter is built with make build's flags, so that the benchmark
+# compares binaries built alike (the stamp records how).
+NODE_EXPORTER := v1.12.1 -trimpath -s -w
 bench-deps: ## install node_exporter, which make bench measures nodetune against
-	[ -x $(TOOLS)/node_exporter ] || GOBIN=$(TOOLS) $(GO) install github.com/prometheus/node_exporter@v1.12.1
+	[ -x $(TOOLS)/node_exporter ] && [ "$$(cat $(TOOLS)/.node_exporter-build 2>/dev/null)" = "$(NODE_EXPORTER)" ] || \
+		{ CGO_ENABLED=0 GOBIN=$(TOOLS) $(GO) install -trimpath -ldflags '-s -w' github.com/prometheus/node_exporter@v1.12.1 && \
+		echo "$(NODE_EXPORTER)" >$(TOOLS)/.node_exporter-build; }
 
 bench: build bench-deps ## run the benchmarks and print their figures
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what nodetune's tests need on a Debian machine: network tools,
-# Prometheus (server and promtool), etcd, and a kube-apiserver built from
-# the Go module proxy. Idempotent: it installs only what is missing.
+# Prometheus (server and promtool), etcd, and kube-apiserver, kubectl and
+# helm built from the Go module proxy. Idempotent: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,3 +24,6 @@ fi
 # kube-apiserver and kubectl for the Kubernetes tests and make manifests, built
 # from the Go module proxy (several minutes, once); skipped when cached.
 hack/kube/build.sh .cache/bin
+# helm for the chart tests (helm lint, helm template), from the module proxy
+# too (a few minutes, once); skipped when cached.
+hack/kube/helm.sh .cache/bin

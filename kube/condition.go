@@ -3,13 +3,12 @@ package kube
 import (
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/nodetune/nodetune/rules"
 )
 
-// ConditionType is the Node condition nodetune keeps.
-const ConditionType corev1.NodeConditionType = "NetworkPerformanceDegraded"
+// ConditionType is the Node condition nodetune keeps. It is untyped, so
+// that it compares with the condition type of any client's Node type.
+const ConditionType = "NetworkPerformanceDegraded"
 
 // The condition's reason and message when no finding is severe enough.
 const (
@@ -26,7 +25,7 @@ const (
 // summary's rates and counts change every cycle), so the condition, and
 // the Node, change only when the worst finding does. The times are left
 // for the caller to set.
-func Condition(findings []rules.Finding, min rules.Severity) corev1.NodeCondition {
+func Condition(findings []rules.Finding, min rules.Severity) NodeCondition {
 	var top *rules.Finding
 	for i := range findings {
 		f := &findings[i]
@@ -39,16 +38,16 @@ func Condition(findings []rules.Finding, min rules.Severity) corev1.NodeConditio
 		}
 	}
 	if top == nil {
-		return corev1.NodeCondition{
+		return NodeCondition{
 			Type:    ConditionType,
-			Status:  corev1.ConditionFalse,
+			Status:  ConditionFalse,
 			Reason:  ReasonNoDegradation,
 			Message: MessageNoDegradation,
 		}
 	}
-	return corev1.NodeCondition{
+	return NodeCondition{
 		Type:    ConditionType,
-		Status:  corev1.ConditionTrue,
+		Status:  ConditionTrue,
 		Reason:  Reason(top.Rule),
 		Message: Message(*top),
 	}
@@ -95,12 +94,12 @@ func Reason(rule string) string {
 
 // sameCondition reports whether a and b say the same thing, whatever their
 // times.
-func sameCondition(a, b corev1.NodeCondition) bool {
+func sameCondition(a, b NodeCondition) bool {
 	return a.Type == b.Type && a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message
 }
 
 // findCondition returns the condition of type t in cs, or nil.
-func findCondition(cs []corev1.NodeCondition, t corev1.NodeConditionType) *corev1.NodeCondition {
+func findCondition(cs []NodeCondition, t NodeConditionType) *NodeCondition {
 	for i := range cs {
 		if cs[i].Type == t {
 			return &cs[i]

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nodetune/nodetune/rules"
 )
@@ -21,18 +20,18 @@ func finding(rule string, sev rules.Severity, loss float64) rules.Finding {
 }
 
 func TestCondition(t *testing.T) {
-	healthy := corev1.NodeCondition{
-		Type: ConditionType, Status: corev1.ConditionFalse,
+	healthy := NodeCondition{
+		Type: ConditionType, Status: ConditionFalse,
 		Reason: ReasonNoDegradation, Message: MessageNoDegradation,
 	}
-	degraded := func(reason, message string) corev1.NodeCondition {
-		return corev1.NodeCondition{Type: ConditionType, Status: corev1.ConditionTrue, Reason: reason, Message: message}
+	degraded := func(reason, message string) NodeCondition {
+		return NodeCondition{Type: ConditionType, Status: ConditionTrue, Reason: reason, Message: message}
 	}
 	tests := []struct {
 		name     string
 		findings []rules.Finding
 		min      rules.Severity
-		want     corev1.NodeCondition
+		want     NodeCondition
 	}{
 		{"no findings", nil, rules.Warning, healthy},
 		{"only info", []rules.Finding{finding("cpu-steal-high", rules.Info, 0)}, rules.Warning, healthy},

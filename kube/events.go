@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -40,12 +38,12 @@ const (
 
 // outcomes holds each outcome's event reason, type and action.
 var outcomes = map[Outcome]struct{ reason, typ, action string }{
-	Applied:         {"RemediationApplied", corev1.EventTypeNormal, "Remediate"},
-	Verified:        {"RemediationVerified", corev1.EventTypeNormal, "Verify"},
-	RolledBack:      {"RemediationRolledBack", corev1.EventTypeNormal, "Rollback"},
-	Failed:          {"RemediationFailed", corev1.EventTypeWarning, "Remediate"},
-	Conflict:        {"RemediationConflict", corev1.EventTypeWarning, "BackOff"},
-	JournalUnusable: {"RemediationJournalUnusable", corev1.EventTypeWarning, "Remediate"},
+	Applied:         {"RemediationApplied", eventTypeNormal, "Remediate"},
+	Verified:        {"RemediationVerified", eventTypeNormal, "Verify"},
+	RolledBack:      {"RemediationRolledBack", eventTypeNormal, "Rollback"},
+	Failed:          {"RemediationFailed", eventTypeWarning, "Remediate"},
+	Conflict:        {"RemediationConflict", eventTypeWarning, "BackOff"},
+	JournalUnusable: {"RemediationJournalUnusable", eventTypeWarning, "Remediate"},
 }
 
 // Reason is the event reason users filter on, such as "RemediationApplied".
@@ -91,11 +89,11 @@ func (r *Reporter) Event(o Outcome, rule, subject, note string) {
 	if len(msg) > 1024 {
 		msg = msg[:1021] + "..."
 	}
-	ref := corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: r.nodeName, UID: types.UID(r.nodeName)}
+	ref := objectReference{Kind: "Node", APIVersion: "v1", Name: r.nodeName, UID: r.nodeName}
 	if n, ok := r.cached(); ok {
-		ref.UID = n.UID
+		ref.UID = string(n.UID)
 	}
-	ev := eventsv1.Event{
+	ev := event{
 		ObjectMeta:          metav1.ObjectMeta{Namespace: metav1.NamespaceDefault},
 		EventTime:           metav1.NewMicroTime(time.Now()),
 		ReportingController: Controller,
@@ -140,7 +138,7 @@ func (r *Reporter) writeEvents(ctx context.Context) {
 }
 
 // record creates ev, or extends the series of an identical recent event.
-func (r *Reporter) record(ctx context.Context, ev eventsv1.Event) error {
+func (r *Reporter) record(ctx context.Context, ev event) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	now := ev.EventTime.Time
@@ -151,7 +149,7 @@ func (r *Reporter) record(ctx context.Context, ev eventsv1.Event) error {
 	}
 	key := seriesKey{ev.Reason, ev.Action, ev.Type, ev.Note}
 	if prev, ok := r.series[key]; ok {
-		series := eventsv1.EventSeries{Count: 2, LastObservedTime: ev.EventTime}
+		series := eventSeries{Count: 2, LastObservedTime: ev.EventTime}
 		if prev.Series != nil {
 			series.Count = prev.Series.Count + 1
 		}
@@ -159,7 +157,7 @@ func (r *Reporter) record(ctx context.Context, ev eventsv1.Event) error {
 		if err != nil {
 			return fmt.Errorf("encoding an event series: %w", err)
 		}
-		out := &eventsv1.Event{}
+		out := &event{}
 		err = r.events.Patch(types.MergePatchType).Namespace(prev.Namespace).Resource("events").
 			Name(prev.Name).Body(patch).Do(ctx).Into(out)
 		if err == nil {
@@ -173,7 +171,7 @@ func (r *Reporter) record(ctx context.Context, ev eventsv1.Event) error {
 	}
 	// Named like client-go's recorder does: the object, then the time.
 	ev.Name = fmt.Sprintf("%s.%x", r.nodeName, now.UnixNano())
-	out := &eventsv1.Event{}
+	out := &event{}
 	err := r.events.Post().Namespace(ev.Namespace).Resource("events").Body(&ev).Do(ctx).Into(out)
 	if err != nil {
 		return fmt.Errorf("creating event %s: %w", ev.Reason, err)
@@ -183,7 +181,7 @@ func (r *Reporter) record(ctx context.Context, ev eventsv1.Event) error {
 }
 
 // lastObserved is when an event or its series last happened.
-func lastObserved(ev *eventsv1.Event) time.Time {
+func lastObserved(ev *event) time.Time {
 	if ev.Series != nil {
 		return ev.Series.LastObservedTime.Time
 	}

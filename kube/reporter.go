@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -53,7 +51,7 @@ type Reporter struct {
 	// store holds the watched Node, kept current by informer.
 	store    cache.Store
 	informer cache.Controller
-	queue    chan eventsv1.Event
+	queue    chan event
 	cancel   context.CancelFunc
 	done     chan struct{}
 
@@ -62,7 +60,7 @@ type Reporter struct {
 	// resourceVersion in the watch cache when it was made. While the cache
 	// still holds that version it has not seen the patch, and written, not
 	// the cache, is the Node's condition.
-	written  *corev1.NodeCondition
+	written  *NodeCondition
 	cachedRV string
 
 	// modeMu guards badMode, the last mode label value warned about.
@@ -74,7 +72,7 @@ type Reporter struct {
 	closed bool
 	// series are the recent events, by what makes them identical; only
 	// the event writer uses it.
-	series map[seriesKey]*eventsv1.Event
+	series map[seriesKey]*event
 }
 
 // NewReporter returns a Reporter for the Node named nodeName, talking to
@@ -93,11 +91,11 @@ func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	core, err := restClient(cfg, corev1.SchemeGroupVersion)
+	core, err := restClient(cfg, coreV1)
 	if err != nil {
 		return nil, err
 	}
-	ev, err := restClient(cfg, eventsv1.SchemeGroupVersion)
+	ev, err := restClient(cfg, eventsV1)
 	if err != nil {
 		return nil, err
 	}
@@ -107,15 +105,15 @@ func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, er
 		nodeName: nodeName,
 		opts:     opts,
 		log:      log.With("node", nodeName),
-		queue:    make(chan eventsv1.Event, eventQueue),
+		queue:    make(chan event, eventQueue),
 		done:     make(chan struct{}),
-		series:   map[seriesKey]*eventsv1.Event{},
+		series:   map[seriesKey]*event{},
 	}
 	// A watch on this one Node: its labels (the mode) and its conditions.
 	lw := cache.NewListWatchFromClient(core, "nodes", "", fields.OneTermEqualSelector("metadata.name", nodeName))
 	r.store, r.informer = cache.NewInformerWithOptions(cache.InformerOptions{
 		ListerWatcher: lw,
-		ObjectType:    &corev1.Node{},
+		ObjectType:    &node{},
 		Handler:       cache.ResourceEventHandlerFuncs{},
 	})
 	return r, nil
@@ -161,22 +159,22 @@ func (r *Reporter) Close() {
 }
 
 // cached returns the Node from the watch cache.
-func (r *Reporter) cached() (*corev1.Node, bool) {
+func (r *Reporter) cached() (*node, bool) {
 	obj, ok, err := r.store.GetByKey(r.nodeName)
 	if err != nil || !ok {
 		return nil, false
 	}
-	n, ok := obj.(*corev1.Node)
+	n, ok := obj.(*node)
 	return n, ok
 }
 
 // node returns the Node from the watch cache, or from the API server when
 // the cache does not have it.
-func (r *Reporter) node(ctx context.Context) (*corev1.Node, error) {
+func (r *Reporter) node(ctx context.Context) (*node, error) {
 	if n, ok := r.cached(); ok {
 		return n, nil
 	}
-	n := &corev1.Node{}
+	n := &node{}
 	err := r.core.Get().Resource("nodes").Name(r.nodeName).Do(ctx).Into(n)
 	if err != nil {
 		return nil, fmt.Errorf("reading Node %s: %w", r.nodeName, err)
@@ -220,9 +218,9 @@ func (r *Reporter) Update(ctx context.Context, findings []rules.Finding) (bool, 
 // patchCondition writes c into the Node's status. Node conditions merge by
 // type in a strategic merge patch, so the kubelet's conditions and other
 // agents' stay as they are.
-func (r *Reporter) patchCondition(ctx context.Context, c corev1.NodeCondition) error {
+func (r *Reporter) patchCondition(ctx context.Context, c NodeCondition) error {
 	patch, err := json.Marshal(map[string]any{
-		"status": map[string]any{"conditions": []corev1.NodeCondition{c}},
+		"status": map[string]any{"conditions": []NodeCondition{c}},
 	})
 	if err != nil {
 		return fmt.Errorf("encoding the condition patch: %w", err)

@@ -26,7 +26,9 @@ func TestMain(m *testing.M) {
 }
 
 // nodetuneBinary builds nodetune once per test run, so that it can be
-// started inside a testbed namespace with `ip netns exec`.
+// started inside a testbed namespace with `ip netns exec`. It is built as
+// make build builds it (static, -trimpath, no symbol table), so that the
+// serve benchmark measures the binary that ships.
 func nodetuneBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -35,7 +37,9 @@ func nodetuneBinary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(buildDir, "nodetune")
-		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", builtBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}

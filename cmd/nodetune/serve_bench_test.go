@@ -25,6 +25,8 @@ import (
 const (
 	benchNodetune     = "127.0.0.1:9848"
 	benchNodeExporter = "127.0.0.1:9100"
+	// benchNodetuneCycles is the nodetune that probes every cycleInterval.
+	benchNodetuneCycles = "127.0.0.1:9849"
 	// scrapers is how many clients scrape at once.
 	scrapers = 50
 	// cycleInterval is nodetune's probe interval while CPU per cycle is
@@ -72,14 +74,19 @@ func cpuNanos(b *testing.B, pid int) int64 {
 }
 
 // rssBytes is pid's resident set size.
-func rssBytes(b *testing.B, pid int) float64 {
+func rssBytes(b *testing.B, pid int) float64 { return statusBytes(b, pid, "VmRSS") }
+
+// statusBytes is one of the memory sizes of /proc/PID/status, in bytes:
+// VmRSS, or its parts RssAnon (heap, stacks) and RssFile (mapped pages of
+// the binary).
+func statusBytes(b *testing.B, pid int, field string) float64 {
 	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			if err != nil {
 				b.Fatal(err)
@@ -87,7 +94,7 @@ func rssBytes(b *testing.B, pid int) float64 {
 			return kb * 1024
 		}
 	}
-	b.Fatal("no VmRSS")
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 
@@ -108,7 +115,8 @@ func scrapeOnce(c *http.Client, url string) error {
 
 // BenchmarkServeVsNodeExporter runs nodetune serve and node_exporter (with
 // the collectors that read what nodetune reads) side by side in one testbed
-// namespace and reports, for each: scrape latency median and p99 under 50
+// namespace and reports, for each: resident memory at idle (and nodetune's
+// as a ratio of node_exporter's), scrape latency median and p99 under 50
 // concurrent scrapers, CPU per scrape, resident memory after the scrapes,
 // and, for nodetune, CPU per probe cycle. Goal: nodetune at or below
 // node_exporter on memory and scrape latency.
@@ -121,8 +129,9 @@ func BenchmarkServeVsNodeExporter(b *testing.B) {
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		b.Fatal(err)
 	}
-	nt := startIn(b, side.NS, bin, "serve", "--web.listen-address="+benchNodetune, "--probe.interval="+cycleInterval.String(),
-		"--probe.window=100ms", "--kube-proxy.url=", "--log.level=warn")
+	// As shipped: the default probe interval. The cycle benchmark below
+	// starts one of its own that probes every cycleInterval.
+	nt := startIn(b, side.NS, bin, "serve", "--web.listen-address="+benchNodetune, "--kube-proxy.url=", "--log.level=warn")
 	args := []string{nodeExporter, "--web.listen-address=" + benchNodeExporter, "--collector.disable-defaults", "--web.max-requests=0", "--log.level=warn"}
 	for _, c := range nodeExporterCollectors {
 		args = append(args, "--collector."+c)
@@ -145,6 +154,23 @@ func BenchmarkServeVsNodeExporter(b *testing.B) {
 			}
 		}
 	}
+
+	// Idle: both have answered their warm-up scrapes and nodetune probes
+	// every cycleInterval; nothing scrapes for a second. Most of either
+	// process's resident memory is its binary's mapped pages, so this is
+	// where the size of what each links shows (docs/serve.md, "Footprint").
+	b.Run("idle", func(b *testing.B) {
+		for b.Loop() {
+			time.Sleep(100 * time.Millisecond)
+		}
+		nt, ne := rssBytes(b, targets[0].pid), rssBytes(b, targets[1].pid)
+		b.ReportMetric(nt/(1<<20), "nodetune-rss-MiB")
+		b.ReportMetric(ne/(1<<20), "node_exporter-rss-MiB")
+		b.ReportMetric(nt/ne, "rss-ratio")
+		for _, tg := range targets {
+			b.ReportMetric(statusBytes(b, tg.pid, "RssFile")/(1<<20), tg.name+"-file-MiB")
+		}
+	})
 
 	for _, tg := range targets {
 		b.Run("scrape/"+tg.name, func(b *testing.B) {
@@ -183,7 +209,12 @@ func BenchmarkServeVsNodeExporter(b *testing.B) {
 	// nodetune probes on its own every cycleInterval, scraped or not: its
 	// CPU over whole intervals, with no scrapes, is its CPU per cycle.
 	b.Run("cycle/nodetune", func(b *testing.B) {
-		pid := nt.cmd.Process.Pid
+		fast := startIn(b, side.NS, bin, "serve", "--web.listen-address="+benchNodetuneCycles, "--probe.interval="+cycleInterval.String(),
+			"--probe.window=100ms", "--kube-proxy.url=", "--log.level=warn")
+		eventually(b, 10*time.Second, "nodetune answers", func() error {
+			return scrapeOnce(client, "http://"+benchNodetuneCycles+"/metrics")
+		})
+		pid := fast.cmd.Process.Pid
 		cpu0, start := cpuNanos(b, pid), time.Now()
 		for b.Loop() {
 			time.Sleep(cycleInterval)
