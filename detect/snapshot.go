@@ -245,6 +245,19 @@ type KubeProxy struct {
 	// IPVSModules maps each module IPVS mode needs to whether it is loaded.
 	IPVSModules map[string]bool `json:"ipvs_modules,omitempty"`
 	ModulesErr  Err             `json:"modules_error,omitzero"`
+	// Version is kube-proxy's version, from kubernetes_build_info.
+	Version    KubeVersion `json:"version,omitzero"`
+	VersionErr Err         `json:"version_error,omitzero"`
+	// Config is kube-proxy's running configuration from /configz, nil
+	// when it does not serve one.
+	Config    *KubeProxyConfig `json:"config,omitempty"`
+	ConfigErr Err              `json:"config_error,omitzero"`
+	// FullSyncs is the histogram of full rule syncs (1.28+), and
+	// FullSyncSeconds their mean as SyncSeconds is derived, or -1.
+	FullSyncs       SyncHistogram `json:"full_syncs"`
+	FullSyncSeconds float64       `json:"full_sync_seconds"`
+	// ConnReuseMode is net.ipv4.vs.conn_reuse_mode, or -1 when unread.
+	ConnReuseMode int64 `json:"ipvs_conn_reuse_mode"`
 }
 
 // SyncHistogram is the count and sum of a cumulative duration histogram.

@@ -55,5 +55,6 @@ if mode=$(curl -fsS --max-time 1 http://127.0.0.1:10249/proxyMode 2>/dev/null); 
 	mkdir -p "$out"/kube-proxy
 	echo "$mode" > "$out"/kube-proxy/proxyMode
 	curl -fsS --max-time 2 http://127.0.0.1:10249/metrics > "$out"/kube-proxy/metrics || true
+	curl -fsS --max-time 2 http://127.0.0.1:10249/configz > "$out"/kube-proxy/configz || rm -f "$out"/kube-proxy/configz
 fi
 echo "captured into $out"

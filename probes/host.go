@@ -71,31 +71,43 @@ type Prober struct {
 	// Clock stamps each counter sample; tests replace it.
 	Clock func() time.Time
 	last  *sample
-	// syncs is kube-proxy's sync histogram at the previous snapshot, and
-	// syncMean the last mean measured over an interval with syncs.
-	syncs    *detect.SyncHistogram
-	syncMean float64
+	// syncs and fullSyncs follow kube-proxy's sync histograms from one
+	// snapshot to the next.
+	syncs, fullSyncs syncTracker
 }
 
-// kubeProxySyncs sets kp.SyncSeconds to the mean of the syncs since the
-// previous snapshot, so that one slow sync when kube-proxy started does not
-// mark it slow for the rest of its life. An interval without syncs keeps
-// the last mean measured.
-func (p *Prober) kubeProxySyncs(kp *detect.KubeProxy) {
-	if !kp.Running || kp.Syncs.Count == 0 {
-		p.syncs = nil
+// syncTracker keeps a sync histogram at the previous snapshot, and the
+// last mean measured over an interval with syncs.
+type syncTracker struct {
+	prev *detect.SyncHistogram
+	mean float64
+}
+
+// update sets *mean to the mean of the syncs in h since the previous
+// snapshot, so that one slow sync when kube-proxy started does not mark it
+// slow for the rest of its life. An interval without syncs keeps the last
+// mean measured.
+func (t *syncTracker) update(running bool, h detect.SyncHistogram, mean *float64) {
+	if !running || h.Count == 0 {
+		t.prev = nil
 		return
 	}
-	if p.syncs != nil {
-		if mean, ok := kp.Syncs.Mean(*p.syncs); ok {
-			p.syncMean = mean
+	if t.prev != nil {
+		if m, ok := h.Mean(*t.prev); ok {
+			t.mean = m
 		}
-		kp.SyncSeconds = p.syncMean
+		*mean = t.mean
 	} else {
-		p.syncMean = kp.SyncSeconds
+		t.mean = *mean
 	}
-	syncs := kp.Syncs
-	p.syncs = &syncs
+	t.prev = &h
+}
+
+// kubeProxySyncs sets kp's mean sync times over the interval since the
+// previous snapshot.
+func (p *Prober) kubeProxySyncs(kp *detect.KubeProxy) {
+	p.syncs.update(kp.Running, kp.Syncs, &kp.SyncSeconds)
+	p.fullSyncs.update(kp.Running, kp.FullSyncs, &kp.FullSyncSeconds)
 }
 
 // NewProber returns a Prober for h.

@@ -319,7 +319,7 @@ func TestRules(t *testing.T) {
 				s.KubeProxy = detect.KubeProxy{Running: true, Mode: "ipvs", IPVSModules: map[string]bool{"ip_vs": true}}
 				return s
 			},
-			want: []string{"ipvs-modules-missing kube-proxy critical auto=true"},
+			want: []string{"ipvs-modules-missing kube-proxy info auto=false"},
 		},
 		{
 			name: "IPVS with every module",

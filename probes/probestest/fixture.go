@@ -25,6 +25,7 @@ var FixtureTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 //	ethtool/DEV.txt             ethtool -k DEV
 //	kube-proxy/proxyMode        kube-proxy's answers (optional; without
 //	kube-proxy/metrics          them kube-proxy is not running)
+//	kube-proxy/configz          kube-proxy's /configz (optional)
 //
 // The Prober's clock is fixed, so a snapshot is the same on every run.
 func Load(t testing.TB, dir string) *probes.Prober {
