@@ -17,6 +17,7 @@ type Snapshot struct {
 	Kernel    Kernel    `json:"kernel"`
 	Memory    Memory    `json:"memory"`
 	Tunnels   Tunnels   `json:"tunnels"`
+	PodPath   PodPath   `json:"pod_path"`
 	CPU       CPU       `json:"cpu"`
 	Softnet   Softnet   `json:"softnet"`
 	Conntrack Conntrack `json:"conntrack"`
@@ -79,7 +80,8 @@ type Underlay struct {
 	Index int    `json:"index"`
 	MTU   int    `json:"mtu"`
 	// Source says how the underlay was found: "link" when the tunnel names
-	// it, "default-route" when it was inferred from the default route.
+	// it, "default-route" when it was inferred from the default route,
+	// "default-route-v6" from the IPv6 one.
 	Source   string   `json:"source"`
 	Features Features `json:"features"`
 	// RxQueues are the device's receive queues and their RPS CPU masks.

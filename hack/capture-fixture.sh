@@ -43,6 +43,7 @@ if [[ -d /etc/cni/net.d ]]; then
 fi
 ip -d -j link show > "$out"/netlink/links.json
 ip -j route show > "$out"/netlink/routes.json
+ip -6 -j route show > "$out"/netlink/routes6.json 2>/dev/null || rm -f "$out"/netlink/routes6.json
 for dev in $(ip -j link show | python3 -c 'import json,sys; print(" ".join(l["ifname"] for l in json.load(sys.stdin)))'); do
 	ethtool -k "$dev" > "$out/ethtool/$dev.txt" 2>/dev/null || rm -f "$out/ethtool/$dev.txt"
 	for q in /sys/class/net/"$dev"/queues/rx-*; do

@@ -127,7 +127,11 @@ type probe struct {
 var instantProbes = []probe{
 	{"kernel", func(h *Host, s *detect.Snapshot) detect.Err { s.Kernel = h.Kernel(); return s.Kernel.Err }},
 	{"memory", func(h *Host, s *detect.Snapshot) detect.Err { s.Memory = h.Memory(); return s.Memory.Err }},
-	{"tunnels", func(h *Host, s *detect.Snapshot) detect.Err { s.Tunnels = h.Tunnels(); return s.Tunnels.Err }},
+	{"tunnels", func(h *Host, s *detect.Snapshot) detect.Err {
+		s.Tunnels = h.Tunnels()
+		s.PodPath = h.PodPath(s.Tunnels.Devices)
+		return s.Tunnels.Err
+	}},
 	{"conntrack", func(h *Host, s *detect.Snapshot) detect.Err { h.ConntrackTable(&s.Conntrack); return s.Conntrack.Err }},
 	{"sysctl", func(h *Host, s *detect.Snapshot) detect.Err { return h.SoftnetLimits(&s.Softnet) }},
 	{"kube_proxy", func(h *Host, s *detect.Snapshot) detect.Err { s.KubeProxy = h.KubeProxy(); return s.KubeProxy.Err }},

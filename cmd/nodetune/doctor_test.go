@@ -86,11 +86,19 @@ func TestDoctorFixtures(t *testing.T) {
 	}{
 		{"calico-offload-off", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
 		{"flannel-old-kernel", exitCritical, []string{"tunnel-tx-checksum-unsafe", "kube-proxy-iptables-scale"}},
-		{"busy-node", exitCritical, []string{"conntrack-near-full", "cpu-steal-high", "conntrack-insert-failed", "softirq-saturated", "softnet-drops", "tunnel-mtu-mismatch", "ipvs-modules-missing", "softnet-drops"}},
+		{"busy-node", exitCritical, []string{"conntrack-near-full", "cpu-steal-high", "conntrack-insert-failed", "softirq-saturated", "softnet-drops", "ipvs-modules-missing", "softnet-drops"}},
 		{"healthy", exitOK, nil},
 		// A working IPVS node: kube-proxy 1.30 with scheduler rr needs no
 		// module loaded ahead, so nothing fires.
 		{"ipvs-1.30", exitOK, nil},
+		// MTU where pod packets get it: an IPv6-only flannel node whose
+		// unbound VXLAN is 20 bytes too large for VXLAN over IPv6; an OVS
+		// node whose genev_sys_6081 is at 65000 on purpose; a Cilium node
+		// whose cilium_vxlan keeps the underlay MTU and one of whose
+		// routes to other nodes' pods does not fit.
+		{"flannel-ipv6-only", exitWarning, []string{"tunnel-mtu-mismatch"}},
+		{"ovs-geneve", exitOK, nil},
+		{"cilium-route-mtu", exitWarning, []string{"tunnel-mtu-mismatch"}},
 		{"unreadable", exitOK, nil},
 	}
 	for _, tt := range tests {

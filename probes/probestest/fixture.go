@@ -22,6 +22,7 @@ var FixtureTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 //	                            without it every rate is zero)
 //	netlink/links.json          ip -d -j link show
 //	netlink/routes.json         ip -j route show (optional)
+//	netlink/routes6.json        ip -6 -j route show (optional)
 //	ethtool/DEV.txt             ethtool -k DEV
 //	kube-proxy/proxyMode        kube-proxy's answers (optional; without
 //	kube-proxy/metrics          them kube-proxy is not running)
