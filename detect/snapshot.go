@@ -201,6 +201,9 @@ type Conntrack struct {
 	Totals  ConntrackCounters `json:"totals"`
 	Delta   ConntrackCounters `json:"delta"`
 	StatErr Err               `json:"stat_error,omitzero"`
+	// ClashCounted reports whether the kernel's stats have the
+	// clash_resolve column (printed as "clashres").
+	ClashCounted bool `json:"clash_resolve_counted"`
 }
 
 // Usage is Count/Max, or 0 when Max is unknown.
@@ -216,6 +219,9 @@ type ConntrackCounters struct {
 	InsertFailed uint64 `json:"insert_failed"`
 	Drop         uint64 `json:"drop"`
 	EarlyDrop    uint64 `json:"early_drop"`
+	// ClashResolve counts clashing inserts the kernel resolved (Linux
+	// 5.6+ resolves the DNS A/AAAA clash); see Conntrack.ClashCounted.
+	ClashResolve uint64 `json:"clash_resolve"`
 }
 
 // UDP holds the receive-side UDP checksum error counter of /proc/net/snmp.

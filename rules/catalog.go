@@ -95,7 +95,7 @@ func Catalog() []Rule {
 		{ID: SoftirqSaturated, Title: "One CPU saturated by softirq", Auto: true, eval: evalSoftirq},
 		{ID: SoftnetDrops, Title: "Packets dropped or squeezed in the softnet backlog", Auto: true, eval: evalSoftnet},
 		{ID: ConntrackNearFull, Title: "Conntrack table near full", Auto: true, eval: evalConntrackFull},
-		{ID: ConntrackInsertFailed, Title: "Conntrack insert races (DNS 5-second timeouts)", eval: evalInsertFailed},
+		{ID: ConntrackInsertFailed, Title: "Conntrack inserts failing (DNS races before Linux 5.6, SNAT clashes after)", eval: evalInsertFailed},
 		{ID: KubeProxyIptablesScale, Title: "kube-proxy iptables mode at a scale it handles badly", eval: evalKubeProxyScale},
 		{ID: KubeProxyNFTablesSync, Title: "kube-proxy nftables mode with slow rule syncs", eval: evalNFTablesSync},
 		{ID: IPVSModulesMissing, Title: "kube-proxy IPVS mode without its kernel modules", Auto: true, eval: evalIPVSModules},
