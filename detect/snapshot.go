@@ -18,6 +18,7 @@ type Snapshot struct {
 	Memory    Memory    `json:"memory"`
 	Tunnels   Tunnels   `json:"tunnels"`
 	PodPath   PodPath   `json:"pod_path"`
+	NICs      NICs      `json:"nics"`
 	CPU       CPU       `json:"cpu"`
 	Softnet   Softnet   `json:"softnet"`
 	Conntrack Conntrack `json:"conntrack"`

@@ -130,6 +130,7 @@ var instantProbes = []probe{
 	{"tunnels", func(h *Host, s *detect.Snapshot) detect.Err {
 		s.Tunnels = h.Tunnels()
 		s.PodPath = h.PodPath(s.Tunnels.Devices)
+		s.NICs = h.NICs(s.Tunnels.Devices)
 		return s.Tunnels.Err
 	}},
 	{"conntrack", func(h *Host, s *detect.Snapshot) detect.Err { h.ConntrackTable(&s.Conntrack); return s.Conntrack.Err }},

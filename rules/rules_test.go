@@ -26,6 +26,11 @@ func node(release string) *detect.Snapshot {
 			Features: detect.Features{State: map[string]bool{detect.FeatureTxChecksumGeneric: true, detect.FeatureTSO: true}},
 			Underlay: &detect.Underlay{Name: "eth0", MTU: 1500, Source: "link", RxQueues: []detect.RxQueue{{Name: "rx-0", RPSCPUs: "0"}}},
 		}}},
+		// eth0 is a virtual device: one queue, no interrupts, RPS off.
+		NICs: detect.NICs{Devices: []detect.NIC{{
+			Name: "eth0", ChannelsErr: detect.Fail(fmt.Errorf("ethtool -l: %w", detect.ErrNotSupported)),
+			RxQueues: []detect.RxQueue{{Name: "rx-0", RPSCPUs: "0"}},
+		}}},
 		CPU:       detect.CPU{PerCPU: []detect.CPUUsage{{CPU: 0, Idle: 0.9}, {CPU: 1, Idle: 0.9}}},
 		Softnet:   detect.Softnet{MaxBacklog: 1000, Budget: 300},
 		Conntrack: detect.Conntrack{Present: true, Count: 10, Max: 1000},
@@ -205,7 +210,7 @@ func TestRules(t *testing.T) {
 			snap: func() *detect.Snapshot {
 				s := node("6.1.0")
 				s.CPU.PerCPU[1] = detect.CPUUsage{CPU: 1, Softirq: 0.95}
-				s.Tunnels.Devices[0].Underlay.RxQueues[0].RPSCPUs = "3"
+				s.NICs.Devices[0].RxQueues[0].RPSCPUs = "3"
 				return s
 			},
 			want: []string{"softirq-saturated cpu1 warning auto=false"},

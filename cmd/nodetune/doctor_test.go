@@ -104,6 +104,10 @@ func TestDoctorFixtures(t *testing.T) {
 		// kernel that resolves the DNS clash and counts clash_resolve; the
 		// nftables kube-proxy 1.36 no longer lowers a raised limit.
 		{"conntrack-overflow", exitWarning, []string{"conntrack-insert-failed", "conntrack-near-full"}},
+		// softirq fixes that can be run: CPU 0 saturated, eth0 receives on
+		// one of the four queues its driver allows; the fix is ethtool -L
+		// eth0 combined 4, not RPS.
+		{"softirq-one-queue", exitWarning, []string{"softirq-saturated"}},
 		{"unreadable", exitOK, nil},
 	}
 	for _, tt := range tests {

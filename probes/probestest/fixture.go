@@ -24,6 +24,7 @@ var FixtureTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 //	netlink/routes.json         ip -j route show (optional)
 //	netlink/routes6.json        ip -6 -j route show (optional)
 //	ethtool/DEV.txt             ethtool -k DEV
+//	ethtool/DEV.channels.txt    ethtool -l DEV (optional)
 //	kube-proxy/proxyMode        kube-proxy's answers (optional; without
 //	kube-proxy/metrics          them kube-proxy is not running)
 //	kube-proxy/configz          kube-proxy's /configz (optional)

@@ -181,3 +181,40 @@ func TestLoadNetlinkPodPath(t *testing.T) {
 		t.Errorf("route MTUs %v", mtus)
 	}
 }
+
+const ethtoolChannels = `Channel parameters for eth0:
+Pre-set maximums:
+RX:		n/a
+TX:		n/a
+Other:		1
+Combined:	8
+Current hardware settings:
+RX:		n/a
+TX:		n/a
+Other:		1
+Combined:	2
+`
+
+func TestParseEthtoolChannels(t *testing.T) {
+	got, err := ParseEthtoolChannels(ethtoolChannels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ethtool.Channels{MaxOther: 1, MaxCombined: 8, OtherCount: 1, CombinedCount: 2}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"", "Combined: 8\n", "Pre-set maximums:\nCombined: many\n", "Pre-set maximums:\nQueues: 1\n"} {
+		if _, err := ParseEthtoolChannels(bad); err == nil {
+			t.Errorf("ParseEthtoolChannels(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseEthtoolChannels(f *testing.F) {
+	f.Add(ethtoolChannels)
+	f.Add("Pre-set maximums:\nRX: n/a\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		_, _ = ParseEthtoolChannels(text)
+	})
+}
