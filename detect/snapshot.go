@@ -265,6 +265,14 @@ type KubeProxy struct {
 	// FullSyncSeconds their mean as SyncSeconds is derived, or -1.
 	FullSyncs       SyncHistogram `json:"full_syncs"`
 	FullSyncSeconds float64       `json:"full_sync_seconds"`
+	// NFTablesSyncFailures is kube-proxy's count of failed nftables syncs
+	// (kubeproxy_sync_proxy_rules_nftables_sync_failures_total), and
+	// NFTablesSyncFailuresDelta its growth since the previous snapshot,
+	// -1 when there was none to compare with. MetricsRead says whether
+	// /metrics answered at all.
+	NFTablesSyncFailures      uint64 `json:"nftables_sync_failures"`
+	MetricsRead               bool   `json:"metrics_read"`
+	NFTablesSyncFailuresDelta int64  `json:"nftables_sync_failures_delta"`
 	// ConnReuseMode is net.ipv4.vs.conn_reuse_mode, or -1 when unread.
 	ConnReuseMode int64 `json:"ipvs_conn_reuse_mode"`
 }

@@ -74,6 +74,9 @@ type Prober struct {
 	// syncs and fullSyncs follow kube-proxy's sync histograms from one
 	// snapshot to the next.
 	syncs, fullSyncs syncTracker
+	// nftFailures is kube-proxy's nftables sync failure count at the
+	// previous snapshot, nil when there was none.
+	nftFailures *uint64
 }
 
 // syncTracker keeps a sync histogram at the previous snapshot, and the
@@ -108,6 +111,15 @@ func (t *syncTracker) update(running bool, h detect.SyncHistogram, mean *float64
 func (p *Prober) kubeProxySyncs(kp *detect.KubeProxy) {
 	p.syncs.update(kp.Running, kp.Syncs, &kp.SyncSeconds)
 	p.fullSyncs.update(kp.Running, kp.FullSyncs, &kp.FullSyncSeconds)
+	if !kp.Running || !kp.MetricsRead {
+		p.nftFailures = nil
+		return
+	}
+	if prev := p.nftFailures; prev != nil && kp.NFTablesSyncFailures >= *prev {
+		kp.NFTablesSyncFailuresDelta = int64(kp.NFTablesSyncFailures - *prev)
+	}
+	n := kp.NFTablesSyncFailures
+	p.nftFailures = &n
 }
 
 // NewProber returns a Prober for h.

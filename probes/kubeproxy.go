@@ -27,7 +27,7 @@ const maxBody = 4 << 20
 // reads which IPVS modules are loaded. A kube-proxy that does not answer
 // is reported as not running, which is not an error.
 func (h *Host) KubeProxy() detect.KubeProxy {
-	kp := detect.KubeProxy{NATRules: -1, SyncSeconds: -1, FullSyncSeconds: -1, ConnReuseMode: -1}
+	kp := detect.KubeProxy{NATRules: -1, SyncSeconds: -1, FullSyncSeconds: -1, ConnReuseMode: -1, NFTablesSyncFailuresDelta: -1}
 	kp.IPVSModules, kp.ModulesErr = h.ipvsModules()
 	if h.KubeProxyURL == "" {
 		return kp
@@ -70,6 +70,7 @@ func (h *Host) kubeProxyMetrics(kp *detect.KubeProxy) {
 		return
 	}
 	kp.NATRules, kp.Syncs, kp.FullSyncs = m.NATRules, m.Syncs, m.FullSyncs
+	kp.NFTablesSyncFailures, kp.MetricsRead = m.NFTablesSyncFailures, true
 	if mean, ok := kp.Syncs.Mean(detect.SyncHistogram{}); ok {
 		kp.SyncSeconds = mean
 	}
@@ -176,6 +177,9 @@ type KubeProxyMetrics struct {
 	Syncs, FullSyncs detect.SyncHistogram
 	// GitVersion is kubernetes_build_info's gitVersion label, or "".
 	GitVersion string
+	// NFTablesSyncFailures is the count of failed nftables syncs, summed
+	// over IP families.
+	NFTablesSyncFailures uint64
 }
 
 // ParseKubeProxyPage parses kube-proxy's /metrics page.
@@ -188,6 +192,12 @@ func ParseKubeProxyPage(r io.Reader) (KubeProxyMetrics, error) {
 	}
 	m.NATRules, m.Syncs = natRulesAndSyncs(families)
 	m.FullSyncs = histogram(families["kubeproxy_sync_full_proxy_rules_duration_seconds"])
+	for _, metric := range families["kubeproxy_sync_proxy_rules_nftables_sync_failures_total"].GetMetric() {
+		// A page without TYPE lines makes every sample untyped.
+		if v := metric.GetCounter().GetValue() + metric.GetUntyped().GetValue(); v > 0 && v < 1<<63 {
+			m.NFTablesSyncFailures += uint64(v)
+		}
+	}
 	if mf, ok := families["kubernetes_build_info"]; ok {
 		for _, metric := range mf.GetMetric() {
 			for _, l := range metric.GetLabel() {

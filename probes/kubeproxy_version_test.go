@@ -1,10 +1,13 @@
 package probes
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -123,4 +126,44 @@ func FuzzParseKubeProxyPage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNFTablesSyncFailuresOverTheInterval: failed nftables syncs count
+// from one snapshot to the next; a first snapshot has nothing to compare
+// with, so its total since kube-proxy started is not taken as current.
+func TestNFTablesSyncFailuresOverTheInterval(t *testing.T) {
+	failures := 0
+	mux := http.NewServeMux()
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("nftables")) })
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "# TYPE kubeproxy_sync_proxy_rules_nftables_sync_failures_total counter\n"+
+			"kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv4\"} %d\n"+
+			"kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv6\"} 1\n", failures)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	h := procTree(t, counterFiles)
+	h.KubeProxyURL = srv.URL
+	h.Netlink = &interrupting{}
+	h.Ethtool = noFeatures{}
+	p := NewProber(h)
+	p.Baseline(h)
+	for _, step := range []struct {
+		failures  int
+		wantTotal uint64
+		wantDelta int64
+	}{
+		{40, 41, -1}, // first snapshot: no interval yet
+		{40, 41, 0},
+		{43, 44, 3},
+	} {
+		failures = step.failures
+		s, err := p.Snapshot(context.Background(), time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kp := s.KubeProxy; kp.NFTablesSyncFailures != step.wantTotal || kp.NFTablesSyncFailuresDelta != step.wantDelta {
+			t.Errorf("at %d failures: total %d, delta %d; want %d, %d", step.failures, kp.NFTablesSyncFailures, kp.NFTablesSyncFailuresDelta, step.wantTotal, step.wantDelta)
+		}
+	}
 }

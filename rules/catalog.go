@@ -97,7 +97,7 @@ func Catalog() []Rule {
 		{ID: ConntrackNearFull, Title: "Conntrack table near full", Auto: true, eval: evalConntrackFull},
 		{ID: ConntrackInsertFailed, Title: "Conntrack inserts failing (DNS races before Linux 5.6, SNAT clashes after)", eval: evalInsertFailed},
 		{ID: KubeProxyIptablesScale, Title: "kube-proxy iptables mode at a scale it handles badly", eval: evalKubeProxyScale},
-		{ID: KubeProxyNFTablesSync, Title: "kube-proxy nftables mode with slow rule syncs", eval: evalNFTablesSync},
+		{ID: KubeProxyNFTablesSync, Title: "kube-proxy nftables mode with slow or failing rule syncs", eval: evalNFTablesSync},
 		{ID: IPVSModulesMissing, Title: "kube-proxy IPVS mode without its kernel modules", Auto: true, eval: evalIPVSModules},
 		{ID: KubeProxyIPVSDeprecated, Title: "kube-proxy in IPVS mode, deprecated since Kubernetes 1.35", eval: evalIPVSDeprecated},
 		{ID: IPVSConnReuse, Title: "kube-proxy IPVS mode on a kernel before the conn_reuse_mode fixes", eval: evalIPVSConnReuse},
@@ -117,7 +117,7 @@ const (
 	ConntrackInsertFailed   = "conntrack-insert-failed"
 	KubeProxyIptablesScale  = "kube-proxy-iptables-scale"
 	IPVSModulesMissing      = "ipvs-modules-missing"
-	KubeProxyNFTablesSync   = "kube-proxy-nftables-sync-slow"
+	KubeProxyNFTablesSync   = "kube-proxy-nftables-sync"
 	KubeProxyIPVSDeprecated = "kube-proxy-ipvs-deprecated"
 	IPVSConnReuse           = "ipvs-conn-reuse-mode"
 )

@@ -78,6 +78,24 @@ func evalNFTablesSync(s *detect.Snapshot, c Config, r *Result) {
 	if !kp.Running || kp.Mode != "nftables" {
 		return
 	}
+	if kp.NFTablesSyncFailuresDelta > 0 {
+		r.add(Finding{
+			Rule:     KubeProxyNFTablesSync,
+			Severity: Warning,
+			Subject:  "kube-proxy",
+			Summary:  fmt.Sprintf("kube-proxy's nftables rule syncs failed %d times since the previous snapshot", kp.NFTablesSyncFailuresDelta),
+			Explanation: "A failed sync leaves the node's Service rules as they were: endpoint changes are not applied until a " +
+				"later sync succeeds. kube-proxy logs why (nft's error).",
+			Evidence: []Evidence{{"mode", kp.Mode}, {"nftables_sync_failures_delta", fmt.Sprint(kp.NFTablesSyncFailuresDelta)},
+				{"nftables_sync_failures_total", fmt.Sprint(kp.NFTablesSyncFailures)}, versionEvidence(kp)},
+			Impact: Impact{Summary: "stale Service endpoints on this node"},
+			Fix: Fix{
+				Command: "kubectl -n kube-system logs -l k8s-app=kube-proxy | grep -i nft",
+				Manual:  "read kube-proxy's log for nft's error (a missing kernel feature, or another program holding its table)",
+			},
+			References: kubeProxyModeReferences,
+		})
+	}
 	syncName, syncSeconds := syncEvidence(kp)
 	if syncSeconds < 0 {
 		r.unchecked(KubeProxyNFTablesSync, "kube-proxy", fmt.Errorf("kube-proxy runs in nftables mode but its metrics give no sync times"))

@@ -94,7 +94,24 @@ func TestKubeProxyAsItIsToday(t *testing.T) {
 				return detect.KubeProxy{Running: true, Mode: "nftables", Version: kubeVersion(t, "v1.33.1"), NATRules: -1,
 					SyncSeconds: 0.2, FullSyncSeconds: 2.5, FullSyncs: detect.SyncHistogram{Count: 4, SumSeconds: 10}}
 			},
-			want: []string{"kube-proxy-nftables-sync-slow kube-proxy warning auto=false"},
+			want: []string{"kube-proxy-nftables-sync kube-proxy warning auto=false"},
+		},
+		{
+			name:   "nftables syncs failing since the previous snapshot",
+			kernel: "6.1.0",
+			kp: func(t *testing.T) detect.KubeProxy {
+				return detect.KubeProxy{Running: true, Mode: "nftables", Version: kubeVersion(t, "v1.33.1"), NATRules: -1,
+					SyncSeconds: 0.02, NFTablesSyncFailures: 9, NFTablesSyncFailuresDelta: 2}
+			},
+			want: []string{"kube-proxy-nftables-sync kube-proxy warning auto=false"},
+		},
+		{
+			name:   "nftables failures since start, no interval yet",
+			kernel: "6.1.0",
+			kp: func(t *testing.T) detect.KubeProxy {
+				return detect.KubeProxy{Running: true, Mode: "nftables", Version: kubeVersion(t, "v1.33.1"), NATRules: -1,
+					SyncSeconds: 0.02, NFTablesSyncFailures: 9, NFTablesSyncFailuresDelta: -1}
+			},
 		},
 		{
 			name:   "nftables, fast",
@@ -110,7 +127,7 @@ func TestKubeProxyAsItIsToday(t *testing.T) {
 			kp: func(t *testing.T) detect.KubeProxy {
 				return detect.KubeProxy{Running: true, Mode: "nftables", NATRules: -1, SyncSeconds: -1, FullSyncSeconds: -1}
 			},
-			unchecked: []string{"kube-proxy-nftables-sync-slow"},
+			unchecked: []string{"kube-proxy-nftables-sync"},
 		},
 	}
 	for _, tt := range tests {
