@@ -70,3 +70,71 @@ func TestIPv6OnlyUnboundVXLAN(t *testing.T) {
 		t.Errorf("MTU findings %q; want one for flannel-v6.1 at most 1430", fired)
 	}
 }
+
+// TestCiliumRouteMTUFromNetlink, on a real kernel: a Cilium-like node with
+// cilium_host/cilium_net, cilium_vxlan at the underlay's MTU, and routes
+// to two other nodes' pods carrying 1450 and 1500. The probe reads the
+// route MTUs from netlink, and the rule names the route that does not fit,
+// not cilium_vxlan.
+func TestCiliumRouteMTUFromNetlink(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	side := bed.A
+	h := side.Netlink()
+	under, err := h.LinkByName(side.Underlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cilium_host", MTU: 1500}, PeerName: "cilium_net"}); err != nil {
+		t.Fatal(err)
+	}
+	host, err := h.LinkByName("cilium_host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(host); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrAdd(host, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.0.0.146"), Mask: net.CIDRMask(32, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "cilium_vxlan", MTU: 1500}, FlowBased: true, Port: 8472}
+	if err := h.LinkAdd(vx); err != nil {
+		t.Fatal(err)
+	}
+	for dst, mtu := range map[string]int{"10.0.1.0/24": 1450, "10.0.2.0/24": 1500} {
+		_, n, _ := net.ParseCIDR(dst)
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: n, MTU: mtu, Scope: netlink.SCOPE_LINK}); err != nil {
+			t.Fatalf("route %s: %v", dst, err)
+		}
+	}
+	// The underlay carries the IPv4 default route, as a node's NIC does.
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: under.Attrs().Index, Scope: netlink.SCOPE_LINK, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+
+	hostProbe, err := probes.NewHost(probes.DefaultPaths, h, side.Ethtool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &detect.Snapshot{Tunnels: hostProbe.Tunnels()}
+	s.PodPath = hostProbe.PodPath(s.Tunnels.Devices)
+	if s.PodPath.RoutesErr.Failed() {
+		t.Fatal(s.PodPath.RoutesErr)
+	}
+	mtus := map[string]int{}
+	for _, r := range s.PodPath.Routes {
+		mtus[r.Dst] = r.MTU
+	}
+	if mtus["10.0.1.0/24"] != 1450 || mtus["10.0.2.0/24"] != 1500 {
+		t.Fatalf("route MTUs read from netlink: %v", mtus)
+	}
+	var fired []string
+	for _, f := range rules.Evaluate(s, rules.DefaultConfig()).Findings {
+		if f.Rule == rules.TunnelMTUMismatch {
+			fired = append(fired, f.Subject)
+		}
+	}
+	if len(fired) != 1 || fired[0] != "route 10.0.2.0/24 dev cilium_host" {
+		t.Errorf("MTU findings on %q; want the route to 10.0.2.0/24 only", fired)
+	}
+}
