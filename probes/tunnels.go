@@ -128,8 +128,8 @@ func tunnelOf(l netlink.Link) (t detect.Tunnel, parent int, familyKnown, ok bool
 		addrs = []net.IP{v.Remote}
 		parent = int(v.Link)
 	case *netlink.Iptun:
-		t.Kind = detect.KindIPIP
-		addrs = []net.IP{v.Local, v.Remote}
+		// IPIP's outer header is IPv4 by definition (IPv6 is ip6tnl).
+		t.Kind, familyKnown = detect.KindIPIP, true
 		parent = int(v.Link)
 	default:
 		return t, 0, false, false
