@@ -172,15 +172,31 @@ func felixOwner(s *Snapshot, dev string) *Owner {
 	return &Owner{Name: OwnerFelix, Why: why, DurableFix: durable, Command: fix.Command}
 }
 
-// ConntrackMaxOwner returns who sets net.netfilter.nf_conntrack_max, or nil.
-// kube-proxy writes max(131072, 32768 × cores) at start.
+// ConntrackMaxOwner returns who will undo a raise of
+// net.netfilter.nf_conntrack_max, or nil. kube-proxy writes
+// max(conntrack.min, conntrack.maxPerCore × cores) when it starts; before
+// 1.36 it writes it even over a larger value, lowering a raise at its next
+// restart, and from 1.36 it no longer lowers one (kubernetes PR 142035).
+// A configuration whose maxPerCore is 0 leaves the limit alone. An
+// unknown version is taken for one that lowers, and the reason says so.
 func ConntrackMaxOwner(s *Snapshot) *Owner {
-	if !s.KubeProxy.Running && !slices.Contains(s.Host.Processes, ProcKubeProxy) {
+	kp := s.KubeProxy
+	if !kp.Running && !slices.Contains(s.Host.Processes, ProcKubeProxy) {
 		return nil
+	}
+	if c := kp.Config; c != nil && c.ConntrackMaxPerCore != nil && *c.ConntrackMaxPerCore == 0 {
+		return nil
+	}
+	if kp.Version.AtLeast(ConntrackNoLowerFrom.Major, ConntrackNoLowerFrom.Minor) {
+		return nil
+	}
+	why := "kube-proxy sets net.netfilter.nf_conntrack_max when it starts, lowering a larger value (before 1.36)"
+	if !kp.Version.Known() {
+		why = "kube-proxy sets net.netfilter.nf_conntrack_max when it starts, and before 1.36 lowers a larger value; its version is unknown"
 	}
 	return &Owner{
 		Name:       OwnerKubeProxy,
-		Why:        "kube-proxy sets net.netfilter.nf_conntrack_max when it starts",
+		Why:        why,
 		DurableFix: "set conntrack.maxPerCore (or conntrack.min) in the KubeProxyConfiguration and restart kube-proxy",
 	}
 }

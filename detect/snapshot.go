@@ -17,6 +17,8 @@ type Snapshot struct {
 	Kernel    Kernel    `json:"kernel"`
 	Memory    Memory    `json:"memory"`
 	Tunnels   Tunnels   `json:"tunnels"`
+	PodPath   PodPath   `json:"pod_path"`
+	NICs      NICs      `json:"nics"`
 	CPU       CPU       `json:"cpu"`
 	Softnet   Softnet   `json:"softnet"`
 	Conntrack Conntrack `json:"conntrack"`
@@ -83,7 +85,8 @@ type Underlay struct {
 	Index int    `json:"index"`
 	MTU   int    `json:"mtu"`
 	// Source says how the underlay was found: "link" when the tunnel names
-	// it, "default-route" when it was inferred from the default route.
+	// it, "default-route" when it was inferred from the default route,
+	// "default-route-v6" from the IPv6 one.
 	Source   string   `json:"source"`
 	Features Features `json:"features"`
 	// RxQueues are the device's receive queues and their RPS CPU masks.
@@ -203,6 +206,9 @@ type Conntrack struct {
 	Totals  ConntrackCounters `json:"totals"`
 	Delta   ConntrackCounters `json:"delta"`
 	StatErr Err               `json:"stat_error,omitzero"`
+	// ClashCounted reports whether the kernel's stats have the
+	// clash_resolve column (printed as "clashres").
+	ClashCounted bool `json:"clash_resolve_counted"`
 }
 
 // Usage is Count/Max, or 0 when Max is unknown.
@@ -218,6 +224,9 @@ type ConntrackCounters struct {
 	InsertFailed uint64 `json:"insert_failed"`
 	Drop         uint64 `json:"drop"`
 	EarlyDrop    uint64 `json:"early_drop"`
+	// ClashResolve counts clashing inserts the kernel resolved (Linux
+	// 5.6+ resolves the DNS A/AAAA clash); see Conntrack.ClashCounted.
+	ClashResolve uint64 `json:"clash_resolve"`
 }
 
 // UDP holds the receive-side UDP checksum error counters: Udp InCsumErrors
@@ -261,6 +270,27 @@ type KubeProxy struct {
 	// IPVSModules maps each module IPVS mode needs to whether it is loaded.
 	IPVSModules map[string]bool `json:"ipvs_modules,omitempty"`
 	ModulesErr  Err             `json:"modules_error,omitzero"`
+	// Version is kube-proxy's version, from kubernetes_build_info.
+	Version    KubeVersion `json:"version,omitzero"`
+	VersionErr Err         `json:"version_error,omitzero"`
+	// Config is kube-proxy's running configuration from /configz, nil
+	// when it does not serve one.
+	Config    *KubeProxyConfig `json:"config,omitempty"`
+	ConfigErr Err              `json:"config_error,omitzero"`
+	// FullSyncs is the histogram of full rule syncs (1.28+), and
+	// FullSyncSeconds their mean as SyncSeconds is derived, or -1.
+	FullSyncs       SyncHistogram `json:"full_syncs"`
+	FullSyncSeconds float64       `json:"full_sync_seconds"`
+	// NFTablesSyncFailures is kube-proxy's count of failed nftables syncs
+	// (kubeproxy_sync_proxy_rules_nftables_sync_failures_total), and
+	// NFTablesSyncFailuresDelta its growth since the previous snapshot,
+	// -1 when there was none to compare with. MetricsRead says whether
+	// /metrics answered at all.
+	NFTablesSyncFailures      uint64 `json:"nftables_sync_failures"`
+	MetricsRead               bool   `json:"metrics_read"`
+	NFTablesSyncFailuresDelta int64  `json:"nftables_sync_failures_delta"`
+	// ConnReuseMode is net.ipv4.vs.conn_reuse_mode, or -1 when unread.
+	ConnReuseMode int64 `json:"ipvs_conn_reuse_mode"`
 }
 
 // SyncHistogram is the count and sum of a cumulative duration histogram.

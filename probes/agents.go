@@ -11,7 +11,7 @@ import (
 )
 
 // Agents lists the CNI config files under <rootfs>/etc/cni/net.d and the
-// networking agents in the process list.
+// networking agents (and irqbalance) in the process list.
 func (h *Host) Agents() detect.Host {
 	var out detect.Host
 	entries, err := os.ReadDir(filepath.Join(h.RootFS, "etc/cni/net.d"))
@@ -38,7 +38,7 @@ func (h *Host) Agents() detect.Host {
 		if err != nil {
 			continue // the process exited while we looked
 		}
-		if slices.Contains(detect.WatchedProcesses, comm) {
+		if slices.Contains(detect.WatchedProcesses, comm) || comm == detect.ProcIRQBalance {
 			seen[comm] = true
 		}
 	}

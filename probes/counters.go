@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -24,6 +26,7 @@ type sample struct {
 	softnet  []procfs.SoftnetStat
 	snetErr  error
 	ctStat   detect.ConntrackCounters
+	ctClash  bool
 	ctErr    error
 	udpCsum  uint64
 	udpErr   error
@@ -66,24 +69,26 @@ func (h *Host) sample(at time.Time) *sample {
 	} else {
 		s.softnet = sn
 	}
-	s.ctStat, s.ctErr = h.conntrackStat()
+	s.ctStat, s.ctClash, s.ctErr = h.conntrackStat()
 	s.udpCsum, s.udpErr = h.udpChecksumErrors()
 	s.udp6Csum, s.udp6Err = h.udp6ChecksumErrors()
 	return s
 }
 
-func (h *Host) conntrackStat() (detect.ConntrackCounters, error) {
-	entries, err := h.proc.ConntrackStat()
+// conntrackStat reads <procfs>/net/stat/nf_conntrack through
+// ParseConntrackStat, which finds columns by name: their positions moved
+// when clashres took the place of searched.
+func (h *Host) conntrackStat() (detect.ConntrackCounters, bool, error) {
+	f, err := os.Open(filepath.Join(h.ProcFS, "net/stat/nf_conntrack"))
 	if err != nil {
-		return detect.ConntrackCounters{}, classify("reading /proc/net/stat/nf_conntrack", err)
+		return detect.ConntrackCounters{}, false, classify("reading /proc/net/stat/nf_conntrack", err)
 	}
-	var c detect.ConntrackCounters
-	for _, e := range entries {
-		c.InsertFailed += e.InsertFailed
-		c.Drop += e.Drop
-		c.EarlyDrop += e.EarlyDrop
+	defer f.Close()
+	c, clash, err := ParseConntrackStat(f)
+	if err != nil {
+		return c, false, fmt.Errorf("reading /proc/net/stat/nf_conntrack: %w", err)
 	}
-	return c, nil
+	return c, clash, nil
 }
 
 // udpChecksumErrors reads Udp InCsumErrors from <procfs>/self/net/snmp,
@@ -142,10 +147,12 @@ func applyRates(s *detect.Snapshot, prev, cur *sample) {
 		s.Conntrack.StatErr = detect.Fail(err)
 	} else {
 		s.Conntrack.Totals = cur.ctStat
+		s.Conntrack.ClashCounted = cur.ctClash
 		s.Conntrack.Delta = detect.ConntrackCounters{
 			InsertFailed: sub(cur.ctStat.InsertFailed, prev.ctStat.InsertFailed),
 			Drop:         sub(cur.ctStat.Drop, prev.ctStat.Drop),
 			EarlyDrop:    sub(cur.ctStat.EarlyDrop, prev.ctStat.EarlyDrop),
+			ClashResolve: sub(cur.ctStat.ClashResolve, prev.ctStat.ClashResolve),
 		}
 	}
 

@@ -77,10 +77,12 @@ type Prober struct {
 	// Clock stamps each counter sample; tests replace it.
 	Clock func() time.Time
 	last  *sample
-	// syncs is kube-proxy's sync histogram at the previous snapshot, and
-	// syncMean the last mean measured over an interval with syncs.
-	syncs    *detect.SyncHistogram
-	syncMean float64
+	// syncs and fullSyncs follow kube-proxy's sync histograms from one
+	// snapshot to the next.
+	syncs, fullSyncs syncTracker
+	// nftFailures is kube-proxy's nftables sync failure count at the
+	// previous snapshot, nil when there was none.
+	nftFailures *uint64
 	// CaptureDuration and CapturePackets bound the capture that traces
 	// bad UDP checksums when their counters rose.
 	CaptureDuration time.Duration
@@ -91,25 +93,47 @@ type Prober struct {
 	quietSince time.Time
 }
 
-// kubeProxySyncs sets kp.SyncSeconds to the mean of the syncs since the
-// previous snapshot, so that one slow sync when kube-proxy started does not
-// mark it slow for the rest of its life. An interval without syncs keeps
-// the last mean measured.
-func (p *Prober) kubeProxySyncs(kp *detect.KubeProxy) {
-	if !kp.Running || kp.Syncs.Count == 0 {
-		p.syncs = nil
+// syncTracker keeps a sync histogram at the previous snapshot, and the
+// last mean measured over an interval with syncs.
+type syncTracker struct {
+	prev *detect.SyncHistogram
+	mean float64
+}
+
+// update sets *mean to the mean of the syncs in h since the previous
+// snapshot, so that one slow sync when kube-proxy started does not mark it
+// slow for the rest of its life. An interval without syncs keeps the last
+// mean measured.
+func (t *syncTracker) update(running bool, h detect.SyncHistogram, mean *float64) {
+	if !running || h.Count == 0 {
+		t.prev = nil
 		return
 	}
-	if p.syncs != nil {
-		if mean, ok := kp.Syncs.Mean(*p.syncs); ok {
-			p.syncMean = mean
+	if t.prev != nil {
+		if m, ok := h.Mean(*t.prev); ok {
+			t.mean = m
 		}
-		kp.SyncSeconds = p.syncMean
+		*mean = t.mean
 	} else {
-		p.syncMean = kp.SyncSeconds
+		t.mean = *mean
 	}
-	syncs := kp.Syncs
-	p.syncs = &syncs
+	t.prev = &h
+}
+
+// kubeProxySyncs sets kp's mean sync times over the interval since the
+// previous snapshot.
+func (p *Prober) kubeProxySyncs(kp *detect.KubeProxy) {
+	p.syncs.update(kp.Running, kp.Syncs, &kp.SyncSeconds)
+	p.fullSyncs.update(kp.Running, kp.FullSyncs, &kp.FullSyncSeconds)
+	if !kp.Running || !kp.MetricsRead {
+		p.nftFailures = nil
+		return
+	}
+	if prev := p.nftFailures; prev != nil && kp.NFTablesSyncFailures >= *prev {
+		kp.NFTablesSyncFailuresDelta = int64(kp.NFTablesSyncFailures - *prev)
+	}
+	n := kp.NFTablesSyncFailures
+	p.nftFailures = &n
 }
 
 // trackQuiet sets u.QuietFor: how long the counters have gone without a
@@ -147,7 +171,12 @@ type probe struct {
 var instantProbes = []probe{
 	{"kernel", func(h *Host, s *detect.Snapshot) detect.Err { s.Kernel = h.Kernel(); return s.Kernel.Err }},
 	{"memory", func(h *Host, s *detect.Snapshot) detect.Err { s.Memory = h.Memory(); return s.Memory.Err }},
-	{"tunnels", func(h *Host, s *detect.Snapshot) detect.Err { s.Tunnels = h.Tunnels(); return s.Tunnels.Err }},
+	{"tunnels", func(h *Host, s *detect.Snapshot) detect.Err {
+		s.Tunnels = h.Tunnels()
+		s.PodPath = h.PodPath(s.Tunnels.Devices)
+		s.NICs = h.NICs(s.Tunnels.Devices)
+		return s.Tunnels.Err
+	}},
 	{"conntrack", func(h *Host, s *detect.Snapshot) detect.Err { h.ConntrackTable(&s.Conntrack); return s.Conntrack.Err }},
 	{"sysctl", func(h *Host, s *detect.Snapshot) detect.Err { return h.SoftnetLimits(&s.Softnet) }},
 	{"kube_proxy", func(h *Host, s *detect.Snapshot) detect.Err { s.KubeProxy = h.KubeProxy(); return s.KubeProxy.Err }},

@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -25,7 +27,7 @@ const maxBody = 4 << 20
 // reads which IPVS modules are loaded. A kube-proxy that does not answer
 // is reported as not running, which is not an error.
 func (h *Host) KubeProxy() detect.KubeProxy {
-	kp := detect.KubeProxy{NATRules: -1, SyncSeconds: -1}
+	kp := detect.KubeProxy{NATRules: -1, SyncSeconds: -1, FullSyncSeconds: -1, ConnReuseMode: -1, NFTablesSyncFailuresDelta: -1}
 	kp.IPVSModules, kp.ModulesErr = h.ipvsModules()
 	if h.KubeProxyURL == "" {
 		return kp
@@ -43,13 +45,67 @@ func (h *Host) KubeProxy() detect.KubeProxy {
 		return kp
 	}
 	kp.Running, kp.Mode = true, mode
-	if metrics, err := h.get("/metrics"); err == nil {
-		kp.NATRules, kp.Syncs, _ = ParseKubeProxyMetrics(strings.NewReader(metrics))
-		if mean, ok := kp.Syncs.Mean(detect.SyncHistogram{}); ok {
-			kp.SyncSeconds = mean
+	h.kubeProxyMetrics(&kp)
+	h.kubeProxyConfig(&kp)
+	if mode == "ipvs" {
+		if v, err := h.Sysctl("net.ipv4.vs.conn_reuse_mode"); err == nil {
+			kp.ConnReuseMode = v
 		}
 	}
 	return kp
+}
+
+// kubeProxyMetrics reads kube-proxy's /metrics page into kp: rule counts,
+// sync histograms and its version. A page without kubernetes_build_info
+// leaves the version unknown, and says so.
+func (h *Host) kubeProxyMetrics(kp *detect.KubeProxy) {
+	page, err := h.get("/metrics")
+	if err != nil {
+		kp.VersionErr = detect.Fail(err)
+		return
+	}
+	m, err := ParseKubeProxyPage(strings.NewReader(page))
+	if err != nil {
+		kp.VersionErr = detect.Fail(err)
+		return
+	}
+	kp.NATRules, kp.Syncs, kp.FullSyncs = m.NATRules, m.Syncs, m.FullSyncs
+	kp.NFTablesSyncFailures, kp.MetricsRead = m.NFTablesSyncFailures, true
+	if mean, ok := kp.Syncs.Mean(detect.SyncHistogram{}); ok {
+		kp.SyncSeconds = mean
+	}
+	if mean, ok := kp.FullSyncs.Mean(detect.SyncHistogram{}); ok {
+		kp.FullSyncSeconds = mean
+	}
+	switch {
+	case m.GitVersion == "":
+		kp.VersionErr = detect.Fail(fmt.Errorf("kube-proxy's /metrics has no kubernetes_build_info: %w", detect.ErrNotSupported))
+	default:
+		if kp.Version, err = detect.ParseKubeVersion(m.GitVersion); err != nil {
+			kp.VersionErr = detect.Fail(err)
+		}
+	}
+}
+
+// kubeProxyConfig reads kube-proxy's running configuration from /configz,
+// which kube-proxy serves on its metrics port.
+func (h *Host) kubeProxyConfig(kp *detect.KubeProxy) {
+	body, err := h.get("/configz")
+	if errors.Is(err, detect.ErrNotSupported) {
+		// The address differs from run to run; the reason does not.
+		kp.ConfigErr = detect.Fail(fmt.Errorf("kube-proxy serves no /configz: %w", detect.ErrNotSupported))
+		return
+	}
+	if err != nil {
+		kp.ConfigErr = detect.Fail(err)
+		return
+	}
+	c, err := ParseKubeProxyConfigz([]byte(body))
+	if err != nil {
+		kp.ConfigErr = detect.Fail(err)
+		return
+	}
+	kp.Config = &c
 }
 
 func (h *Host) get(path string) (string, error) {
@@ -107,12 +163,68 @@ func truncate(s string, n int) string {
 // nat table's rule count (-1 when absent) and the rule sync histogram's
 // count and sum (zero when absent).
 func ParseKubeProxyMetrics(r io.Reader) (natRules int64, syncs detect.SyncHistogram, err error) {
-	natRules = -1
+	m, err := ParseKubeProxyPage(r)
+	return m.NATRules, m.Syncs, err
+}
+
+// KubeProxyMetrics is what nodetune reads from kube-proxy's /metrics page.
+type KubeProxyMetrics struct {
+	// NATRules is the nat table's rule count (iptables mode), or -1.
+	NATRules int64
+	// Syncs is the histogram of all rule syncs; FullSyncs that of full
+	// syncs only (kubeproxy_sync_full_proxy_rules_duration_seconds,
+	// kube-proxy 1.28+). Zero when absent.
+	Syncs, FullSyncs detect.SyncHistogram
+	// GitVersion is kubernetes_build_info's gitVersion label, or "".
+	GitVersion string
+	// NFTablesSyncFailures is the count of failed nftables syncs, summed
+	// over IP families.
+	NFTablesSyncFailures uint64
+}
+
+// ParseKubeProxyPage parses kube-proxy's /metrics page.
+func ParseKubeProxyPage(r io.Reader) (KubeProxyMetrics, error) {
+	m := KubeProxyMetrics{NATRules: -1}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		return natRules, syncs, fmt.Errorf("parsing kube-proxy metrics: %w", err)
+		return m, fmt.Errorf("parsing kube-proxy metrics: %w", err)
 	}
+	m.NATRules, m.Syncs = natRulesAndSyncs(families)
+	m.FullSyncs = histogram(families["kubeproxy_sync_full_proxy_rules_duration_seconds"])
+	for _, metric := range families["kubeproxy_sync_proxy_rules_nftables_sync_failures_total"].GetMetric() {
+		// A page without TYPE lines makes every sample untyped.
+		if v := metric.GetCounter().GetValue() + metric.GetUntyped().GetValue(); v > 0 && v < 1<<63 {
+			m.NFTablesSyncFailures += uint64(v)
+		}
+	}
+	if mf, ok := families["kubernetes_build_info"]; ok {
+		for _, metric := range mf.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "gitVersion" {
+					m.GitVersion = l.GetValue()
+				}
+			}
+		}
+	}
+	return m, nil
+}
+
+// histogram returns the count and sum of mf's histograms, summed over its
+// series (one per IP family on a dual-stack kube-proxy).
+func histogram(mf *dto.MetricFamily) detect.SyncHistogram {
+	var out detect.SyncHistogram
+	for _, m := range mf.GetMetric() {
+		if h := m.GetHistogram(); h != nil && h.GetSampleSum() >= 0 {
+			out.Count += h.GetSampleCount()
+			out.SumSeconds += h.GetSampleSum()
+		}
+	}
+	return out
+}
+
+func natRulesAndSyncs(families map[string]*dto.MetricFamily) (natRules int64, syncs detect.SyncHistogram) {
+	natRules = -1
 	if mf, ok := families["kubeproxy_sync_proxy_rules_iptables_total"]; ok {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
@@ -123,14 +235,42 @@ func ParseKubeProxyMetrics(r io.Reader) (natRules int64, syncs detect.SyncHistog
 			}
 		}
 	}
-	if mf, ok := families["kubeproxy_sync_proxy_rules_duration_seconds"]; ok {
-		for _, m := range mf.GetMetric() {
-			if h := m.GetHistogram(); h != nil && h.GetSampleSum() >= 0 {
-				syncs = detect.SyncHistogram{Count: h.GetSampleCount(), SumSeconds: h.GetSampleSum()}
-			}
-		}
+	return natRules, histogram(families["kubeproxy_sync_proxy_rules_duration_seconds"])
+}
+
+// configz is the part of kube-proxy's /configz answer nodetune reads. The
+// configuration is kube-proxy's internal type, whose fields have no JSON
+// names ("Mode", "IPVS"); encoding/json matches names without regard to
+// case, so the versioned names ("mode", "ipvs") are read too.
+type configz struct {
+	Config *struct {
+		Mode string `json:"mode"`
+		IPVS struct {
+			Scheduler string `json:"scheduler"`
+		} `json:"ipvs"`
+		Conntrack struct {
+			MaxPerCore *int32 `json:"maxPerCore"`
+			Min        *int32 `json:"min"`
+		} `json:"conntrack"`
+	} `json:"kubeproxy.config.k8s.io"`
+}
+
+// ParseKubeProxyConfigz parses kube-proxy's /configz answer: a JSON object
+// whose "kubeproxy.config.k8s.io" member is its configuration.
+func ParseKubeProxyConfigz(body []byte) (detect.KubeProxyConfig, error) {
+	var c configz
+	if err := json.Unmarshal(body, &c); err != nil {
+		return detect.KubeProxyConfig{}, fmt.Errorf("parsing kube-proxy's /configz: %w", err)
 	}
-	return natRules, syncs, nil
+	if c.Config == nil {
+		return detect.KubeProxyConfig{}, fmt.Errorf("kube-proxy's /configz has no kubeproxy.config.k8s.io member")
+	}
+	return detect.KubeProxyConfig{
+		Mode:                c.Config.Mode,
+		IPVSScheduler:       c.Config.IPVS.Scheduler,
+		ConntrackMaxPerCore: c.Config.Conntrack.MaxPerCore,
+		ConntrackMin:        c.Config.Conntrack.Min,
+	}, nil
 }
 
 // ipvsModules reports which IPVS modules the kernel has, loaded or built in.

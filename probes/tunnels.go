@@ -24,20 +24,24 @@ func (h *Host) Tunnels() detect.Tunnels {
 		return detect.Tunnels{Err: fail("listing links", err)}
 	}
 	out := detect.Tunnels{Devices: []detect.Tunnel{}}
-	var defaultDev *int
+	defaults := map[int]int{}
+	defaultDev := func(family int) int {
+		idx, ok := defaults[family]
+		if !ok {
+			idx = h.defaultRouteIndex(family)
+			defaults[family] = idx
+		}
+		return idx
+	}
 	for _, l := range links {
-		t, parent, ok := tunnelOf(l)
+		t, parent, familyKnown, ok := tunnelOf(l)
 		if !ok {
 			continue
 		}
 		t.Features = h.features(t.Name)
 		source := "link"
 		if parent == 0 {
-			if defaultDev == nil {
-				idx := h.defaultRouteIndex()
-				defaultDev = &idx
-			}
-			parent, source = *defaultDev, "default-route"
+			parent, source = unboundUnderlay(&t, familyKnown, defaultDev)
 		}
 		if pl, ok := lookup(parent); ok && parent != t.Index {
 			a := pl.Attrs()
@@ -108,38 +112,67 @@ func (h *Host) tunnelLinks() ([]netlink.Link, func(int) (netlink.Link, bool), er
 }
 
 // tunnelOf describes l if it is a tunnel, with the index of the device it
-// is bound to (0 if none).
-func tunnelOf(l netlink.Link) (t detect.Tunnel, parent int, ok bool) {
+// is bound to (0 if none), and whether its addresses (local, remote or
+// group) tell its outer IP family.
+func tunnelOf(l netlink.Link) (t detect.Tunnel, parent int, familyKnown, ok bool) {
 	a := l.Attrs()
 	t = detect.Tunnel{Name: a.Name, Index: a.Index, MTU: a.MTU, Up: a.Flags&net.FlagUp != 0}
+	var addrs []net.IP
 	switch v := l.(type) {
 	case *netlink.Vxlan:
 		t.Kind, t.VNI, t.Port = detect.KindVXLAN, uint32(v.VxlanId), v.Port
-		t.IPv6 = isV6(v.SrcAddr) || isV6(v.Group)
+		addrs = []net.IP{v.SrcAddr, v.Group}
 		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UDPCSum, ZeroCsum6Tx: v.UDP6ZeroCSumTx, ZeroCsum6Rx: v.UDP6ZeroCSumRx}
 		parent = v.VtepDevIndex
 	case *netlink.Geneve:
 		t.Kind, t.VNI, t.Port = detect.KindGeneve, v.ID, int(v.Dport)
-		t.IPv6 = isV6(v.Remote)
+		addrs = []net.IP{v.Remote}
 		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UdpCsum != 0, ZeroCsum6Tx: v.UdpZeroCsum6Tx != 0, ZeroCsum6Rx: v.UdpZeroCsum6Rx != 0}
 		parent = int(v.Link)
 	case *netlink.Iptun:
-		t.Kind = detect.KindIPIP
+		// IPIP's outer header is IPv4 by definition (IPv6 is ip6tnl).
+		t.Kind, familyKnown = detect.KindIPIP, true
 		parent = int(v.Link)
 	default:
-		return t, 0, false
+		return t, 0, false, false
+	}
+	for _, ip := range addrs {
+		if ip != nil && !ip.IsUnspecified() {
+			familyKnown = true
+			t.IPv6 = t.IPv6 || isV6(ip)
+		}
 	}
 	if parent == 0 {
 		parent = a.ParentIndex
 	}
-	return t, parent, true
+	return t, parent, familyKnown, true
 }
 
 func isV6(ip net.IP) bool { return ip != nil && ip.To4() == nil }
 
-// defaultRouteIndex returns the link index of the IPv4 default route, or 0.
-func (h *Host) defaultRouteIndex() int {
-	routes, err := h.Netlink.RouteList(nil, netlink.FAMILY_V4)
+// unboundUnderlay finds the device an unbound tunnel's packets leave by:
+// the default route of its outer family. A tunnel whose addresses do not
+// tell the family (Cilium's and OVS's collect-metadata devices) sends
+// IPv4 where the node has an IPv4 default route, and IPv6 where it has
+// only an IPv6 one; t.IPv6 is set to match.
+func unboundUnderlay(t *detect.Tunnel, familyKnown bool, defaultDev func(int) int) (index int, source string) {
+	if t.IPv6 {
+		return defaultDev(netlink.FAMILY_V6), "default-route-v6"
+	}
+	if idx := defaultDev(netlink.FAMILY_V4); idx != 0 || familyKnown {
+		return idx, "default-route"
+	}
+	if idx := defaultDev(netlink.FAMILY_V6); idx != 0 {
+		t.IPv6 = true
+		return idx, "default-route-v6"
+	}
+	return 0, "default-route"
+}
+
+// defaultRouteIndex returns the link index of the default route of family
+// (netlink.FAMILY_V4 or FAMILY_V6), or 0.
+func (h *Host) defaultRouteIndex(family int) int {
+	routes, err := h.Netlink.RouteList(nil, family)
 	if err != nil {
 		return 0
 	}

@@ -183,11 +183,17 @@ func (p *printer) kubeProxy(k detect.KubeProxy) {
 		p.row("kube-proxy", "not answering on its metrics port")
 	default:
 		line := "mode " + k.Mode
+		if k.Version.Known() {
+			line = k.Version.Git + ", " + line
+		}
 		if k.NATRules >= 0 {
 			line += fmt.Sprintf(", %d nat rules", k.NATRules)
 		}
 		if k.SyncSeconds >= 0 {
 			line += fmt.Sprintf(", %.3f s per sync", k.SyncSeconds)
+		}
+		if k.FullSyncs.Count > 0 && k.FullSyncSeconds >= 0 {
+			line += fmt.Sprintf(", %.3f s per full sync", k.FullSyncSeconds)
 		}
 		p.row("kube-proxy", "%s", line)
 	}

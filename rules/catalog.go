@@ -96,26 +96,32 @@ func Catalog() []Rule {
 		{ID: SoftirqSaturated, Title: "One CPU saturated by softirq", Auto: true, eval: evalSoftirq},
 		{ID: SoftnetDrops, Title: "Packets dropped or squeezed in the softnet backlog", Auto: true, eval: evalSoftnet},
 		{ID: ConntrackNearFull, Title: "Conntrack table near full", Auto: true, eval: evalConntrackFull},
-		{ID: ConntrackInsertFailed, Title: "Conntrack insert races (DNS 5-second timeouts)", eval: evalInsertFailed},
+		{ID: ConntrackInsertFailed, Title: "Conntrack inserts failing (DNS races before Linux 5.6, SNAT clashes after)", eval: evalInsertFailed},
 		{ID: KubeProxyIptablesScale, Title: "kube-proxy iptables mode at a scale it handles badly", eval: evalKubeProxyScale},
+		{ID: KubeProxyNFTablesSync, Title: "kube-proxy nftables mode with slow or failing rule syncs", eval: evalNFTablesSync},
 		{ID: IPVSModulesMissing, Title: "kube-proxy IPVS mode without its kernel modules", Auto: true, eval: evalIPVSModules},
+		{ID: KubeProxyIPVSDeprecated, Title: "kube-proxy in IPVS mode, deprecated since Kubernetes 1.35", eval: evalIPVSDeprecated},
+		{ID: IPVSConnReuse, Title: "kube-proxy IPVS mode on a kernel before the conn_reuse_mode fixes", eval: evalIPVSConnReuse},
 	}
 }
 
 // Rule IDs. They are part of nodetune's interface: never rename one.
 const (
-	TunnelTxChecksumOff    = "tunnel-tx-checksum-off"
-	TunnelTxChecksumUnsafe = "tunnel-tx-checksum-unsafe"
-	CNIOwnsOffload         = "cni-owns-offload"
-	UDPChecksumErrors      = "udp-checksum-errors"
-	TunnelMTUMismatch      = "tunnel-mtu-mismatch"
-	CPUStealHigh           = "cpu-steal-high"
-	SoftirqSaturated       = "softirq-saturated"
-	SoftnetDrops           = "softnet-drops"
-	ConntrackNearFull      = "conntrack-near-full"
-	ConntrackInsertFailed  = "conntrack-insert-failed"
-	KubeProxyIptablesScale = "kube-proxy-iptables-scale"
-	IPVSModulesMissing     = "ipvs-modules-missing"
+	TunnelTxChecksumOff     = "tunnel-tx-checksum-off"
+	TunnelTxChecksumUnsafe  = "tunnel-tx-checksum-unsafe"
+	CNIOwnsOffload          = "cni-owns-offload"
+	UDPChecksumErrors       = "udp-checksum-errors"
+	TunnelMTUMismatch       = "tunnel-mtu-mismatch"
+	CPUStealHigh            = "cpu-steal-high"
+	SoftirqSaturated        = "softirq-saturated"
+	SoftnetDrops            = "softnet-drops"
+	ConntrackNearFull       = "conntrack-near-full"
+	ConntrackInsertFailed   = "conntrack-insert-failed"
+	KubeProxyIptablesScale  = "kube-proxy-iptables-scale"
+	IPVSModulesMissing      = "ipvs-modules-missing"
+	KubeProxyNFTablesSync   = "kube-proxy-nftables-sync"
+	KubeProxyIPVSDeprecated = "kube-proxy-ipvs-deprecated"
+	IPVSConnReuse           = "ipvs-conn-reuse-mode"
 )
 
 // Evaluate runs every rule over s. Findings come most severe first, then

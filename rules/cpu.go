@@ -125,35 +125,8 @@ func evalSoftirq(s *detect.Snapshot, c Config, r *Result) {
 	for i, u := range s.CPU.PerCPU {
 		ids[i] = u.CPU
 	}
-	mask := CPUMask(ids)
-	for _, dev := range underlays(s) {
-		for _, q := range dev.RxQueues {
-			if rpsOff(q.RPSCPUs) {
-				f.Fix.Changes = append(f.Fix.Changes, Change{Kind: ChangeRPS, Target: dev.Name + "/" + q.Name, Value: mask})
-			}
-		}
-	}
-	if len(f.Fix.Changes) > 0 {
-		f.Fix.Auto = true
-		f.Fix.Command = commands(f.Fix.Changes)
-	} else {
-		f.Fix.Command = fmt.Sprintf("ethtool -L DEV combined %d", n)
-		f.Fix.Manual = fmt.Sprintf("give the receiving NIC more queues, or set RPS by hand: echo %s > /sys/class/net/DEV/queues/rx-N/rps_cpus", mask)
-	}
+	spreadFix(&f, s, busiest.CPU, ids)
 	r.add(f)
-}
-
-// underlays returns each distinct underlay device of the node's tunnels.
-func underlays(s *detect.Snapshot) []*detect.Underlay {
-	var out []*detect.Underlay
-	seen := map[string]bool{}
-	for _, t := range s.Tunnels.Devices {
-		if t.Underlay != nil && !seen[t.Underlay.Name] {
-			seen[t.Underlay.Name] = true
-			out = append(out, t.Underlay)
-		}
-	}
-	return out
 }
 
 // Softnet bounds: nodetune doubles a value per step and never passes these.

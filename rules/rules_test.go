@@ -31,6 +31,11 @@ func node(release string) *detect.Snapshot {
 			Features:      detect.Features{State: map[string]bool{detect.FeatureTxChecksumGeneric: true, detect.FeatureTSO: true}},
 			Underlay:      &detect.Underlay{Name: "eth0", MTU: 1500, Source: "link", RxQueues: []detect.RxQueue{{Name: "rx-0", RPSCPUs: "0"}}},
 		}}},
+		// eth0 is a virtual device: one queue, no interrupts, RPS off.
+		NICs: detect.NICs{Devices: []detect.NIC{{
+			Name: "eth0", ChannelsErr: detect.Fail(fmt.Errorf("ethtool -l: %w", detect.ErrNotSupported)),
+			RxQueues: []detect.RxQueue{{Name: "rx-0", RPSCPUs: "0"}},
+		}}},
 		CPU:       detect.CPU{PerCPU: []detect.CPUUsage{{CPU: 0, Idle: 0.9}, {CPU: 1, Idle: 0.9}}},
 		Softnet:   detect.Softnet{MaxBacklog: 1000, Budget: 300},
 		Conntrack: detect.Conntrack{Present: true, Count: 10, Max: 1000},
@@ -342,7 +347,7 @@ func TestRules(t *testing.T) {
 			snap: func() *detect.Snapshot {
 				s := node("6.1.0")
 				s.CPU.PerCPU[1] = detect.CPUUsage{CPU: 1, Softirq: 0.95}
-				s.Tunnels.Devices[0].Underlay.RxQueues[0].RPSCPUs = "3"
+				s.NICs.Devices[0].RxQueues[0].RPSCPUs = "3"
 				return s
 			},
 			want: []string{"softirq-saturated cpu1 warning auto=false"},
@@ -456,7 +461,7 @@ func TestRules(t *testing.T) {
 				s.KubeProxy = detect.KubeProxy{Running: true, Mode: "ipvs", IPVSModules: map[string]bool{"ip_vs": true}}
 				return s
 			},
-			want: []string{"ipvs-modules-missing kube-proxy critical auto=true"},
+			want: []string{"ipvs-modules-missing kube-proxy info auto=false"},
 		},
 		{
 			name: "IPVS with every module",

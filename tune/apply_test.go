@@ -598,7 +598,7 @@ func TestModulesBuiltIn(t *testing.T) {
 		}
 	}
 	// A snapshot from a probe that missed them plans their loading.
-	s := &detect.Snapshot{KubeProxy: detect.KubeProxy{Running: true, Mode: "ipvs", IPVSModules: map[string]bool{"ip_vs": true}}}
+	s := &detect.Snapshot{KubeProxy: detect.KubeProxy{Running: true, Mode: "ipvs", Version: kubeProxy126, IPVSModules: map[string]bool{"ip_vs": true}}}
 	dir := t.TempDir()
 	out := openTuner(t, dir, h).Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{}))
 	want := []result{{"ip_vs_rr", Unchanged}, {"ip_vs_wrr", Unchanged}, {"ip_vs_sh", Unchanged}}
@@ -637,7 +637,7 @@ echo "$2 16384 0 - Live 0x0" >> "$mods"
 	}
 	h := NewHost(proc, t.TempDir(), newKernelEthtool())
 	h.Modprobe = modprobe
-	s := &detect.Snapshot{KubeProxy: detect.KubeProxy{Running: true, Mode: "ipvs", IPVSModules: map[string]bool{"ip_vs": true}}}
+	s := &detect.Snapshot{KubeProxy: detect.KubeProxy{Running: true, Mode: "ipvs", Version: kubeProxy126, IPVSModules: map[string]bool{"ip_vs": true}}}
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})
 	tu := openTuner(t, t.TempDir(), h)
 	out := tu.Apply(ctx, p)

@@ -182,8 +182,27 @@ func (n *node) snapshot(t *testing.T) *detect.Snapshot {
 			Budget:     mustInt(t, readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_budget"))),
 		},
 		KubeProxy: detect.KubeProxy{IPVSModules: map[string]bool{}},
+		// eth0 is a virtual device (no queue counts, no interrupts), so
+		// RPS is the way to spread its receive work.
+		NICs: detect.NICs{Devices: []detect.NIC{{
+			Name:        "eth0",
+			ChannelsErr: detect.Fail(fmt.Errorf("ethtool -l eth0: %w", detect.ErrNotSupported)),
+			RxQueues:    eth0Queues(t, n),
+		}}},
 	}
 	return s
+}
+
+// kubeProxy126 is a kube-proxy old enough to need the ip_vs modules loaded
+// ahead (from 1.27 it checks none).
+var kubeProxy126 = detect.KubeVersion{Major: 1, Minor: 26, Git: "v1.26.15"}
+
+// eth0Queues are eth0's receive queues with their current RPS masks.
+func eth0Queues(t *testing.T, n *node) []detect.RxQueue {
+	return []detect.RxQueue{
+		{Name: "rx-0", RPSCPUs: readFile(t, filepath.Join(n.sys, "class/net/eth0/queues/rx-0/rps_cpus"))},
+		{Name: "rx-1", RPSCPUs: readFile(t, filepath.Join(n.sys, "class/net/eth0/queues/rx-1/rps_cpus"))},
+	}
 }
 
 func mustInt(t *testing.T, s string) int64 {

@@ -35,7 +35,7 @@ func loadedSnapshot(t *testing.T, n *node) *detect.Snapshot {
 	n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureTxChecksumGeneric: false})
 	s := n.snapshot(t)
 	s.Softnet.Delta = detect.SoftnetCounters{Processed: 1e6, Dropped: 10, TimeSqueezed: 20}
-	s.KubeProxy = detect.KubeProxy{Running: true, Mode: "ipvs", NATRules: -1, SyncSeconds: -1,
+	s.KubeProxy = detect.KubeProxy{Running: true, Mode: "ipvs", NATRules: -1, SyncSeconds: -1, Version: kubeProxy126,
 		IPVSModules: map[string]bool{"ip_vs": true, "ip_vs_rr": true, "ip_vs_wrr": true}}
 	return s
 }

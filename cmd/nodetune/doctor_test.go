@@ -94,12 +94,32 @@ func TestDoctorFixtures(t *testing.T) {
 		{"checksum-bad-peer", exitCritical, []string{"tunnel-tx-checksum-unsafe"}},
 		// Three junk datagrams to an unrelated port: no offload verdict.
 		{"checksum-junk-port", exitOK, []string{"udp-checksum-errors"}},
-		{"busy-node", exitCritical, []string{"conntrack-near-full", "cpu-steal-high", "ipvs-modules-missing", "conntrack-insert-failed", "softirq-saturated", "softnet-drops", "tunnel-mtu-mismatch", "softnet-drops"}},
+		{"busy-node", exitCritical, []string{"conntrack-near-full", "cpu-steal-high", "conntrack-insert-failed", "softirq-saturated", "softnet-drops", "ipvs-modules-missing", "softnet-drops"}},
 		{"flannel-udev-rule", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
 		{"flannel-networkd-link", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
 		{"flannel-nm-dispatcher", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
 		{"calico-manifest-env", exitWarning, []string{"cni-owns-offload", "tunnel-tx-checksum-off"}},
 		{"healthy", exitOK, nil},
+		// A working IPVS node: kube-proxy 1.30 with scheduler rr needs no
+		// module loaded ahead, so nothing fires.
+		{"ipvs-1.30", exitOK, nil},
+		// MTU where pod packets get it: an IPv6-only flannel node whose
+		// unbound VXLAN is 20 bytes too large for VXLAN over IPv6; an OVS
+		// node whose genev_sys_6081 is at 65000 on purpose; a Cilium node
+		// whose cilium_vxlan keeps the underlay MTU and one of whose
+		// routes to other nodes' pods does not fit.
+		{"flannel-ipv6-only", exitWarning, []string{"tunnel-mtu-mismatch"}},
+		{"ovs-geneve", exitOK, nil},
+		{"cilium-route-mtu", exitWarning, []string{"tunnel-mtu-mismatch"}},
+		// Conntrack over time: 20% full now, but early_drop rose in the
+		// window (it overflowed between samples); insert_failed rose on a
+		// kernel that resolves the DNS clash and counts clash_resolve; the
+		// nftables kube-proxy 1.36 no longer lowers a raised limit.
+		{"conntrack-overflow", exitWarning, []string{"conntrack-insert-failed", "conntrack-near-full"}},
+		// softirq fixes that can be run: CPU 0 saturated, eth0 receives on
+		// one of the four queues its driver allows; the fix is ethtool -L
+		// eth0 combined 4, not RPS.
+		{"softirq-one-queue", exitWarning, []string{"softirq-saturated"}},
 		{"unreadable", exitOK, nil},
 	}
 	for _, tt := range tests {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/safchain/ethtool"
@@ -113,4 +114,68 @@ func (e Ethtool) FeaturesWithState(dev string) (map[string]ethtool.FeatureState,
 		return nil, err
 	}
 	return ParseEthtoolFeatures(string(b))
+}
+
+// ParseEthtoolChannels parses the output of `ethtool -l DEV`: a "Pre-set
+// maximums:" section and a "Current hardware settings:" section, each with
+// RX, TX, Other and Combined counts ("n/a" for none).
+func ParseEthtoolChannels(text string) (ethtool.Channels, error) {
+	var c ethtool.Channels
+	section := ""
+	seen := 0
+	for line := range strings.Lines(text) {
+		s := strings.TrimSpace(line)
+		switch {
+		case s == "" || strings.HasPrefix(s, "Channel parameters for "):
+			continue
+		case s == "Pre-set maximums:":
+			section = "max"
+			continue
+		case s == "Current hardware settings:":
+			section = "cur"
+			continue
+		}
+		name, value, ok := strings.Cut(s, ":")
+		if !ok || section == "" {
+			return c, fmt.Errorf("ethtool -l: unexpected line %q", s)
+		}
+		var n uint32
+		if v := strings.TrimSpace(value); v != "n/a" {
+			u, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return c, fmt.Errorf("ethtool -l: %s %q is not a count", name, v)
+			}
+			n = uint32(u)
+		}
+		fields := map[string][2]*uint32{
+			"RX":       {&c.MaxRx, &c.RxCount},
+			"TX":       {&c.MaxTx, &c.TxCount},
+			"Other":    {&c.MaxOther, &c.OtherCount},
+			"Combined": {&c.MaxCombined, &c.CombinedCount},
+		}
+		f, ok := fields[name]
+		if !ok {
+			return c, fmt.Errorf("ethtool -l: unknown count %q", name)
+		}
+		if section == "max" {
+			*f[0] = n
+		} else {
+			*f[1] = n
+		}
+		seen++
+	}
+	if seen == 0 {
+		return c, fmt.Errorf("ethtool -l output has no counts")
+	}
+	return c, nil
+}
+
+// GetChannels reads and parses ethtool/<dev>.channels.txt, the output of
+// `ethtool -l DEV`. A device without a file does not support it.
+func (e Ethtool) GetChannels(dev string) (ethtool.Channels, error) {
+	b, err := os.ReadFile(filepath.Join(e.Dir, dev+".channels.txt"))
+	if err != nil {
+		return ethtool.Channels{}, err
+	}
+	return ParseEthtoolChannels(string(b))
 }

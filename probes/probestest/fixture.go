@@ -22,12 +22,15 @@ var FixtureTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 //	                            without it every rate is zero)
 //	netlink/links.json          ip -d -j link show
 //	netlink/routes.json         ip -j route show (optional)
+//	netlink/routes6.json        ip -6 -j route show (optional)
 //	ethtool/DEV.txt             ethtool -k DEV
+//	ethtool/DEV.channels.txt    ethtool -l DEV (optional)
 //	kube-proxy/proxyMode        kube-proxy's answers (optional; without
 //	kube-proxy/metrics          them kube-proxy is not running)
 //	capture/packets.txt         UDP packets a capture sees when the
 //	                            checksum error counters rise, in hex
 //	                            (optional; without it there is no capture)
+//	kube-proxy/configz          kube-proxy's /configz (optional)
 //
 // The Prober's clock is fixed, so a snapshot is the same on every run.
 func Load(t testing.TB, dir string) *probes.Prober {

@@ -128,3 +128,93 @@ func FuzzParseIPLinks(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadNetlinkPodPath: the fake keeps what the MTU rule needs: IPv6
+// tunnel addresses, masters and kinds of plain links, route MTUs, and
+// routes by family.
+func TestLoadNetlinkPodPath(t *testing.T) {
+	n, err := LoadNetlink("../../testdata/nodes/flannel-ipv6-only/netlink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vx *netlink.Vxlan
+	for _, l := range n.Links {
+		if v, ok := l.(*netlink.Vxlan); ok {
+			vx = v
+		}
+	}
+	if vx == nil || vx.SrcAddr.String() != "fd00:99::1" {
+		t.Errorf("flannel-v6.1 = %+v, want local fd00:99::1", vx)
+	}
+	if v4, _ := n.RouteList(nil, netlink.FAMILY_V4); len(v4) != 0 {
+		t.Errorf("IPv4 routes %v, want none", v4)
+	}
+	if v6, _ := n.RouteList(nil, netlink.FAMILY_V6); len(v6) != 2 || v6[1].Dst != nil || v6[1].Family != netlink.FAMILY_V6 {
+		t.Errorf("IPv6 routes %+v, want a prefix and a default route", v6)
+	}
+
+	n, err = LoadNetlink("../../testdata/nodes/ovs-geneve/netlink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	masters := map[string]int{}
+	for _, l := range n.Links {
+		kinds[l.Attrs().Name] = l.Type()
+		masters[l.Attrs().Name] = l.Attrs().MasterIndex
+	}
+	if kinds["ovs-system"] != "openvswitch" || kinds["a1b2c3d4e5f6"] != "veth" || masters["a1b2c3d4e5f6"] != 4 {
+		t.Errorf("kinds %v, masters %v", kinds, masters)
+	}
+
+	n, err = LoadNetlink("../../testdata/nodes/cilium-route-mtu/netlink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtus := map[string]int{}
+	for _, r := range n.Routes {
+		if r.Dst != nil {
+			mtus[r.Dst.String()] = r.MTU
+		}
+	}
+	if mtus["10.0.1.0/24"] != 1450 || mtus["10.0.2.0/24"] != 1500 || mtus["10.0.0.0/24"] != 0 {
+		t.Errorf("route MTUs %v", mtus)
+	}
+}
+
+const ethtoolChannels = `Channel parameters for eth0:
+Pre-set maximums:
+RX:		n/a
+TX:		n/a
+Other:		1
+Combined:	8
+Current hardware settings:
+RX:		n/a
+TX:		n/a
+Other:		1
+Combined:	2
+`
+
+func TestParseEthtoolChannels(t *testing.T) {
+	got, err := ParseEthtoolChannels(ethtoolChannels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ethtool.Channels{MaxOther: 1, MaxCombined: 8, OtherCount: 1, CombinedCount: 2}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"", "Combined: 8\n", "Pre-set maximums:\nCombined: many\n", "Pre-set maximums:\nQueues: 1\n"} {
+		if _, err := ParseEthtoolChannels(bad); err == nil {
+			t.Errorf("ParseEthtoolChannels(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseEthtoolChannels(f *testing.F) {
+	f.Add(ethtoolChannels)
+	f.Add("Pre-set maximums:\nRX: n/a\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		_, _ = ParseEthtoolChannels(text)
+	})
+}
