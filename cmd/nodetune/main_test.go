@@ -26,7 +26,9 @@ func TestMain(m *testing.M) {
 }
 
 // nodetuneBinary builds nodetune once per test run, so that it can be
-// started inside a testbed namespace with `ip netns exec`.
+// started inside a testbed namespace with `ip netns exec`. It is built with
+// the nodetunetest tag, which arms the crash hook (tune.CrashEnv) that the
+// kill tests use; a release build has none.
 func nodetuneBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -35,7 +37,7 @@ func nodetuneBinary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(buildDir, "nodetune")
-		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "nodetunetest", "-o", builtBin, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
