@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 	"github.com/nodetune/nodetune/rules"
 )
 
@@ -19,12 +20,13 @@ type Key struct {
 	Setting string `json:"setting,omitempty"`
 }
 
-// String names the key the way a person would.
+// String names the key the way a person would, escaped for a terminal: a
+// device name may hold control characters or bytes that are not UTF-8.
 func (k Key) String() string {
 	if k.Setting != "" {
-		return k.Target + " " + k.Setting
+		return shell.Escape(k.Target) + " " + shell.Escape(k.Setting)
 	}
-	return k.Target
+	return shell.Escape(k.Target)
 }
 
 // Value is a setting's state as read from the host.

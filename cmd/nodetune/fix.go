@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/nodetune/nodetune/internal/shell"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/tune"
 )
@@ -254,8 +255,8 @@ func printPlan(w io.Writer, p tune.Plan, held []rules.Finding) {
 	approved, refused := p.Approved(), p.Refusals()
 	defer func() {
 		for _, f := range held {
-			fmt.Fprintf(w, "\nnot fixed automatically: %s [%s]\n", f.Summary, f.Rule)
-			fmt.Fprintf(w, "    why:     %s\n", f.Fix.Manual)
+			fmt.Fprintf(w, "\nnot fixed automatically: %s [%s]\n", esc(f.Summary), esc(f.Rule))
+			fmt.Fprintf(w, "    why:     %s\n", esc(f.Fix.Manual))
 		}
 	}()
 	if len(p.Changes) == 0 {
@@ -264,20 +265,20 @@ func printPlan(w io.Writer, p tune.Plan, held []rules.Finding) {
 	}
 	fmt.Fprintf(w, "Plan: %d change(s), %d refused.\n", len(approved), len(refused))
 	for i, c := range approved {
-		fmt.Fprintf(w, "\n%2d. %s: %s -> %s\n", i+1, c.Key, orUnknown(c.From), c.To)
-		fmt.Fprintf(w, "    why:     %s [%s]\n", c.Why, c.Rule)
+		fmt.Fprintf(w, "\n%2d. %s: %s -> %s\n", i+1, c.Key, esc(orUnknown(c.From)), esc(c.To))
+		fmt.Fprintf(w, "    why:     %s [%s]\n", esc(c.Why), esc(c.Rule))
 		fmt.Fprintf(w, "    command: %s\n", c.Command())
 		for _, n := range c.Notes {
-			fmt.Fprintf(w, "    note:    %s\n", n)
+			fmt.Fprintf(w, "    note:    %s\n", esc(n))
 		}
 		if c.Owner != nil {
-			fmt.Fprintf(w, "    owner:   %s (changed anyway: --force); durable fix: %s\n", c.Owner.Name, c.Owner.DurableFix)
+			fmt.Fprintf(w, "    owner:   %s (changed anyway: --force); durable fix: %s\n", esc(c.Owner.Name), esc(c.Owner.DurableFix))
 		}
 	}
 	for _, c := range refused {
-		fmt.Fprintf(w, "\nrefused: %s: %s -> %s\n", c.Key, orUnknown(c.From), c.To)
-		fmt.Fprintf(w, "    why:     %s [%s]\n", c.Why, c.Rule)
-		fmt.Fprintf(w, "    refused: %s\n", c.Refused)
+		fmt.Fprintf(w, "\nrefused: %s: %s -> %s\n", c.Key, esc(orUnknown(c.From)), esc(c.To))
+		fmt.Fprintf(w, "    why:     %s [%s]\n", esc(c.Why), esc(c.Rule))
+		fmt.Fprintf(w, "    refused: %s\n", esc(c.Refused))
 	}
 }
 
@@ -291,6 +292,11 @@ func orUnknown(s string) string {
 // printOutcomes writes one line per outcome.
 func printOutcomes(w io.Writer, outcomes []tune.Outcome) {
 	for _, o := range outcomes {
-		fmt.Fprintf(w, "  %s\n", o)
+		fmt.Fprintf(w, "  %s\n", esc(o.String()))
 	}
 }
+
+// esc is text for the terminal: what comes from the node (device names,
+// the kernel's and tools' error messages) may hold control characters,
+// which are shown escaped, never raw.
+var esc = shell.Escape

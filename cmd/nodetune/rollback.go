@@ -69,18 +69,21 @@ func printRollbackCommands(w io.Writer, outcomes []tune.Outcome) {
 	if len(outcomes) == 0 {
 		fmt.Fprintln(w, "# nothing to roll back: nodetune owns no changed value")
 	}
+	// Every argument of a command is quoted (tune.Outcome.Command), and a
+	// comment is escaped whole, so no name or message can end the comment
+	// and smuggle a command into the script.
 	for _, o := range outcomes {
 		switch o.Result {
 		case tune.Planned:
-			fmt.Fprintf(w, "%s   # was %s, set by %s\n", o.Command, o.Change.From, o.Change.Rule)
+			fmt.Fprintf(w, "%s   # %s\n", o.Command, esc(fmt.Sprintf("was %s, set by %s", o.Change.From, o.Change.Rule)))
 		case tune.Closed:
 			if o.Note != "" {
-				fmt.Fprintf(w, "# %s: %s\n", o.Change.Key, o.Note)
+				fmt.Fprintf(w, "# %s\n", esc(fmt.Sprintf("%s: %s", o.Change.Key, o.Note)))
 				continue
 			}
-			fmt.Fprintf(w, "# %s is already at its original %s: nothing to do\n", o.Change.Key, o.Change.To)
+			fmt.Fprintf(w, "# %s\n", esc(fmt.Sprintf("%s is already at its original %s: nothing to do", o.Change.Key, o.Change.To)))
 		default:
-			fmt.Fprintf(w, "# %s %s: %v\n", o.Result, o.Change.Key, o.Err)
+			fmt.Fprintf(w, "# %s\n", esc(fmt.Sprintf("%s %s: %v", o.Result, o.Change.Key, o.Err)))
 		}
 	}
 }
