@@ -135,6 +135,10 @@ const (
 	Conflict Result = "conflict"
 	// Planned: a dry run would make this write; Outcome.Command is it.
 	Planned Result = "planned"
+	// Gone: the device or network namespace of the setting no longer
+	// exists (a device of the same name is another device), and its
+	// original value went with it; the journal entry is closed as gone.
+	Gone Result = "gone"
 )
 
 // Outcome is what happened to one change.
@@ -153,7 +157,7 @@ type Outcome struct {
 // Ok reports whether the outcome leaves the setting as intended.
 func (o Outcome) Ok() bool {
 	switch o.Result {
-	case Verified, Unchanged, Restored, Closed, Planned:
+	case Verified, Unchanged, Restored, Closed, Planned, Gone:
 		return true
 	}
 	return false

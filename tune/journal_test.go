@@ -28,7 +28,7 @@ func writeJournal(t *testing.T) (string, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := j.intent(budgetChange, Value{Set: "300", Effective: "300"}, "run1", "")
+	e, err := j.intent(budgetChange, Value{Set: "300", Effective: "300"}, "run1", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestJournalTornTail(t *testing.T) {
 				if got := len(j.open()); got != i+1 {
 					t.Errorf("open %d: %d entries, want %d", i, got, i+1)
 				}
-				if _, err := j.intent(budgetChange, Value{"600", "600"}, "run2", ""); err != nil {
+				if _, err := j.intent(budgetChange, Value{"600", "600"}, "run2", "", nil); err != nil {
 					t.Fatal(err)
 				}
 				j.close()
@@ -306,7 +306,7 @@ func FuzzParseJournal(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	e, _ := j.intent(budgetChange, Value{"300", "300"}, "r", "")
+	e, _ := j.intent(budgetChange, Value{"300", "300"}, "r", "", nil)
 	j.event(e, evApplied, nil, "")
 	j.event(e, evRestored, &Value{"300", "300"}, "")
 	j.close()

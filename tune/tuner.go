@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 	"github.com/nodetune/nodetune/rules"
 )
 
@@ -59,7 +60,7 @@ func newTuner(j *journal, sys System) *Tuner {
 		j:     j,
 		run:   fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
 		netns: netns,
-		crash: crasherFromEnv(),
+		crash: j.crash,
 		log:   slog.Default().With("journal", j.path),
 	}
 }
@@ -227,12 +228,23 @@ func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
 	if err := t.sys.Writable(ctx, c.Key); err != nil {
 		return fail(Failed, err)
 	}
-	e, err := t.j.intent(c, cur, t.run, t.netns)
+	dev, err := t.identify(ctx, c.Key)
+	if err != nil {
+		return fail(Failed, err)
+	}
+	e, err := t.j.intent(c, cur, t.run, t.netns, dev)
 	if err != nil {
 		o.Result, o.Err = Failed, fmt.Errorf("recording the original value of %s: %w; nothing was written", c.Key, err)
 		return o, errJournalDown
 	}
 	t.crash.at("intent")
+	if err := t.sameDevice(ctx, c.Key, dev); err != nil {
+		if jerr := t.j.event(e, evGone, nil, err.Error()); jerr != nil {
+			o.Result, o.Err = Failed, err
+			return o, errJournalDown
+		}
+		return fail(Failed, fmt.Errorf("%w; nothing was written", err))
+	}
 	if werr := t.sys.Write(ctx, c.Key, c.To); werr != nil {
 		now, rerr := t.sys.Read(ctx, c.Key)
 		if rerr != nil || !same(c.Kind, now.Set, cur.Set) {
@@ -274,6 +286,10 @@ func (t *Tuner) revert(ctx context.Context, o Outcome, e *Entry, orig, got Value
 	// A setting that reads back at its original needs no write; for a
 	// module, that write would be an unload, which nodetune never does.
 	if !same(c.Kind, got.Set, orig.Set) {
+		if err := t.sameDevice(ctx, c.Key, e.Device); err != nil {
+			o.Result, o.Err = Failed, fmt.Errorf("%w, and writing back %s was not attempted: %w; its journal entry stays open for rollback", notTaken, orig.Set, err)
+			return o, nil
+		}
 		if err := t.sys.Write(ctx, c.Key, orig.Set); err != nil {
 			o.Result, o.Err = Failed, fmt.Errorf("%w, and writing back %s failed: %w; its journal entry stays open for rollback", notTaken, orig.Set, err)
 			return o, nil
@@ -310,6 +326,16 @@ func (t *Tuner) logOutcome(o Outcome) {
 func entryChange(e *Entry) Change {
 	return Change{Key: e.Key, From: e.To, To: e.Original.Set, Rule: e.Rule, Subject: e.Subject,
 		Why: fmt.Sprintf("journal entry %d, run %s", e.ID, e.Run), vetted: true}
+}
+
+// sameDevice checks, right before a write to k, that k's device is still
+// the one identified as dev (nil: not checked).
+func (t *Tuner) sameDevice(ctx context.Context, k Key, dev *Device) error {
+	now, _, err := t.locate(ctx, k, dev)
+	if err == nil && now != k {
+		err = fmt.Errorf("%s: the device was renamed to %s since nodetune read it", k, shell.Escape(deviceOf(now)))
+	}
+	return err
 }
 
 // otherNetns says why e cannot be handled from this network namespace, or "".

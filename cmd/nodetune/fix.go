@@ -12,6 +12,7 @@ import (
 
 	"github.com/safchain/ethtool"
 	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/term"
 
 	"github.com/nodetune/nodetune/internal/shell"
@@ -35,15 +36,22 @@ const (
 // defaultStateDir is where fix, rollback and serve keep the journal.
 const defaultStateDir = "/var/lib/nodetune"
 
-// tuneSystem opens the host for writing, through the real ethtool socket.
+// tuneSystem opens the host for writing, through the real ethtool socket,
+// with a netlink handle that identifies the devices it changes.
 func (g *globals) tuneSystem() (*tune.Host, func(), error) {
 	et, err := ethtool.NewEthtool()
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the ethtool socket: %w", err)
 	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		et.Close()
+		return nil, nil, fmt.Errorf("opening a netlink handle: %w", err)
+	}
 	h := tune.NewHost(g.paths.ProcFS, g.paths.SysFS, et)
 	h.RootFS = g.paths.RootFS // for modules.builtin
-	return h, et.Close, nil
+	h.Links = nl
+	return h, func() { nl.Close(); et.Close() }, nil
 }
 
 type fixFlags struct {
