@@ -54,7 +54,7 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 		if o.Result == Failed {
 			blocked[settingOf(e)] = true
 		}
-		t.logOutcome(o)
+		t.logOutcome(o, dryRun)
 		out = append(out, o)
 	}
 	return out
@@ -195,7 +195,7 @@ func (t *Tuner) Reconcile(ctx context.Context) []Outcome {
 		} else {
 			o, stop = t.reconcile(ctx, o, e)
 		}
-		t.logOutcome(o)
+		t.logOutcome(o, false)
 		out = append(out, o)
 		if stop != nil {
 			break

@@ -27,6 +27,8 @@ type Tuner struct {
 	netns string
 	crash *crasher
 	log   *slog.Logger
+	// logged is, per setting, the last outcome logged (logOutcome).
+	logged map[Key]string
 }
 
 // Open opens the journal in stateDir (creating both if needed), locks it,
@@ -147,7 +149,7 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 		out = append(out, o)
 	}
 	for _, o := range out {
-		t.logOutcome(o)
+		t.logOutcome(o, false)
 	}
 	return out
 }
@@ -309,15 +311,38 @@ func (t *Tuner) revert(ctx context.Context, o Outcome, e *Entry, orig, got Value
 	return o, nil
 }
 
-func (t *Tuner) logOutcome(o Outcome) {
+// logOutcome logs what an outcome changed. It logs state changes, not
+// events: a dry run changed nothing and logs at debug level; a refusal or
+// failure that repeats the last one logged for its setting (a fix that
+// fails every cycle, a refusal the daemon meets on every link event) is
+// logged at warn level once, and at debug level after that, until the
+// setting's outcome changes.
+func (t *Tuner) logOutcome(o Outcome, dryRun bool) {
 	attrs := []any{"action", o.Action, "result", o.Result, "rule", o.Change.Rule, "key", o.Change.Key.String(), "from", o.Change.From, "to", o.Change.To}
+	if o.Err != nil {
+		attrs = append(attrs, "err", o.Err)
+	}
+	if o.Note != "" {
+		attrs = append(attrs, "note", o.Note)
+	}
+	msg := "change " + string(o.Result)
+	if dryRun {
+		t.log.Debug("dry run: "+msg+" (nothing written)", attrs...)
+		return
+	}
+	state := string(o.Action) + " " + string(o.Result) + " " + errText(o.Err)
+	repeat := t.logged[o.Change.Key] == state
+	if t.logged == nil {
+		t.logged = map[Key]string{}
+	}
+	t.logged[o.Change.Key] = state
 	switch {
+	case o.Result == Unchanged || o.Result == Planned || (repeat && !o.Ok()):
+		t.log.Debug(msg, attrs...)
 	case o.Err != nil && !o.Ok():
-		t.log.Warn("change "+string(o.Result), append(attrs, "err", o.Err)...)
-	case o.Result == Unchanged || o.Result == Planned:
-		t.log.Debug("change "+string(o.Result), attrs...)
+		t.log.Warn(msg, attrs...)
 	default:
-		t.log.Info("change "+string(o.Result), attrs...)
+		t.log.Info(msg, attrs...)
 	}
 }
 
