@@ -55,6 +55,9 @@ type Change struct {
 	Owner *detect.Owner `json:"owner,omitempty"`
 	// Refused says why the change will not be made; empty when it will.
 	Refused string `json:"refused,omitempty"`
+	// Held is set when the change is refused because the user rolled it
+	// back (ErrHeld).
+	Held bool `json:"held,omitempty"`
 	// Notes say what else the change brings with it.
 	Notes []string `json:"notes,omitempty"`
 

@@ -166,6 +166,8 @@ type journalState struct {
 	lines   int
 	// version is the header's journal version.
 	version int
+	// holds are the settings the user rolled back (holds.go).
+	holds []*Hold
 	// tornTail is set when the file ends in a line without its newline: a
 	// write the process died in, never committed, so never acted on.
 	tornTail bool
@@ -256,19 +258,17 @@ func (st *journalState) replay(n int, r record) error {
 		if r.Key == nil || r.Original == nil || r.To == "" {
 			return errors.New("an intent without key, original value or target")
 		}
-		k := *r.Key
-		if r.TargetB64 != "" {
-			b, err := base64.StdEncoding.DecodeString(r.TargetB64)
-			if err != nil {
-				return fmt.Errorf("an intent whose target_b64 is not base64: %v", err)
-			}
-			k.Target = string(b)
+		k, err := keyOf(r)
+		if err != nil {
+			return err
 		}
 		e := &Entry{ID: r.Seq, Key: k, Original: *r.Original, To: r.To, Rule: r.Rule, Subject: r.Subject,
 			Run: r.Run, NetNS: r.NetNS, Device: r.Device, At: r.At, State: evIntent}
 		st.entries = append(st.entries, e)
 		st.byID[e.ID] = e
 		return nil
+	case evHold, evRelease:
+		return st.replayHold(r)
 	case evApplied, evVerified, evFailed, evReverted, evRestored, evClosed, evReleased, evGone:
 		e := st.byID[r.Entry]
 		if e == nil {
@@ -353,6 +353,7 @@ func openJournal(dir string) (*journal, error) {
 			j.close()
 			return nil, err
 		}
+		removeStale(dir)
 		return j, nil
 	}
 }
@@ -508,15 +509,36 @@ func (j *journal) fail(what string, err error) error {
 func (j *journal) intent(c Change, orig Value, run, netns string, dev *Device) (*Entry, error) {
 	k := c.Key
 	r := record{Event: evIntent, Key: &k, Original: &orig, To: c.To, Rule: c.Rule, Subject: c.Subject, Run: run, NetNS: netns, Device: dev}
-	if !utf8.ValidString(k.Target) {
-		r.TargetB64 = base64.StdEncoding.EncodeToString([]byte(k.Target))
-		k.Target = shell.Escape(k.Target)
-	}
+	setTarget(&r, &k)
 	err := j.append(r, nil)
 	if err != nil {
 		return nil, err
 	}
 	return j.st.entries[len(j.st.entries)-1], nil
+}
+
+// setTarget stores k, which r.Key points to, losslessly: a target that is
+// not UTF-8 goes in r.TargetB64, and k.Target holds it escaped, for a
+// person reading the file (JSON would store U+FFFD).
+func setTarget(r *record, k *Key) {
+	if !utf8.ValidString(k.Target) {
+		r.TargetB64 = base64.StdEncoding.EncodeToString([]byte(k.Target))
+		k.Target = shell.Escape(k.Target)
+	}
+}
+
+// keyOf is the key of record r, its target read back from TargetB64 when
+// it has one.
+func keyOf(r record) (Key, error) {
+	k := *r.Key
+	if r.TargetB64 != "" {
+		b, err := base64.StdEncoding.DecodeString(r.TargetB64)
+		if err != nil {
+			return Key{}, fmt.Errorf("a %s whose target_b64 is not base64: %v", r.Event, err)
+		}
+		k.Target = string(b)
+	}
+	return k, nil
 }
 
 // event records a later event of entry e.

@@ -57,6 +57,9 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 		t.logOutcome(o, dryRun)
 		out = append(out, o)
 	}
+	if !dryRun {
+		t.maybeCompact()
+	}
 	return out
 }
 
@@ -201,6 +204,7 @@ func (t *Tuner) Reconcile(ctx context.Context) []Outcome {
 			break
 		}
 	}
+	t.maybeCompact()
 	return out
 }
 

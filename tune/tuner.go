@@ -29,6 +29,8 @@ type Tuner struct {
 	log   *slog.Logger
 	// logged is, per setting, the last outcome logged (logOutcome).
 	logged map[Key]string
+	// keepClosed is how many closed entries compaction keeps (compact.go).
+	keepClosed int
 }
 
 // Open opens the journal in stateDir (creating both if needed), locks it,
@@ -58,12 +60,13 @@ func OpenReadOnly(stateDir string, sys System) (*Tuner, error) {
 func newTuner(j *journal, sys System) *Tuner {
 	netns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return &Tuner{
-		sys:   sys,
-		j:     j,
-		run:   fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
-		netns: netns,
-		crash: j.crash,
-		log:   slog.Default().With("journal", j.path),
+		sys:        sys,
+		j:          j,
+		run:        fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
+		netns:      netns,
+		crash:      j.crash,
+		keepClosed: DefaultKeepClosed,
+		log:        slog.Default().With("journal", j.path),
 	}
 }
 
@@ -89,6 +92,12 @@ func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions
 	for _, e := range t.Entries() {
 		if t.otherNetns(&e) == "" {
 			o.Claims = append(o.Claims, e)
+		}
+	}
+	o.Holds = slices.Clip(o.Holds)
+	for _, h := range t.Holds() {
+		if t.held(h.Key) != nil {
+			o.Holds = append(o.Holds, h)
 		}
 	}
 	return Propose(s, findings, o)
@@ -135,6 +144,8 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 			o.Result, o.Err = Failed, stop
 		case ctx.Err() != nil:
 			o.Result, o.Err = Failed, fmt.Errorf("not attempted: %w", ctx.Err())
+		case c.Held:
+			o.Result, o.Err = Refused, fmt.Errorf("%w%s", ErrHeld, strings.TrimPrefix(c.Refused, ErrHeld.Error()))
 		case c.Refused != "":
 			o.Result, o.Err = Refused, errors.New(c.Refused)
 		case !c.vetted:
@@ -151,6 +162,7 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 	for _, o := range out {
 		t.logOutcome(o, false)
 	}
+	t.maybeCompact()
 	return out
 }
 
