@@ -29,6 +29,9 @@ type PlanOptions struct {
 	// Holds are the settings the user rolled back; Tuner.Plan fills them
 	// in. A change to one is refused as held (ErrHeld), whatever Force says.
 	Holds []Hold
+	// Release names the rules (or "all") whose holds Tuner.Plan leaves
+	// out, for a plan made before Tuner.Release lifts them.
+	Release []string
 }
 
 // Propose turns the auto-fixable findings of s into a plan. It does no I/O.

@@ -96,7 +96,7 @@ func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions
 	}
 	o.Holds = slices.Clip(o.Holds)
 	for _, h := range t.Holds() {
-		if t.held(h.Key) != nil {
+		if t.held(h.Key) != nil && !slices.Contains(o.Release, "all") && !slices.Contains(o.Release, h.Rule) {
 			o.Holds = append(o.Holds, h)
 		}
 	}

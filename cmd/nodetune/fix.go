@@ -57,6 +57,8 @@ func (g *globals) tuneSystem() (*tune.Host, func(), error) {
 type fixFlags struct {
 	yes, dryRun, force bool
 	rules              []string
+	exclude            []string
+	release            []string
 	stateDir           string
 	window             time.Duration
 }
@@ -81,7 +83,10 @@ func newFixCmd(g *globals) *cobra.Command {
 			"or not writable).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRuleIDs(f.rules); err != nil {
+			if err := checkRuleIDs(append(slices.Clone(f.rules), f.exclude...)); err != nil {
+				return err
+			}
+			if err := checkRelease(f.release); err != nil {
 				return err
 			}
 			if f.window <= 0 {
@@ -95,10 +100,27 @@ func newFixCmd(g *globals) *cobra.Command {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
 	fs.BoolVar(&f.force, "force", false, "also change settings that another agent (Felix, kube-proxy) owns")
 	fs.StringArrayVar(&f.rules, "rule", nil, "fix only findings of this rule ID (repeatable)")
+	fs.StringArrayVar(&f.exclude, "exclude-rule", nil, "never fix findings of this rule ID (repeatable)")
+	fs.StringArrayVar(&f.release, "release", nil, "lift the hold that `nodetune rollback` put on the changes of this rule ID, or all (repeatable); the released changes are planned again")
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "directory of the journal that rollback reads")
 	fs.DurationVar(&f.window, "window", time.Second, "how long to measure rates before planning")
 	ruleFlags(cmd, &cfg)
 	return cmd
+}
+
+// checkRelease rejects --release values that are neither all nor a rule
+// nodetune fixes by itself.
+func checkRelease(ids []string) error {
+	var rest []string
+	for _, id := range ids {
+		if id != "all" {
+			rest = append(rest, id)
+		}
+	}
+	if err := checkRuleIDs(rest); err != nil {
+		return fmt.Errorf("--release: %w (or all)", err)
+	}
+	return nil
 }
 
 // checkRuleIDs rejects --rule values that name no auto-fixable rule.
@@ -154,10 +176,21 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		return &exitError{code: exitFailure, err: err}
 	}
 	findings := rules.Evaluate(s, cfg).Findings
-	opts := tune.PlanOptions{Rules: f.rules, Force: f.force}
+	opts := tune.PlanOptions{Rules: f.rules, Exclude: f.exclude, Force: f.force, Release: f.release}
 	plan := tune.Propose(s, findings, opts)
 	if tu != nil {
 		plan = tu.Plan(s, findings, opts)
+	}
+	if tu != nil && !f.dryRun && len(f.release) > 0 {
+		// The user's word lifts the holds of an earlier rollback; the plan
+		// above already left them out.
+		released, err := tu.Release(f.release)
+		for _, h := range released {
+			fmt.Fprintf(out, "Released the hold that rollback put on %s [%s] at %s.\n", h.Key, esc(h.Rule), h.At.Format(time.RFC3339))
+		}
+		if err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
 	}
 	held := heldBack(findings, f.rules)
 	printPlan(out, plan, held)
