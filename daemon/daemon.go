@@ -319,6 +319,9 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 			"owner", owner, "max_reapplies", d.opt.Backoff.Max, "window", d.opt.Backoff.Window)
 	}
 	d.logWaiting(rv.waiting)
+	for _, f := range rv.retrying {
+		d.log.Debug("a fix that failed waits for its retry", "rule", f.Rule, "subject", f.Subject)
+	}
 	if len(rv.fix) > 0 {
 		d.apply(ctx, s, rv.fix, now)
 		if held, err = d.opt.Remediator.Holdings(ctx); err != nil {
@@ -341,6 +344,22 @@ func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules
 	outcomes, err := d.opt.Remediator.Apply(ctx, s, findings)
 	if err != nil {
 		d.log.Error("remediation failed", "err", err)
+	}
+	failedNow := map[key]bool{}
+	for _, o := range outcomes {
+		k := key{o.Rule, o.Subject}
+		if !o.Ok && o.Result != refused {
+			failedNow[k] = true
+		}
+	}
+	for _, f := range findings {
+		if k := keyOf(f); failedNow[k] {
+			retry := d.conflicts.failed(k, now)
+			d.log.Error("a fix failed; nodetune tries it again later", "rule", k.rule, "subject", k.subject,
+				"failures_in_a_row", d.conflicts.failing[k].Count, "retry_in", retry)
+		} else {
+			d.conflicts.succeeded(k)
+		}
 	}
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
