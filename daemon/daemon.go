@@ -37,8 +37,12 @@ type Outcome struct {
 	Detail string
 }
 
-// refused is tune's result for a change its plan would not make.
-const refused = "refused"
+// refused is tune's result for a change its plan would not make, and
+// resultFailed for one that could not be made (the write failed).
+const (
+	refused      = "refused"
+	resultFailed = "failed"
+)
 
 // Remediator applies fixes to the host and undoes them. TuneRemediator is
 // the real one; a nil Remediator is observe mode.
@@ -345,11 +349,18 @@ func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules
 	if err != nil {
 		d.log.Error("remediation failed", "err", err)
 	}
-	failedNow := map[key]bool{}
+	// A fix failed when a write of it failed and none of it was made: one
+	// whose main write was verified, while a follow-up failed (another
+	// agent switching offload off in between), is the conflict back-off's.
+	failedNow, wrote := map[key]bool{}, map[key]bool{}
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
-		if !o.Ok && o.Result != refused {
-			failedNow[k] = true
+		failedNow[k] = failedNow[k] || o.Result == resultFailed
+		wrote[k] = wrote[k] || o.Wrote
+	}
+	for k := range wrote {
+		if wrote[k] {
+			delete(failedNow, k)
 		}
 	}
 	for _, f := range findings {

@@ -312,6 +312,7 @@ func FuzzParseJournal(f *testing.F) {
 	j.close()
 	good, _ := os.ReadFile(filepath.Join(dir, JournalFile))
 	f.Add(good)
+	f.Add(v2Seed(f))
 	f.Add(good[:len(good)-7])
 	f.Add(good[:20])
 	f.Add([]byte("{}\n"))
@@ -495,4 +496,27 @@ func TestJournalWriteFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// v2Seed is a journal with what version 2 added: a device identity, a
+// target that is not UTF-8, a gone entry, and a hold and its release.
+func v2Seed(f *testing.F) []byte {
+	dir := f.TempDir()
+	j, err := openJournal(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	k := Key{Kind: rules.ChangeFeature, Target: "vx\xff\x1b", Setting: "tx-checksum-ip-generic"}
+	e, err := j.intent(Change{Key: k, To: "on", Rule: "r", Subject: "s"}, Value{"off", "off"}, "r", "net:[1]", &Device{Index: 3, Kind: "vxlan", VNI: 1, Port: 8472})
+	if err != nil {
+		f.Fatal(err)
+	}
+	j.event(e, evGone, nil, "deleted")
+	r := record{Event: evHold, Key: &k, Rule: "r"}
+	setTarget(&r, &k)
+	j.append(r, nil)
+	j.append(record{Event: evRelease, Entry: j.st.lastSeq}, nil)
+	j.close()
+	b, _ := os.ReadFile(filepath.Join(dir, JournalFile))
+	return b
 }
