@@ -8,7 +8,9 @@ import (
 // CrashEnv names the environment variable of the crash hook that the
 // kill-at-every-step tests use: "STEP" or "STEP:N" makes the process kill
 // itself with SIGKILL the Nth time (default first) it passes STEP. Steps are
-// intent, write, applied, verified, revert, restore and restored. Only a
+// intent, write, applied, verified, revert, restore and restored, and, in a
+// rewrite of the journal (migration, compaction), rewrite (the new file
+// written, not yet renamed) and renamed (renamed, directory not yet synced). Only a
 // binary built with the nodetunetest build tag reads it (crash_hook.go);
 // a release build ignores it.
 const CrashEnv = "NODETUNE_TEST_CRASH_AT"

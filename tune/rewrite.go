@@ -54,6 +54,7 @@ func (j *journal) rewrite(data []byte, what string) error {
 		return classify(what+" the journal "+j.path, err)
 	}
 	ok = true
+	j.crash.at("renamed")
 	if err := syncDir(dir); err != nil {
 		// The new file is in place, but its name may not be durable yet:
 		// go on with it, and say so.
