@@ -22,7 +22,7 @@ func TestTextEscapesControlCharacters(t *testing.T) {
 			Rule: "tunnel-tx-checksum-off", Severity: rules.Critical, Subject: name,
 			Summary: "tx checksum offload is off on " + name, Explanation: "on " + name,
 			Evidence: []rules.Evidence{{Name: "device", Value: name}},
-			Fix: rules.Fix{Command: rules.Change{Kind: rules.ChangeFeature, Target: name, Setting: detect.FeatureTxChecksumGeneric, Value: "on"}.Command(), Auto: true},
+			Fix:      rules.Fix{Command: rules.Change{Kind: rules.ChangeFeature, Target: name, Setting: detect.FeatureTxChecksumGeneric, Value: "on"}.Command(), Auto: true},
 		}},
 		Unchecked: []rules.Unchecked{{Rule: "tunnel-mtu", Subject: name, Reason: "no " + name}},
 	}
