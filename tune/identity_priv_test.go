@@ -3,9 +3,12 @@ package tune
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -182,4 +185,55 @@ func TestNameThatIsNotUTF8(t *testing.T) {
 	if txCsum(t, a, name) {
 		t.Error("offload is still on")
 	}
+}
+
+// TestNetNSAliveOnTheRealKernel: a namespace held only by its bind mount
+// (/run/netns/NAME) or only by an open descriptor is alive; once nothing
+// holds it, it is not, or, where some process cannot be inspected, that
+// cannot be told.
+func TestNetNSAliveOnTheRealKernel(t *testing.T) {
+	b := testbedtest.New(t, testbed.Options{})
+	h := NewHost("/proc", "/sys", nil)
+	ctx := context.Background()
+	mount := filepath.Join("/run/netns", b.A.NS)
+	fi, err := os.Stat("/proc/self/fd/" + openFd(t, mount))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("net:[%d]", fi.Sys().(*syscall.Stat_t).Ino)
+	if alive, err := h.NetNSAlive(ctx, id); !alive {
+		t.Fatalf("a namespace held by its mount and a descriptor: alive %t, %v", alive, err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if alive, err := h.NetNSAlive(ctx, id); !alive {
+		t.Fatalf("a namespace held by a descriptor: alive %t, %v", alive, err)
+	}
+	closeFds(t)
+	if alive, err := h.NetNSAlive(ctx, id); alive {
+		t.Errorf("a namespace nothing holds is alive (%v)", err)
+	} else if err != nil {
+		t.Logf("whether %s still exists cannot be told here: %v", id, err)
+	}
+}
+
+var heldFds []*os.File
+
+func openFd(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldFds = append(heldFds, f)
+	t.Cleanup(func() { closeFds(t) })
+	return strconv.Itoa(int(f.Fd()))
+}
+
+func closeFds(t *testing.T) {
+	for _, f := range heldFds {
+		f.Close()
+	}
+	heldFds = nil
 }

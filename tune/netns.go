@@ -9,6 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // NetNSAlive reports whether the network namespace id, as
@@ -17,14 +20,19 @@ import (
 // a bind mount (such as /run/netns/NAME, in any mount namespace) pins it;
 // each is visible under <ProcFS>: task/*/ns/net, fd/* and mountinfo of
 // every process. Processes that exit during the scan are skipped; a
-// process whose entries cannot be read makes the answer unknown (an
-// error), never "gone".
+// process whose entries cannot be read makes a namespace that no other
+// process holds unknown (an error), never "gone".
 func (h *Host) NetNSAlive(ctx context.Context, id string) (bool, error) {
 	procs, err := os.ReadDir(h.ProcFS)
 	if err != nil {
 		return false, classify("listing processes in "+h.ProcFS, err)
 	}
 	needle := []byte(" " + id + " ")
+	ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(id, "net:["), "]"), 10, 64)
+	if err != nil {
+		return false, fmt.Errorf("network namespace %q: not net:[INODE]", id)
+	}
+	var unknown error
 	for _, p := range procs {
 		if _, err := strconv.Atoi(p.Name()); err != nil {
 			continue
@@ -33,23 +41,24 @@ func (h *Host) NetNSAlive(ctx context.Context, id string) (bool, error) {
 			return false, err
 		}
 		dir := filepath.Join(h.ProcFS, p.Name())
-		found, err := holdsNetNS(dir, id, needle)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // exited
-		}
-		if err != nil {
-			return false, classify(fmt.Sprintf("looking for network namespace %s in %s", id, dir), err)
-		}
-		if found {
+		found, err := holdsNetNS(dir, id, ino, needle)
+		switch {
+		case found:
 			return true, nil
+		case errors.Is(err, fs.ErrNotExist):
+			// exited
+		case err != nil && unknown == nil:
+			unknown = classify(fmt.Sprintf("looking for network namespace %s in %s", id, dir), err)
 		}
 	}
-	return false, nil
+	return false, unknown
 }
 
 // holdsNetNS reports whether the process at dir is in, holds or mounts
-// network namespace id.
-func holdsNetNS(dir, id string, needle []byte) (bool, error) {
+// network namespace id, whose nsfs inode is ino. A descriptor opened
+// through a bind mount reads as the mount's path, so descriptors are
+// compared by inode too.
+func holdsNetNS(dir, id string, ino uint64, needle []byte) (bool, error) {
 	for _, sub := range []string{"task", "fd"} {
 		ents, err := os.ReadDir(filepath.Join(dir, sub))
 		if err != nil {
@@ -60,10 +69,21 @@ func holdsNetNS(dir, id string, needle []byte) (bool, error) {
 			if sub == "task" {
 				link = filepath.Join(link, "ns/net")
 			}
-			if got, err := os.Readlink(link); err == nil && got == id {
-				return true, nil
-			} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			got, err := os.Readlink(link)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
 				return false, err
+			}
+			if got == id {
+				return true, nil
+			}
+			if sub == "fd" && !strings.HasPrefix(got, "socket:") && !strings.HasPrefix(got, "pipe:") && !strings.HasPrefix(got, "anon_inode:") {
+				var st unix.Stat_t
+				if unix.Stat(link, &st) == nil && st.Ino == ino && st.Mode&unix.S_IFMT == unix.S_IFREG && isNsfs(link) {
+					return true, nil
+				}
 			}
 		}
 	}
@@ -72,4 +92,11 @@ func holdsNetNS(dir, id string, needle []byte) (bool, error) {
 		return false, err
 	}
 	return bytes.Contains(mi, needle), nil
+}
+
+// isNsfs reports whether path (a descriptor's link) is a file of nsfs, the
+// filesystem of namespace files.
+func isNsfs(path string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(path, &fs) == nil && fs.Type == unix.NSFS_MAGIC
 }
