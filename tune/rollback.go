@@ -85,8 +85,8 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 		return o, nil
 	}
 	if moved != "" {
-		// The device was renamed: rollback follows it.
-		o.Note, o.Command = moved, command(k, e.Original.Set)
+		// The device was renamed: rollback follows it, and says so.
+		o.Note, o.Command, o.Change.Key = moved, command(k, e.Original.Set), k
 	}
 	cur, ok := simulated[settingOf(e)]
 	if !ok {

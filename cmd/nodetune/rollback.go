@@ -100,7 +100,11 @@ func printRollbackCommands(w io.Writer, outcomes []tune.Outcome) {
 	for _, o := range outcomes {
 		switch o.Result {
 		case tune.Planned:
-			fmt.Fprintf(w, "%s   # %s\n", o.Command, esc(fmt.Sprintf("was %s, set by %s", o.Change.From, o.Change.Rule)))
+			why := fmt.Sprintf("was %s, set by %s", o.Change.From, o.Change.Rule)
+			if o.Note != "" {
+				why += "; " + o.Note
+			}
+			fmt.Fprintf(w, "%s   # %s\n", o.Command, esc(why))
 		case tune.Closed:
 			if o.Note != "" {
 				fmt.Fprintf(w, "# %s\n", esc(fmt.Sprintf("%s: %s", o.Change.Key, o.Note)))
