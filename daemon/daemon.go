@@ -99,6 +99,10 @@ type Daemon struct {
 	// only the tunnels, so rates keep covering the whole interval.
 	full   *detect.Snapshot
 	active map[key]rules.Severity
+	// announced is when each finding's appearance was last logged at its
+	// level, and cleared whether its clearing was since (logChanges).
+	announced map[key]time.Time
+	cleared   map[key]bool
 	// refused are the fixes whose refusal was already logged.
 	refused map[key]bool
 	// waiting are the sysctl steps whose deferral was already logged.
@@ -136,6 +140,8 @@ func New(opts Options) (*Daemon, error) {
 		prober:    probes.NewProber(opts.Host),
 		conflicts: newConflicts(opts.Backoff),
 		active:    map[key]rules.Severity{},
+		announced: map[key]time.Time{},
+		cleared:   map[key]bool{},
 		refused:   map[key]bool{},
 		waiting:   map[key]bool{},
 		now:       time.Now,
@@ -423,22 +429,44 @@ func ownerName(f rules.Finding) string {
 }
 
 // logChanges logs findings that appeared or cleared since the last cycle.
+// It logs state changes, not every flap: a finding that comes back less
+// than a back-off window after its last announcement (a reverter switching
+// a setting back and forth) is logged at debug level, and so is its
+// clearing, until it has stayed away for a window.
 func (d *Daemon) logChanges(findings []rules.Finding) {
+	at := d.now()
 	now := make(map[key]rules.Severity, len(findings))
 	for _, f := range findings {
 		k := keyOf(f)
 		now[k] = f.Severity
-		if _, was := d.active[k]; !was {
-			lvl := slog.LevelInfo
-			if f.Severity >= rules.Warning {
-				lvl = slog.LevelWarn
-			}
-			d.log.Log(context.Background(), lvl, f.Summary, "rule", f.Rule, "subject", f.Subject, "severity", f.Severity.String())
+		if _, was := d.active[k]; was {
+			continue
 		}
+		lvl := slog.LevelInfo
+		if f.Severity >= rules.Warning {
+			lvl = slog.LevelWarn
+		}
+		if last, ok := d.announced[k]; ok && at.Sub(last) < d.opt.Backoff.Window {
+			lvl = slog.LevelDebug // flapping
+		} else {
+			d.announced[k] = at
+		}
+		d.log.Log(context.Background(), lvl, f.Summary, "rule", f.Rule, "subject", f.Subject, "severity", f.Severity.String())
 	}
 	for k := range d.active {
 		if _, still := now[k]; !still {
-			d.log.Info("finding cleared", "rule", k.rule, "subject", k.subject)
+			lvl := slog.LevelInfo
+			if last, ok := d.announced[k]; ok && at.Sub(last) < d.opt.Backoff.Window && d.cleared[k] {
+				lvl = slog.LevelDebug
+			}
+			d.cleared[k] = true
+			d.log.Log(context.Background(), lvl, "finding cleared", "rule", k.rule, "subject", k.subject)
+		}
+	}
+	for k, last := range d.announced {
+		if _, still := now[k]; !still && at.Sub(last) >= d.opt.Backoff.Window {
+			delete(d.announced, k)
+			delete(d.cleared, k)
 		}
 	}
 	d.active = now
