@@ -86,3 +86,38 @@ func TestJournalV1IsReadAndMigrated(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// TestJournalV1FromAnEarlierNodetune reads a journal that the nodetune
+// before journal version 2 wrote (testdata/journal-v1.jsonl, written by its
+// own journal code): an open offload entry and a restored sysctl entry.
+// A writer migrates it and rollback then handles the open entry by name,
+// as that nodetune did.
+func TestJournalV1FromAnEarlierNodetune(t *testing.T) {
+	v1, err := os.ReadFile("testdata/journal-v1.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, JournalFile), v1, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t)
+	tu := openTuner(t, dir, n.host)
+	e := tu.Entries()
+	if len(e) != 1 || e[0].Key.Target != "vxlan0" || e[0].State != evVerified || e[0].Device != nil || e[0].NetNS != "net:[4026532319]" {
+		t.Fatalf("entries of the earlier nodetune's journal: %+v", e)
+	}
+	st, err := parseJournal(mustRead(t, filepath.Join(dir, JournalFile)))
+	if err != nil || st.version != journalVersion || len(st.entries) != 2 {
+		t.Fatalf("after opening it for writing: version %d, %d entries, %v", st.version, len(st.entries), err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
