@@ -8,13 +8,18 @@ import (
 	"github.com/nodetune/nodetune/rules"
 )
 
-// Backoff bounds how hard nodetune fights another agent over a setting.
+// Backoff bounds how hard nodetune fights another agent over a setting,
+// and how often it tries a fix that fails.
 // After a fix is undone more than Max times within Window, nodetune stops
 // re-applying it and raises a remediation-conflict finding instead; the
 // setting is managed again once its finding has been gone for a Window.
 // A sysctl is also stepped at most once per Window, so a finding that
 // persists after a step (drops that a larger backlog did not cure) does
-// not double the value again every cycle.
+// not double the value again every cycle. A fix that fails (no
+// CAP_NET_ADMIN, a driver that refuses) is tried again only after
+// Window/2^Max, a delay that doubles with each failure in a row up to
+// Window, and is forgotten once it succeeds or its finding has been gone
+// for a Window.
 type Backoff struct {
 	Max    int
 	Window time.Duration
@@ -55,12 +60,51 @@ type conflicts struct {
 	counted map[setting]int64
 	reverts map[key][]time.Time
 	given   map[key]*given
+	// failing are the fixes whose last try failed.
+	failing map[key]*failing
 	// dirty is set when something worth persisting changed.
 	dirty bool
 }
 
+// failing is a fix whose tries failed, Count times in a row.
+type failing struct {
+	Count int
+	Last  time.Time
+}
+
+// retryDelay is how long after its n-th failure in a row a fix waits.
+func (p Backoff) retryDelay(n int) time.Duration {
+	d := p.Window >> min(p.Max, 30)
+	for i := 1; i < n && d < p.Window; i++ {
+		d *= 2
+	}
+	return max(min(d, p.Window), time.Second)
+}
+
+// failed records that the fix of k failed at now, and returns how long it
+// now waits.
+func (c *conflicts) failed(k key, now time.Time) time.Duration {
+	f := c.failing[k]
+	if f == nil {
+		f = &failing{}
+		c.failing[k] = f
+	}
+	f.Count++
+	f.Last = now
+	c.dirty = true
+	return c.policy.retryDelay(f.Count)
+}
+
+// succeeded forgets the failures of k's fix.
+func (c *conflicts) succeeded(k key) {
+	if _, ok := c.failing[k]; ok {
+		delete(c.failing, k)
+		c.dirty = true
+	}
+}
+
 func newConflicts(p Backoff) *conflicts {
-	return &conflicts{policy: p, counted: map[setting]int64{}, reverts: map[key][]time.Time{}, given: map[key]*given{}}
+	return &conflicts{policy: p, counted: map[setting]int64{}, reverts: map[key][]time.Time{}, given: map[key]*given{}, failing: map[key]*failing{}}
 }
 
 // review is the verdict of one cycle: which findings to fix, which fixes
@@ -74,6 +118,8 @@ type review struct {
 	gaveUp []key
 	// waiting are findings whose sysctl was stepped less than a window ago.
 	waiting []rules.Finding
+	// retrying are findings whose fix failed and waits for its retry.
+	retrying []rules.Finding
 }
 
 // review sorts the auto-fixable findings of a cycle at time now, given
@@ -109,7 +155,17 @@ func (c *conflicts) review(findings []rules.Finding, held []Holding, now time.Ti
 			r.waiting = append(r.waiting, f)
 			continue
 		}
+		if fl, ok := c.failing[k]; ok && now.Sub(fl.Last) < c.policy.retryDelay(fl.Count) {
+			r.retrying = append(r.retrying, f)
+			continue
+		}
 		r.fix = append(r.fix, f)
+	}
+	for k, fl := range c.failing {
+		if _, isPresent := present[k]; !isPresent && now.Sub(fl.Last) >= c.policy.Window {
+			delete(c.failing, k)
+			c.dirty = true
+		}
 	}
 	for k, g := range c.given {
 		_, isPresent := present[k]

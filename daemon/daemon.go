@@ -37,8 +37,12 @@ type Outcome struct {
 	Detail string
 }
 
-// refused is tune's result for a change its plan would not make.
-const refused = "refused"
+// refused is tune's result for a change its plan would not make, and
+// resultFailed for one that could not be made (the write failed).
+const (
+	refused      = "refused"
+	resultFailed = "failed"
+)
 
 // Remediator applies fixes to the host and undoes them. TuneRemediator is
 // the real one; a nil Remediator is observe mode.
@@ -95,6 +99,10 @@ type Daemon struct {
 	// only the tunnels, so rates keep covering the whole interval.
 	full   *detect.Snapshot
 	active map[key]rules.Severity
+	// announced is when each finding's appearance was last logged at its
+	// level, and cleared whether its clearing was since (logChanges).
+	announced map[key]time.Time
+	cleared   map[key]bool
 	// refused are the fixes whose refusal was already logged.
 	refused map[key]bool
 	// waiting are the sysctl steps whose deferral was already logged.
@@ -132,6 +140,8 @@ func New(opts Options) (*Daemon, error) {
 		prober:    probes.NewProber(opts.Host),
 		conflicts: newConflicts(opts.Backoff),
 		active:    map[key]rules.Severity{},
+		announced: map[key]time.Time{},
+		cleared:   map[key]bool{},
 		refused:   map[key]bool{},
 		waiting:   map[key]bool{},
 		now:       time.Now,
@@ -319,6 +329,9 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 			"owner", owner, "max_reapplies", d.opt.Backoff.Max, "window", d.opt.Backoff.Window)
 	}
 	d.logWaiting(rv.waiting)
+	for _, f := range rv.retrying {
+		d.log.Debug("a fix that failed waits for its retry", "rule", f.Rule, "subject", f.Subject)
+	}
 	if len(rv.fix) > 0 {
 		d.apply(ctx, s, rv.fix, now)
 		if held, err = d.opt.Remediator.Holdings(ctx); err != nil {
@@ -341,6 +354,29 @@ func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules
 	outcomes, err := d.opt.Remediator.Apply(ctx, s, findings)
 	if err != nil {
 		d.log.Error("remediation failed", "err", err)
+	}
+	// A fix failed when a write of it failed and none of it was made: one
+	// whose main write was verified, while a follow-up failed (another
+	// agent switching offload off in between), is the conflict back-off's.
+	failedNow, wrote := map[key]bool{}, map[key]bool{}
+	for _, o := range outcomes {
+		k := key{o.Rule, o.Subject}
+		failedNow[k] = failedNow[k] || o.Result == resultFailed
+		wrote[k] = wrote[k] || o.Wrote
+	}
+	for k := range wrote {
+		if wrote[k] {
+			delete(failedNow, k)
+		}
+	}
+	for _, f := range findings {
+		if k := keyOf(f); failedNow[k] {
+			retry := d.conflicts.failed(k, now)
+			d.log.Error("a fix failed; nodetune tries it again later", "rule", k.rule, "subject", k.subject,
+				"failures_in_a_row", d.conflicts.failing[k].Count, "retry_in", retry)
+		} else {
+			d.conflicts.succeeded(k)
+		}
 	}
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
@@ -393,22 +429,44 @@ func ownerName(f rules.Finding) string {
 }
 
 // logChanges logs findings that appeared or cleared since the last cycle.
+// It logs state changes, not every flap: a finding that comes back less
+// than a back-off window after its last announcement (a reverter switching
+// a setting back and forth) is logged at debug level, and so is its
+// clearing, until it has stayed away for a window.
 func (d *Daemon) logChanges(findings []rules.Finding) {
+	at := d.now()
 	now := make(map[key]rules.Severity, len(findings))
 	for _, f := range findings {
 		k := keyOf(f)
 		now[k] = f.Severity
-		if _, was := d.active[k]; !was {
-			lvl := slog.LevelInfo
-			if f.Severity >= rules.Warning {
-				lvl = slog.LevelWarn
-			}
-			d.log.Log(context.Background(), lvl, f.Summary, "rule", f.Rule, "subject", f.Subject, "severity", f.Severity.String())
+		if _, was := d.active[k]; was {
+			continue
 		}
+		lvl := slog.LevelInfo
+		if f.Severity >= rules.Warning {
+			lvl = slog.LevelWarn
+		}
+		if last, ok := d.announced[k]; ok && at.Sub(last) < d.opt.Backoff.Window {
+			lvl = slog.LevelDebug // flapping
+		} else {
+			d.announced[k] = at
+		}
+		d.log.Log(context.Background(), lvl, f.Summary, "rule", f.Rule, "subject", f.Subject, "severity", f.Severity.String())
 	}
 	for k := range d.active {
 		if _, still := now[k]; !still {
-			d.log.Info("finding cleared", "rule", k.rule, "subject", k.subject)
+			lvl := slog.LevelInfo
+			if last, ok := d.announced[k]; ok && at.Sub(last) < d.opt.Backoff.Window && d.cleared[k] {
+				lvl = slog.LevelDebug
+			}
+			d.cleared[k] = true
+			d.log.Log(context.Background(), lvl, "finding cleared", "rule", k.rule, "subject", k.subject)
+		}
+	}
+	for k, last := range d.announced {
+		if _, still := now[k]; !still && at.Sub(last) >= d.opt.Backoff.Window {
+			delete(d.announced, k)
+			delete(d.cleared, k)
 		}
 	}
 	d.active = now

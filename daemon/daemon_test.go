@@ -137,10 +137,14 @@ func TestRemediateCountsRevertsOnlyOfVerifiedValues(t *testing.T) {
 	felix := &detect.Owner{Name: detect.OwnerFelix, DurableFix: detect.FelixOverride}
 	s := &detect.Snapshot{}
 	var conflicts []rules.Finding
-	for range 8 {
+	for i := range 8 {
 		conflicts = d.remediate(context.Background(), s, offloadOff(h, felix))
 		h.set(offloadChange, "off") // Felix, within the cycle
 		c.advance(10 * time.Second)
+		if i == 1 {
+			// The failed fix waits Window/2^Max (75 s) for its retry.
+			c.advance(65 * time.Second)
+		}
 	}
 	// Cycles: refused, failed, verified, then reverts 1-3 are re-applied
 	// and revert 4 (over Max=3) ends it.

@@ -79,9 +79,15 @@ func (r TuneRemediator) Holdings(ctx context.Context) ([]Holding, error) {
 			Change: rules.Change{Kind: e.Key.Kind, Target: e.Key.Target, Setting: e.Key.Setting, Value: e.To},
 		}
 		if r.System != nil {
-			// A setting that cannot be read (a device gone) is not
-			// counted as undone: nobody is known to have changed it.
-			if v, err := r.System.Read(ctx, e.Key); err == nil {
+			// A setting that cannot be read (a device gone, or another
+			// device now under its name) is not counted as undone: nobody
+			// is known to have changed it.
+			k, err := r.Tuner.Locate(ctx, e)
+			if err != nil {
+				out = append(out, h)
+				continue
+			}
+			if v, err := r.System.Read(ctx, k); err == nil {
 				h.Live = v.Effective
 				h.Undone = e.State == journalVerified && !sameValue(e.Key.Kind, v.Effective, e.To)
 			}

@@ -31,6 +31,17 @@ type backoffState struct {
 	Counted []countedEntry  `json:"counted,omitempty"`
 	Reverts []revertRecord  `json:"reverts,omitempty"`
 	Given   []givenUpRecord `json:"given,omitempty"`
+	// Failing are the fixes whose tries failed; a file without it (from
+	// an older nodetune) has none.
+	Failing []failingRecord `json:"failing,omitempty"`
+}
+
+// failingRecord is a fix whose tries failed, Count times in a row.
+type failingRecord struct {
+	Rule    string    `json:"rule"`
+	Subject string    `json:"subject"`
+	Count   int       `json:"count"`
+	Last    time.Time `json:"last"`
 }
 
 // countedEntry is the newest journal entry of a setting whose undoing was
@@ -69,6 +80,9 @@ func (c *conflicts) marshal() ([]byte, error) {
 	for k, g := range c.given {
 		st.Given = append(st.Given, givenUpRecord{Rule: k.rule, Subject: k.subject, Reverts: g.conflict.Reverts, LastSeen: g.lastSeen})
 	}
+	for k, f := range c.failing {
+		st.Failing = append(st.Failing, failingRecord{Rule: k.rule, Subject: k.subject, Count: f.Count, Last: f.Last})
+	}
 	return json.MarshalIndent(st, "", "  ")
 }
 
@@ -91,6 +105,9 @@ func (c *conflicts) unmarshal(data []byte) error {
 	for _, g := range st.Given {
 		k := key{g.Rule, g.Subject}
 		fresh.given[k] = &given{lastSeen: g.LastSeen, conflict: conflictOf(k, g.Reverts, c.policy.Window)}
+	}
+	for _, f := range st.Failing {
+		fresh.failing[key{f.Rule, f.Subject}] = &failing{Count: f.Count, Last: f.Last}
 	}
 	*c = *fresh
 	return nil

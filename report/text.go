@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 	"github.com/nodetune/nodetune/rules"
 )
 
@@ -61,8 +62,10 @@ func WriteText(w io.Writer, d Document, opt TextOptions) error {
 	return p.err
 }
 
+// row prints one line of the summary. What it says comes from the node
+// (device names may hold control characters), so it is escaped.
 func (p *printer) row(name, format string, args ...any) {
-	p.printf("  %-11s %s\n", name, fmt.Sprintf(format, args...))
+	p.printf("  %-11s %s\n", name, shell.Escape(fmt.Sprintf(format, args...)))
 }
 
 func (p *printer) summary(d Document) {
@@ -222,8 +225,8 @@ func (p *printer) findings(fs []rules.Finding) {
 
 func (p *printer) finding(f rules.Finding) {
 	sev := p.paint(severityColor[f.Severity]+ansiBold, fmt.Sprintf("%-8s", strings.ToUpper(f.Severity.String())))
-	p.printf("%s %s  %s\n", sev, p.paint(ansiBold, f.Rule), f.Subject)
-	p.printf("  %s\n", f.Summary)
+	p.printf("%s %s  %s\n", sev, p.paint(ansiBold, shell.Escape(f.Rule)), shell.Escape(f.Subject))
+	p.printf("  %s\n", shell.Escape(f.Summary))
 	p.wrapped("why", f.Explanation)
 	if len(f.Evidence) > 0 {
 		ev := make([]string, len(f.Evidence))
@@ -243,7 +246,7 @@ func (p *printer) finding(f rules.Finding) {
 			if i == 0 {
 				label = "fix:"
 			}
-			p.printf("  %-9s %s\n", label, p.paint(ansiBold, line))
+			p.printf("  %-9s %s\n", label, p.paint(ansiBold, shell.Escape(line)))
 		}
 	}
 	switch {
@@ -253,7 +256,11 @@ func (p *printer) finding(f rules.Finding) {
 		p.wrapped("note", f.Fix.Manual)
 	}
 	if len(f.References) > 0 {
-		p.printf("  %-9s %s\n", "see:", strings.Join(f.References, "\n            "))
+		refs := make([]string, len(f.References))
+		for i, r := range f.References {
+			refs[i] = shell.Escape(r)
+		}
+		p.printf("  %-9s %s\n", "see:", strings.Join(refs, "\n            "))
 	}
 	p.printf("\n")
 }
@@ -276,7 +283,7 @@ func (p *printer) wrapped(label, text string) {
 		p.printf("%s%s\n", prefix, line)
 		line = ""
 	}
-	for _, word := range strings.Fields(text) {
+	for _, word := range strings.Fields(shell.Escape(text)) {
 		if line != "" && len(line)+1+len(word) > width {
 			flush()
 		}
@@ -300,6 +307,6 @@ func (p *printer) unchecked(us []rules.Unchecked) {
 		if u.Subject != "" {
 			subject = " (" + u.Subject + ")"
 		}
-		p.printf("  %s%s: %s\n", u.Rule, subject, u.Reason)
+		p.printf("  %s\n", shell.Escape(fmt.Sprintf("%s%s: %s", u.Rule, subject, u.Reason)))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 )
 
 // Severity orders findings from informational to critical.
@@ -121,20 +122,22 @@ type Change struct {
 	Value string `json:"value"`
 }
 
-// Command renders the change as the shell command a person would type.
+// Command renders the change as the shell command a person would type,
+// every argument quoted for a POSIX shell and safe on a terminal: a device
+// may be named `x$(id)`, and pasting the command must not run that.
 func (c Change) Command() string {
 	switch c.Kind {
 	case ChangeFeature:
-		return fmt.Sprintf("ethtool -K %s %s %s", c.Target, c.Setting, c.Value)
+		return shell.Join("ethtool", "-K", c.Target, c.Setting, c.Value)
 	case ChangeSysctl:
-		return fmt.Sprintf("sysctl -w %s=%s", c.Target, c.Value)
+		return shell.Join("sysctl", "-w", c.Target+"="+c.Value)
 	case ChangeRPS:
 		dev, queue, _ := strings.Cut(c.Target, "/")
-		return fmt.Sprintf("echo %s > /sys/class/net/%s/queues/%s/rps_cpus", c.Value, dev, queue)
+		return shell.Join("echo", c.Value) + " > " + shell.Quote("/sys/class/net/"+dev+"/queues/"+queue+"/rps_cpus")
 	case ChangeModule:
-		return "modprobe " + c.Target
+		return shell.Join("modprobe", c.Target)
 	}
-	return fmt.Sprintf("# unknown change %q on %s", c.Kind, c.Target)
+	return fmt.Sprintf("# unknown change %s on %s", shell.Escape(c.Kind), shell.Escape(c.Target))
 }
 
 // commands joins the commands of changes, one per line.

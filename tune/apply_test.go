@@ -450,7 +450,7 @@ func TestReconcile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tu.j.intent(c, cur, "crashed", tu.netns); err != nil {
+		if _, err := tu.j.intent(c, cur, "crashed", tu.netns, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -485,16 +485,61 @@ func TestEntriesFromAnotherNetns(t *testing.T) {
 	n := newNode(t)
 	tu := openTuner(t, t.TempDir(), n.host)
 	c := Change{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, To: "600"}
-	if _, err := tu.j.intent(c, Value{Set: "300", Effective: "300"}, "other", "net:[1]"); err != nil {
+	if _, err := tu.j.intent(c, Value{Set: "300", Effective: "300"}, "other", "net:[1]", nil); err != nil {
 		t.Fatal(err)
 	}
 	tu.netns = "net:[2]"
+	// A process of the fixture's procfs is in namespace 1.
+	pid := filepath.Join(n.proc, "42")
+	for _, d := range []string{"task/42/ns", "fd"} {
+		if err := os.MkdirAll(filepath.Join(pid, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(pid, "mountinfo"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("net:[1]", filepath.Join(pid, "task/42/ns/net")); err != nil {
+		t.Fatal(err)
+	}
 	out := tu.Rollback(ctx, false)
 	if len(out) != 1 || out[0].Result != Failed || !strings.Contains(out[0].Err.Error(), "network namespace 1") {
 		t.Fatalf("rollback of another namespace's entry: %v", out)
 	}
 	if len(tu.Entries()) != 1 {
 		t.Errorf("the entry was closed from the wrong namespace")
+	}
+}
+
+// TestEntriesFromAGoneNetns: once nothing holds the namespace an entry was
+// made in (no task in it, no descriptor or mount of it), its setting went
+// with it: rollback closes the entry as gone, which is no failure, and the
+// journal keeps the record.
+func TestEntriesFromAGoneNetns(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	dir := t.TempDir()
+	tu := openTuner(t, dir, n.host)
+	c := Change{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, To: "600"}
+	if _, err := tu.j.intent(c, Value{Set: "300", Effective: "300"}, "other", "net:[1]", nil); err != nil {
+		t.Fatal(err)
+	}
+	tu.netns = "net:[2]"
+	if dry := tu.Rollback(ctx, true); len(dry) != 1 || dry[0].Result != Gone || len(tu.Entries()) != 1 {
+		t.Fatalf("dry run: %v, entries %d", dry, len(tu.Entries()))
+	}
+	out := tu.Rollback(ctx, false)
+	if len(out) != 1 || out[0].Result != Gone || !out[0].Ok() || !errors.Is(out[0].Err, ErrGone) || !strings.Contains(out[0].Err.Error(), "network namespace 1") {
+		t.Fatalf("rollback of a gone namespace's entry: %v", out)
+	}
+	if len(tu.Entries()) != 0 {
+		t.Errorf("the entry stays open")
+	}
+	if e := entries(t, dir); len(e) != 1 || e[0].State != evGone {
+		t.Errorf("journal: %+v", e)
+	}
+	if again := tu.Rollback(ctx, false); len(again) != 0 {
+		t.Errorf("a second rollback: %v", again)
 	}
 }
 
@@ -547,7 +592,7 @@ func TestFeaturesOffTheAllowlist(t *testing.T) {
 		t.Errorf("Write(%v) = %v, want ErrNotAllowed", gro, err)
 	}
 	tu := openTuner(t, t.TempDir(), n.host)
-	if _, err := tu.j.intent(Change{Key: gro, To: off, Rule: "r", Subject: "s"}, Value{Set: on, Effective: on}, "forged", tu.netns); err != nil {
+	if _, err := tu.j.intent(Change{Key: gro, To: off, Rule: "r", Subject: "s"}, Value{Set: on, Effective: on}, "forged", tu.netns, nil); err != nil {
 		t.Fatal(err)
 	}
 	n.et.setRequested(t, "vxlan0", map[string]bool{detect.FeatureGRO: false})

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 	"github.com/nodetune/nodetune/rules"
 )
 
@@ -19,12 +20,13 @@ type Key struct {
 	Setting string `json:"setting,omitempty"`
 }
 
-// String names the key the way a person would.
+// String names the key the way a person would, escaped for a terminal: a
+// device name may hold control characters or bytes that are not UTF-8.
 func (k Key) String() string {
 	if k.Setting != "" {
-		return k.Target + " " + k.Setting
+		return shell.Escape(k.Target) + " " + shell.Escape(k.Setting)
 	}
-	return k.Target
+	return shell.Escape(k.Target)
 }
 
 // Value is a setting's state as read from the host.
@@ -53,6 +55,9 @@ type Change struct {
 	Owner *detect.Owner `json:"owner,omitempty"`
 	// Refused says why the change will not be made; empty when it will.
 	Refused string `json:"refused,omitempty"`
+	// Held is set when the change is refused because the user rolled it
+	// back (ErrHeld).
+	Held bool `json:"held,omitempty"`
 	// Notes say what else the change brings with it.
 	Notes []string `json:"notes,omitempty"`
 
@@ -133,6 +138,10 @@ const (
 	Conflict Result = "conflict"
 	// Planned: a dry run would make this write; Outcome.Command is it.
 	Planned Result = "planned"
+	// Gone: the device or network namespace of the setting no longer
+	// exists (a device of the same name is another device), and its
+	// original value went with it; the journal entry is closed as gone.
+	Gone Result = "gone"
 )
 
 // Outcome is what happened to one change.
@@ -151,7 +160,7 @@ type Outcome struct {
 // Ok reports whether the outcome leaves the setting as intended.
 func (o Outcome) Ok() bool {
 	switch o.Result {
-	case Verified, Unchanged, Restored, Closed, Planned:
+	case Verified, Unchanged, Restored, Closed, Planned, Gone:
 		return true
 	}
 	return false

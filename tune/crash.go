@@ -2,15 +2,17 @@ package tune
 
 import (
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 )
 
-// CrashEnv names the environment variable of the hidden crash hook that the
-// kill-at-every-step test uses: "STEP" or "STEP:N" makes the process kill
+// CrashEnv names the environment variable of the crash hook that the
+// kill-at-every-step tests use: "STEP" or "STEP:N" makes the process kill
 // itself with SIGKILL the Nth time (default first) it passes STEP. Steps are
-// intent, write, applied, verified, revert, restore and restored.
+// intent, write, applied, verified, revert, restore and restored, and, in a
+// rewrite of the journal (migration, compaction), rewrite (the new file
+// written, not yet renamed) and renamed (renamed, directory not yet synced). Only a
+// binary built with the nodetunetest build tag reads it (crash_hook.go);
+// a release build ignores it.
 const CrashEnv = "NODETUNE_TEST_CRASH_AT"
 
 // crasher is the crash hook; nil when CrashEnv is unset.
@@ -18,19 +20,6 @@ type crasher struct {
 	step string
 	n    int
 	seen map[string]int
-}
-
-func crasherFromEnv() *crasher {
-	v := os.Getenv(CrashEnv)
-	if v == "" {
-		return nil
-	}
-	step, count, _ := strings.Cut(v, ":")
-	n, err := strconv.Atoi(count)
-	if err != nil || n < 1 {
-		n = 1
-	}
-	return &crasher{step: step, n: n, seen: map[string]int{}}
 }
 
 // at kills the process if this is the step and time it was told to.

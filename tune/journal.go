@@ -2,6 +2,7 @@ package tune
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,18 +12,25 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodetune/nodetune/internal/shell"
 )
 
 // JournalFile is the journal's file name inside the state directory.
 const JournalFile = "journal.jsonl"
 
 // The journal's header names its format and version; a file whose first
-// line does not is refused.
+// line does not is refused. Version 2 added the device identity and the
+// lossless target of an intent, the gone event, and holds; a version 1
+// journal is read as it is, and rewritten with a version 2 header the
+// first time a writer opens it (migrate.go), so that a nodetune that reads
+// only version 1 refuses it by its version rather than as corrupt.
 const (
 	journalFormat  = "nodetune-journal"
-	journalVersion = 1
+	journalVersion = 2
 )
 
 // ErrJournal marks a journal nodetune refuses to use: corrupt, foreign,
@@ -47,29 +55,36 @@ const (
 	evRestored = "restored" // rollback wrote the original back (closes)
 	evClosed   = "closed"   // the value was found at the original (closes)
 	evReleased = "released" // someone else changed it; left alone (closes)
+	evGone     = "gone"     // its device or network namespace is gone, and the original value with it (closes)
 	evTorn     = "torn"     // acknowledges a torn, never-committed last line
 )
 
-var closing = []string{evFailed, evReverted, evRestored, evClosed, evReleased}
+var closing = []string{evFailed, evReverted, evRestored, evClosed, evReleased, evGone}
 
 // record is one journal event. Which fields are set depends on Event.
 type record struct {
-	Seq      int64     `json:"seq"`
-	At       time.Time `json:"at"`
-	Event    string    `json:"event"`
-	Format   string    `json:"format,omitempty"`
-	Version  int       `json:"version,omitempty"`
-	Entry    int64     `json:"entry,omitempty"`
-	Key      *Key      `json:"key,omitempty"`
-	Original *Value    `json:"original,omitempty"`
-	To       string    `json:"to,omitempty"`
-	Rule     string    `json:"rule,omitempty"`
-	Subject  string    `json:"subject,omitempty"`
-	Run      string    `json:"run,omitempty"`
-	NetNS    string    `json:"netns,omitempty"`
-	Observed *Value    `json:"observed,omitempty"`
-	Note     string    `json:"note,omitempty"`
-	Line     int       `json:"line,omitempty"`
+	Seq     int64     `json:"seq"`
+	At      time.Time `json:"at"`
+	Event   string    `json:"event"`
+	Format  string    `json:"format,omitempty"`
+	Version int       `json:"version,omitempty"`
+	Entry   int64     `json:"entry,omitempty"`
+	Key     *Key      `json:"key,omitempty"`
+	// TargetB64 is Key.Target's bytes in base64 when they are not UTF-8
+	// (a device name may be any bytes); Key.Target then holds them escaped,
+	// for a person reading the file.
+	TargetB64 string `json:"target_b64,omitempty"`
+	// Device identifies the device of an intent's setting (version 2).
+	Device   *Device `json:"device,omitempty"`
+	Original *Value  `json:"original,omitempty"`
+	To       string  `json:"to,omitempty"`
+	Rule     string  `json:"rule,omitempty"`
+	Subject  string  `json:"subject,omitempty"`
+	Run      string  `json:"run,omitempty"`
+	NetNS    string  `json:"netns,omitempty"`
+	Observed *Value  `json:"observed,omitempty"`
+	Note     string  `json:"note,omitempty"`
+	Line     int     `json:"line,omitempty"`
 }
 
 // line is how a record is stored: the record's JSON and its CRC-32C, so a
@@ -123,15 +138,18 @@ func decodeLine(b []byte) (record, error) {
 // before nodetune first wrote it, and the value nodetune set.
 type Entry struct {
 	// ID is the sequence number of the entry's intent record.
-	ID       int64     `json:"id"`
-	Key      Key       `json:"key"`
-	Original Value     `json:"original"`
-	To       string    `json:"to"`
-	Rule     string    `json:"rule"`
-	Subject  string    `json:"subject"`
-	Run      string    `json:"run"`
-	NetNS    string    `json:"netns,omitempty"`
-	At       time.Time `json:"at"`
+	ID       int64  `json:"id"`
+	Key      Key    `json:"key"`
+	Original Value  `json:"original"`
+	To       string `json:"to"`
+	Rule     string `json:"rule"`
+	Subject  string `json:"subject"`
+	Run      string `json:"run"`
+	NetNS    string `json:"netns,omitempty"`
+	// Device identifies the device of the setting, when it has one and
+	// the entry was made by a nodetune that records it (journal version 2).
+	Device *Device   `json:"device,omitempty"`
+	At     time.Time `json:"at"`
 	// State is the entry's last event: intent, applied, verified, or the
 	// event that closed it.
 	State string `json:"state"`
@@ -146,6 +164,10 @@ type journalState struct {
 	byID    map[int64]*Entry
 	lastSeq int64
 	lines   int
+	// version is the header's journal version.
+	version int
+	// holds are the settings the user rolled back (holds.go).
+	holds []*Hold
 	// tornTail is set when the file ends in a line without its newline: a
 	// write the process died in, never committed, so never acted on.
 	tornTail bool
@@ -216,9 +238,10 @@ func (st *journalState) replay(n int, r record) error {
 			return errors.New("this is not a nodetune journal: no header")
 		case r.Version > journalVersion:
 			return fmt.Errorf("written by a newer nodetune (journal version %d; this one reads %d)", r.Version, journalVersion)
-		case r.Version != journalVersion:
+		case r.Version < 1:
 			return fmt.Errorf("unknown journal version %d", r.Version)
 		}
+		st.version = r.Version
 		st.lastSeq = r.Seq
 		return nil
 	}
@@ -235,12 +258,18 @@ func (st *journalState) replay(n int, r record) error {
 		if r.Key == nil || r.Original == nil || r.To == "" {
 			return errors.New("an intent without key, original value or target")
 		}
-		e := &Entry{ID: r.Seq, Key: *r.Key, Original: *r.Original, To: r.To, Rule: r.Rule, Subject: r.Subject,
-			Run: r.Run, NetNS: r.NetNS, At: r.At, State: evIntent}
+		k, err := keyOf(r)
+		if err != nil {
+			return err
+		}
+		e := &Entry{ID: r.Seq, Key: k, Original: *r.Original, To: r.To, Rule: r.Rule, Subject: r.Subject,
+			Run: r.Run, NetNS: r.NetNS, Device: r.Device, At: r.At, State: evIntent}
 		st.entries = append(st.entries, e)
 		st.byID[e.ID] = e
 		return nil
-	case evApplied, evVerified, evFailed, evReverted, evRestored, evClosed, evReleased:
+	case evHold, evRelease:
+		return st.replayHold(r)
+	case evApplied, evVerified, evFailed, evReverted, evRestored, evClosed, evReleased, evGone:
 		e := st.byID[r.Entry]
 		if e == nil {
 			return fmt.Errorf("%s for entry %d, which has no intent", r.Event, r.Entry)
@@ -271,6 +300,8 @@ type journal struct {
 	// readOnly is set for a journal opened by readJournal: f is nil, and
 	// nothing may be recorded.
 	readOnly bool
+	// crash is the test builds' crash hook (crash.go), or nil.
+	crash *crasher
 }
 
 // journalFile is the part of the journal's file that appending uses.
@@ -287,28 +318,44 @@ func openJournal(dir string) (*journal, error) {
 		return nil, classify("creating the state directory "+dir, err)
 	}
 	path := filepath.Join(dir, JournalFile)
-	created := true
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		created = false
-		f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
-	}
-	if err != nil {
-		return nil, classify("opening the journal "+path, err)
-	}
-	j := &journal{path: path, f: f, w: f, now: time.Now}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("journal %s: %w: another nodetune process holds it (a running `nodetune serve`, or a fix or rollback in progress)", path, ErrJournal)
+	for attempt := 0; ; attempt++ {
+		created := true
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			created = false
+			f, err = os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
 		}
-		return nil, classify("locking the journal "+path, err)
+		if err != nil {
+			return nil, classify("opening the journal "+path, err)
+		}
+		j := &journal{path: path, f: f, w: f, now: time.Now, crash: crasherFromEnv()}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("journal %s: %w: another nodetune process holds it (a running `nodetune serve`, or a fix or rollback in progress)", path, ErrJournal)
+			}
+			return nil, classify("locking the journal "+path, err)
+		}
+		// Another writer may have rewritten the journal (rewrite.go) between
+		// the open and the lock: then this lock is on a file that is no
+		// longer the journal, so open it again.
+		if same, err := sameFile(f, path); err != nil || !same {
+			f.Close()
+			if err != nil {
+				return nil, classify("checking the journal "+path, err)
+			}
+			if attempt < 3 {
+				continue
+			}
+			return nil, fmt.Errorf("journal %s: %w: it keeps being replaced while this process opens it", path, ErrJournal)
+		}
+		if err := j.load(dir, created); err != nil {
+			j.close()
+			return nil, err
+		}
+		removeStale(dir)
+		return j, nil
 	}
-	if err := j.load(dir, created); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return j, nil
 }
 
 // readJournal opens the journal in dir for reading only, as a dry run
@@ -390,6 +437,15 @@ func (j *journal) load(dir string, created bool) error {
 			return err
 		}
 	}
+	if st.version != 0 && st.version < journalVersion {
+		data, err := os.ReadFile(j.path)
+		if err != nil {
+			return classify("reading the journal "+j.path, err)
+		}
+		if err := j.migrate(data); err != nil {
+			return fmt.Errorf("journal %s: migrating it from version %d to %d: %w (the file is left as it is)", j.path, st.version, journalVersion, err)
+		}
+	}
 	return nil
 }
 
@@ -450,13 +506,39 @@ func (j *journal) fail(what string, err error) error {
 
 // intent records c's original value before its first write, and returns
 // the new entry.
-func (j *journal) intent(c Change, orig Value, run, netns string) (*Entry, error) {
+func (j *journal) intent(c Change, orig Value, run, netns string, dev *Device) (*Entry, error) {
 	k := c.Key
-	err := j.append(record{Event: evIntent, Key: &k, Original: &orig, To: c.To, Rule: c.Rule, Subject: c.Subject, Run: run, NetNS: netns}, nil)
+	r := record{Event: evIntent, Key: &k, Original: &orig, To: c.To, Rule: c.Rule, Subject: c.Subject, Run: run, NetNS: netns, Device: dev}
+	setTarget(&r, &k)
+	err := j.append(r, nil)
 	if err != nil {
 		return nil, err
 	}
 	return j.st.entries[len(j.st.entries)-1], nil
+}
+
+// setTarget stores k, which r.Key points to, losslessly: a target that is
+// not UTF-8 goes in r.TargetB64, and k.Target holds it escaped, for a
+// person reading the file (JSON would store U+FFFD).
+func setTarget(r *record, k *Key) {
+	if !utf8.ValidString(k.Target) {
+		r.TargetB64 = base64.StdEncoding.EncodeToString([]byte(k.Target))
+		k.Target = shell.Escape(k.Target)
+	}
+}
+
+// keyOf is the key of record r, its target read back from TargetB64 when
+// it has one.
+func keyOf(r record) (Key, error) {
+	k := *r.Key
+	if r.TargetB64 != "" {
+		b, err := base64.StdEncoding.DecodeString(r.TargetB64)
+		if err != nil {
+			return Key{}, fmt.Errorf("a %s whose target_b64 is not base64: %v", r.Event, err)
+		}
+		k.Target = string(b)
+	}
+	return k, nil
 }
 
 // event records a later event of entry e.

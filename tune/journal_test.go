@@ -28,7 +28,7 @@ func writeJournal(t *testing.T) (string, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := j.intent(budgetChange, Value{Set: "300", Effective: "300"}, "run1", "")
+	e, err := j.intent(budgetChange, Value{Set: "300", Effective: "300"}, "run1", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestJournalTornTail(t *testing.T) {
 				if got := len(j.open()); got != i+1 {
 					t.Errorf("open %d: %d entries, want %d", i, got, i+1)
 				}
-				if _, err := j.intent(budgetChange, Value{"600", "600"}, "run2", ""); err != nil {
+				if _, err := j.intent(budgetChange, Value{"600", "600"}, "run2", "", nil); err != nil {
 					t.Fatal(err)
 				}
 				j.close()
@@ -306,12 +306,13 @@ func FuzzParseJournal(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	e, _ := j.intent(budgetChange, Value{"300", "300"}, "r", "")
+	e, _ := j.intent(budgetChange, Value{"300", "300"}, "r", "", nil)
 	j.event(e, evApplied, nil, "")
 	j.event(e, evRestored, &Value{"300", "300"}, "")
 	j.close()
 	good, _ := os.ReadFile(filepath.Join(dir, JournalFile))
 	f.Add(good)
+	f.Add(v2Seed(f))
 	f.Add(good[:len(good)-7])
 	f.Add(good[:20])
 	f.Add([]byte("{}\n"))
@@ -495,4 +496,27 @@ func TestJournalWriteFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// v2Seed is a journal with what version 2 added: a device identity, a
+// target that is not UTF-8, a gone entry, and a hold and its release.
+func v2Seed(f *testing.F) []byte {
+	dir := f.TempDir()
+	j, err := openJournal(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	k := Key{Kind: rules.ChangeFeature, Target: "vx\xff\x1b", Setting: "tx-checksum-ip-generic"}
+	e, err := j.intent(Change{Key: k, To: "on", Rule: "r", Subject: "s"}, Value{"off", "off"}, "r", "net:[1]", &Device{Index: 3, Kind: "vxlan", VNI: 1, Port: 8472})
+	if err != nil {
+		f.Fatal(err)
+	}
+	j.event(e, evGone, nil, "deleted")
+	r := record{Event: evHold, Key: &k, Rule: "r"}
+	setTarget(&r, &k)
+	j.append(r, nil)
+	j.append(record{Event: evRelease, Entry: j.st.lastSeq}, nil)
+	j.close()
+	b, _ := os.ReadFile(filepath.Join(dir, JournalFile))
+	return b
 }

@@ -24,6 +24,14 @@ type PlanOptions struct {
 	// window that follows is no evidence that the bug went away, and
 	// turning it on again would flip-flop.
 	Claims []Entry
+	// Exclude leaves out findings of these rule IDs.
+	Exclude []string
+	// Holds are the settings the user rolled back; Tuner.Plan fills them
+	// in. A change to one is refused as held (ErrHeld), whatever Force says.
+	Holds []Hold
+	// Release names the rules (or "all") whose holds Tuner.Plan leaves
+	// out, for a plan made before Tuner.Release lifts them.
+	Release []string
 }
 
 // Propose turns the auto-fixable findings of s into a plan. It does no I/O.
@@ -34,7 +42,7 @@ func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 	p := Plan{Changes: []Change{}}
 	planned := map[Key]string{}
 	for _, f := range findings {
-		if !f.Fix.Auto || (len(o.Rules) > 0 && !slices.Contains(o.Rules, f.Rule)) {
+		if !f.Fix.Auto || (len(o.Rules) > 0 && !slices.Contains(o.Rules, f.Rule)) || slices.Contains(o.Exclude, f.Rule) {
 			continue
 		}
 		for _, rc := range f.Fix.Changes {
@@ -44,6 +52,10 @@ func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 				Rule: f.Rule, Subject: f.Subject, Why: f.Summary, Owner: f.Owner,
 			}
 			c.Refused = vet(s, &c)
+			if c.Refused == "" {
+				c.Refused = heldReason(c, o.Holds)
+				c.Held = c.Refused != ""
+			}
 			if c.Refused == "" && !o.Force {
 				c.Refused = keptOff(c, o.Claims)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nodetune/nodetune/rules"
 )
@@ -46,15 +47,18 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 		case blocked[settingOf(e)]:
 			o.Result, o.Err = Failed, errors.New("not attempted: a newer change to this setting was not undone first; its journal entry stays open")
 		case t.otherNetns(e) != "":
-			o.Result, o.Err = Failed, errors.New(t.otherNetns(e))
+			o, stop = t.elsewhere(ctx, o, e, dryRun)
 		default:
 			o, stop = t.restore(ctx, o, e, dryRun, simulated)
 		}
 		if o.Result == Failed {
 			blocked[settingOf(e)] = true
 		}
-		t.logOutcome(o)
+		t.logOutcome(o, dryRun)
 		out = append(out, o)
+	}
+	if !dryRun {
+		t.maybeCompact()
 	}
 	return out
 }
@@ -72,7 +76,18 @@ func settingOf(e *Entry) setting { return setting{e.Key, e.NetNS} }
 // from simulated once an earlier step has planned a write to it, and
 // records there the value it plans.
 func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, simulated map[setting]Value) (Outcome, error) {
-	k := e.Key
+	k, moved, err := t.locate(ctx, e.Key, e.Device)
+	if errors.Is(err, ErrGone) {
+		return t.gone(o, e, err, dryRun)
+	}
+	if err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("identifying the device of %s: %w; its journal entry stays open", e.Key, err)
+		return o, nil
+	}
+	if moved != "" {
+		// The device was renamed: rollback follows it, and says so.
+		o.Note, o.Command, o.Change.Key = moved, command(k, e.Original.Set), k
+	}
 	cur, ok := simulated[settingOf(e)]
 	if !ok {
 		var err error
@@ -93,6 +108,9 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 		return t.record(o, e, ev, cur, note)
 	}
 	if ev, done := settled(&o, e, cur); done {
+		if ev == evClosed {
+			o.Note = moved
+		}
 		return record(ev, o.Result, o.Err)
 	}
 	if k.Kind == rules.ChangeModule {
@@ -125,6 +143,36 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 	return o, err
 }
 
+// gone closes entry e, whose device or network namespace no longer exists,
+// as gone: its original value went with it, so there is nothing to write.
+func (t *Tuner) gone(o Outcome, e *Entry, why error, dryRun bool) (Outcome, error) {
+	o.Result, o.Err, o.Command = Gone, why, ""
+	if dryRun {
+		return o, nil
+	}
+	if err := t.j.event(e, evGone, nil, why.Error()); err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("recording %s for %s: %w", evGone, e.Key, err)
+		return o, errJournalDown
+	}
+	return o, nil
+}
+
+// elsewhere handles entry e, made in another network namespace: gone when
+// that namespace no longer exists, otherwise left for a nodetune that runs
+// there.
+func (t *Tuner) elsewhere(ctx context.Context, o Outcome, e *Entry, dryRun bool) (Outcome, error) {
+	alive, err := t.sys.NetNSAlive(ctx, e.NetNS)
+	switch {
+	case err != nil:
+		o.Result, o.Err = Failed, fmt.Errorf("%s (whether that namespace still exists could not be told: %v)", t.otherNetns(e), err)
+		return o, nil
+	case alive:
+		o.Result, o.Err = Failed, errors.New(t.otherNetns(e))
+		return o, nil
+	}
+	return t.gone(o, e, fmt.Errorf("%s: %w: network namespace %s, where entry %d was made, no longer exists", e.Key, ErrGone, strings.Trim(e.NetNS, "net:[]"), e.ID), dryRun)
+}
+
 // Reconcile finishes what a process that died mid-apply left behind, and
 // is meant to run after Open. An entry whose write never happened (the
 // setting still has its original value) is closed; one whose write did is
@@ -150,17 +198,27 @@ func (t *Tuner) Reconcile(ctx context.Context) []Outcome {
 		} else {
 			o, stop = t.reconcile(ctx, o, e)
 		}
-		t.logOutcome(o)
+		t.logOutcome(o, false)
 		out = append(out, o)
 		if stop != nil {
 			break
 		}
 	}
+	t.maybeCompact()
 	return out
 }
 
 func (t *Tuner) reconcile(ctx context.Context, o Outcome, e *Entry) (Outcome, error) {
-	k := e.Key
+	k, moved, err := t.locate(ctx, e.Key, e.Device)
+	if errors.Is(err, ErrGone) {
+		return t.gone(o, e, err, false)
+	}
+	if err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("identifying the device of %s: %w; its journal entry stays open", e.Key, err)
+		return o, nil
+	}
+	o.Note = moved
+	o.Change.Key = k
 	cur, err := t.sys.Read(ctx, k)
 	if err != nil {
 		o.Result, o.Err = Failed, fmt.Errorf("reading %s: %w; its journal entry stays open", k, err)

@@ -21,6 +21,15 @@ type System interface {
 	Writable(ctx context.Context, k Key) error
 	// Write sets the setting to value.
 	Write(ctx context.Context, k Key, value string) error
+	// Device identifies the network device named name (device.go); an
+	// error wraps ErrGone when there is none.
+	Device(ctx context.Context, name string) (Device, error)
+	// DeviceAt returns the name and identity of the device with ifindex
+	// index; an error wraps ErrGone when there is none.
+	DeviceAt(ctx context.Context, index int) (string, Device, error)
+	// NetNSAlive reports whether the network namespace id
+	// ("net:[inode]") still exists (netns.go).
+	NetNSAlive(ctx context.Context, id string) (bool, error)
 }
 
 // Ethtool is the part of ethtool tune uses. *ethtool.Ethtool satisfies it.
@@ -43,6 +52,9 @@ type Host struct {
 	// under lib/modules; empty means "/".
 	RootFS  string
 	Ethtool Ethtool
+	// Links identifies devices (device.go); nil leaves entries without a
+	// device identity, handled by name alone.
+	Links Links
 	// Modprobe is the modprobe program; empty looks it up in PATH.
 	Modprobe string
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 	"github.com/nodetune/nodetune/rules"
 )
 
@@ -26,6 +27,10 @@ type Tuner struct {
 	netns string
 	crash *crasher
 	log   *slog.Logger
+	// logged is, per setting, the last outcome logged (logOutcome).
+	logged map[Key]string
+	// keepClosed is how many closed entries compaction keeps (compact.go).
+	keepClosed int
 }
 
 // Open opens the journal in stateDir (creating both if needed), locks it,
@@ -55,12 +60,13 @@ func OpenReadOnly(stateDir string, sys System) (*Tuner, error) {
 func newTuner(j *journal, sys System) *Tuner {
 	netns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return &Tuner{
-		sys:   sys,
-		j:     j,
-		run:   fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
-		netns: netns,
-		crash: crasherFromEnv(),
-		log:   slog.Default().With("journal", j.path),
+		sys:        sys,
+		j:          j,
+		run:        fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
+		netns:      netns,
+		crash:      j.crash,
+		keepClosed: DefaultKeepClosed,
+		log:        slog.Default().With("journal", j.path),
 	}
 }
 
@@ -86,6 +92,12 @@ func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions
 	for _, e := range t.Entries() {
 		if t.otherNetns(&e) == "" {
 			o.Claims = append(o.Claims, e)
+		}
+	}
+	o.Holds = slices.Clip(o.Holds)
+	for _, h := range t.Holds() {
+		if t.held(h.Key) != nil && !slices.Contains(o.Release, "all") && !slices.Contains(o.Release, h.Rule) {
+			o.Holds = append(o.Holds, h)
 		}
 	}
 	return Propose(s, findings, o)
@@ -132,6 +144,8 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 			o.Result, o.Err = Failed, stop
 		case ctx.Err() != nil:
 			o.Result, o.Err = Failed, fmt.Errorf("not attempted: %w", ctx.Err())
+		case c.Held:
+			o.Result, o.Err = Refused, fmt.Errorf("%w%s", ErrHeld, strings.TrimPrefix(c.Refused, ErrHeld.Error()))
 		case c.Refused != "":
 			o.Result, o.Err = Refused, errors.New(c.Refused)
 		case !c.vetted:
@@ -146,8 +160,9 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 		out = append(out, o)
 	}
 	for _, o := range out {
-		t.logOutcome(o)
+		t.logOutcome(o, false)
 	}
+	t.maybeCompact()
 	return out
 }
 
@@ -227,12 +242,23 @@ func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
 	if err := t.sys.Writable(ctx, c.Key); err != nil {
 		return fail(Failed, err)
 	}
-	e, err := t.j.intent(c, cur, t.run, t.netns)
+	dev, err := t.identify(ctx, c.Key)
+	if err != nil {
+		return fail(Failed, err)
+	}
+	e, err := t.j.intent(c, cur, t.run, t.netns, dev)
 	if err != nil {
 		o.Result, o.Err = Failed, fmt.Errorf("recording the original value of %s: %w; nothing was written", c.Key, err)
 		return o, errJournalDown
 	}
 	t.crash.at("intent")
+	if err := t.sameDevice(ctx, c.Key, dev); err != nil {
+		if jerr := t.j.event(e, evGone, nil, err.Error()); jerr != nil {
+			o.Result, o.Err = Failed, err
+			return o, errJournalDown
+		}
+		return fail(Failed, fmt.Errorf("%w; nothing was written", err))
+	}
 	if werr := t.sys.Write(ctx, c.Key, c.To); werr != nil {
 		now, rerr := t.sys.Read(ctx, c.Key)
 		if rerr != nil || !same(c.Kind, now.Set, cur.Set) {
@@ -274,6 +300,10 @@ func (t *Tuner) revert(ctx context.Context, o Outcome, e *Entry, orig, got Value
 	// A setting that reads back at its original needs no write; for a
 	// module, that write would be an unload, which nodetune never does.
 	if !same(c.Kind, got.Set, orig.Set) {
+		if err := t.sameDevice(ctx, c.Key, e.Device); err != nil {
+			o.Result, o.Err = Failed, fmt.Errorf("%w, and writing back %s was not attempted: %w; its journal entry stays open for rollback", notTaken, orig.Set, err)
+			return o, nil
+		}
 		if err := t.sys.Write(ctx, c.Key, orig.Set); err != nil {
 			o.Result, o.Err = Failed, fmt.Errorf("%w, and writing back %s failed: %w; its journal entry stays open for rollback", notTaken, orig.Set, err)
 			return o, nil
@@ -293,15 +323,38 @@ func (t *Tuner) revert(ctx context.Context, o Outcome, e *Entry, orig, got Value
 	return o, nil
 }
 
-func (t *Tuner) logOutcome(o Outcome) {
+// logOutcome logs what an outcome changed. It logs state changes, not
+// events: a dry run changed nothing and logs at debug level; a refusal or
+// failure that repeats the last one logged for its setting (a fix that
+// fails every cycle, a refusal the daemon meets on every link event) is
+// logged at warn level once, and at debug level after that, until the
+// setting's outcome changes.
+func (t *Tuner) logOutcome(o Outcome, dryRun bool) {
 	attrs := []any{"action", o.Action, "result", o.Result, "rule", o.Change.Rule, "key", o.Change.Key.String(), "from", o.Change.From, "to", o.Change.To}
+	if o.Err != nil {
+		attrs = append(attrs, "err", o.Err)
+	}
+	if o.Note != "" {
+		attrs = append(attrs, "note", o.Note)
+	}
+	msg := "change " + string(o.Result)
+	if dryRun {
+		t.log.Debug("dry run: "+msg+" (nothing written)", attrs...)
+		return
+	}
+	state := string(o.Action) + " " + string(o.Result) + " " + errText(o.Err)
+	repeat := t.logged[o.Change.Key] == state
+	if t.logged == nil {
+		t.logged = map[Key]string{}
+	}
+	t.logged[o.Change.Key] = state
 	switch {
+	case o.Result == Unchanged || o.Result == Planned || (repeat && !o.Ok()):
+		t.log.Debug(msg, attrs...)
 	case o.Err != nil && !o.Ok():
-		t.log.Warn("change "+string(o.Result), append(attrs, "err", o.Err)...)
-	case o.Result == Unchanged || o.Result == Planned:
-		t.log.Debug("change "+string(o.Result), attrs...)
+		t.log.Warn(msg, attrs...)
 	default:
-		t.log.Info("change "+string(o.Result), attrs...)
+		t.log.Info(msg, attrs...)
 	}
 }
 
@@ -310,6 +363,16 @@ func (t *Tuner) logOutcome(o Outcome) {
 func entryChange(e *Entry) Change {
 	return Change{Key: e.Key, From: e.To, To: e.Original.Set, Rule: e.Rule, Subject: e.Subject,
 		Why: fmt.Sprintf("journal entry %d, run %s", e.ID, e.Run), vetted: true}
+}
+
+// sameDevice checks, right before a write to k, that k's device is still
+// the one identified as dev (nil: not checked).
+func (t *Tuner) sameDevice(ctx context.Context, k Key, dev *Device) error {
+	now, _, err := t.locate(ctx, k, dev)
+	if err == nil && now != k {
+		err = fmt.Errorf("%s: the device was renamed to %s since nodetune read it", k, shell.Escape(deviceOf(now)))
+	}
+	return err
 }
 
 // otherNetns says why e cannot be handled from this network namespace, or "".

@@ -12,8 +12,10 @@ import (
 
 	"github.com/safchain/ethtool"
 	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/term"
 
+	"github.com/nodetune/nodetune/internal/shell"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/tune"
 )
@@ -34,20 +36,29 @@ const (
 // defaultStateDir is where fix, rollback and serve keep the journal.
 const defaultStateDir = "/var/lib/nodetune"
 
-// tuneSystem opens the host for writing, through the real ethtool socket.
+// tuneSystem opens the host for writing, through the real ethtool socket,
+// with a netlink handle that identifies the devices it changes.
 func (g *globals) tuneSystem() (*tune.Host, func(), error) {
 	et, err := ethtool.NewEthtool()
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the ethtool socket: %w", err)
 	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		et.Close()
+		return nil, nil, fmt.Errorf("opening a netlink handle: %w", err)
+	}
 	h := tune.NewHost(g.paths.ProcFS, g.paths.SysFS, et)
 	h.RootFS = g.paths.RootFS // for modules.builtin
-	return h, et.Close, nil
+	h.Links = nl
+	return h, func() { nl.Close(); et.Close() }, nil
 }
 
 type fixFlags struct {
 	yes, dryRun, force bool
 	rules              []string
+	exclude            []string
+	release            []string
 	stateDir           string
 	window             time.Duration
 }
@@ -73,7 +84,10 @@ func newFixCmd(g *globals) *cobra.Command {
 			"or not writable).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRuleIDs(f.rules); err != nil {
+			if err := checkRuleIDs(append(slices.Clone(f.rules), f.exclude...)); err != nil {
+				return err
+			}
+			if err := checkRelease(f.release); err != nil {
 				return err
 			}
 			if f.window <= 0 {
@@ -87,10 +101,27 @@ func newFixCmd(g *globals) *cobra.Command {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the plan and change nothing")
 	fs.BoolVar(&f.force, "force", false, "also change settings that another agent (Felix, kube-proxy) owns")
 	fs.StringArrayVar(&f.rules, "rule", nil, "fix only findings of this rule ID (repeatable)")
+	fs.StringArrayVar(&f.exclude, "exclude-rule", nil, "never fix findings of this rule ID (repeatable)")
+	fs.StringArrayVar(&f.release, "release", nil, "lift the hold that `nodetune rollback` put on the changes of this rule ID, or all (repeatable); the released changes are planned again")
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "directory of the journal that rollback reads")
 	fs.DurationVar(&f.window, "window", time.Second, "how long to measure rates before planning")
 	ruleFlags(cmd, &cfg)
 	return cmd
+}
+
+// checkRelease rejects --release values that are neither all nor a rule
+// nodetune fixes by itself.
+func checkRelease(ids []string) error {
+	var rest []string
+	for _, id := range ids {
+		if id != "all" {
+			rest = append(rest, id)
+		}
+	}
+	if err := checkRuleIDs(rest); err != nil {
+		return fmt.Errorf("--release: %w (or all)", err)
+	}
+	return nil
 }
 
 // checkRuleIDs rejects --rule values that name no auto-fixable rule.
@@ -146,10 +177,21 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		return &exitError{code: exitFailure, err: err}
 	}
 	findings := rules.Evaluate(s, cfg).Findings
-	opts := tune.PlanOptions{Rules: f.rules, Force: f.force}
+	opts := tune.PlanOptions{Rules: f.rules, Exclude: f.exclude, Force: f.force, Release: f.release}
 	plan := tune.Propose(s, findings, opts)
 	if tu != nil {
 		plan = tu.Plan(s, findings, opts)
+	}
+	if tu != nil && !f.dryRun && len(f.release) > 0 {
+		// The user's word lifts the holds of an earlier rollback; the plan
+		// above already left them out.
+		released, err := tu.Release(f.release)
+		for _, h := range released {
+			fmt.Fprintf(out, "Released the hold that rollback put on %s [%s] at %s.\n", h.Key, esc(h.Rule), h.At.Format(time.RFC3339))
+		}
+		if err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
 	}
 	held := heldBack(findings, f.rules)
 	printPlan(out, plan, held)
@@ -255,8 +297,8 @@ func printPlan(w io.Writer, p tune.Plan, held []rules.Finding) {
 	approved, refused := p.Approved(), p.Refusals()
 	defer func() {
 		for _, f := range held {
-			fmt.Fprintf(w, "\nnot fixed automatically: %s [%s]\n", f.Summary, f.Rule)
-			fmt.Fprintf(w, "    why:     %s\n", f.Fix.Manual)
+			fmt.Fprintf(w, "\nnot fixed automatically: %s [%s]\n", esc(f.Summary), esc(f.Rule))
+			fmt.Fprintf(w, "    why:     %s\n", esc(f.Fix.Manual))
 		}
 	}()
 	if len(p.Changes) == 0 {
@@ -265,20 +307,20 @@ func printPlan(w io.Writer, p tune.Plan, held []rules.Finding) {
 	}
 	fmt.Fprintf(w, "Plan: %d change(s), %d refused.\n", len(approved), len(refused))
 	for i, c := range approved {
-		fmt.Fprintf(w, "\n%2d. %s: %s -> %s\n", i+1, c.Key, orUnknown(c.From), c.To)
-		fmt.Fprintf(w, "    why:     %s [%s]\n", c.Why, c.Rule)
+		fmt.Fprintf(w, "\n%2d. %s: %s -> %s\n", i+1, c.Key, esc(orUnknown(c.From)), esc(c.To))
+		fmt.Fprintf(w, "    why:     %s [%s]\n", esc(c.Why), esc(c.Rule))
 		fmt.Fprintf(w, "    command: %s\n", c.Command())
 		for _, n := range c.Notes {
-			fmt.Fprintf(w, "    note:    %s\n", n)
+			fmt.Fprintf(w, "    note:    %s\n", esc(n))
 		}
 		if c.Owner != nil {
-			fmt.Fprintf(w, "    owner:   %s (changed anyway: --force); durable fix: %s\n", c.Owner.Name, c.Owner.DurableFix)
+			fmt.Fprintf(w, "    owner:   %s (changed anyway: --force); durable fix: %s\n", esc(c.Owner.Name), esc(c.Owner.DurableFix))
 		}
 	}
 	for _, c := range refused {
-		fmt.Fprintf(w, "\nrefused: %s: %s -> %s\n", c.Key, orUnknown(c.From), c.To)
-		fmt.Fprintf(w, "    why:     %s [%s]\n", c.Why, c.Rule)
-		fmt.Fprintf(w, "    refused: %s\n", c.Refused)
+		fmt.Fprintf(w, "\nrefused: %s: %s -> %s\n", c.Key, esc(orUnknown(c.From)), esc(c.To))
+		fmt.Fprintf(w, "    why:     %s [%s]\n", esc(c.Why), esc(c.Rule))
+		fmt.Fprintf(w, "    refused: %s\n", esc(c.Refused))
 	}
 }
 
@@ -292,6 +334,11 @@ func orUnknown(s string) string {
 // printOutcomes writes one line per outcome.
 func printOutcomes(w io.Writer, outcomes []tune.Outcome) {
 	for _, o := range outcomes {
-		fmt.Fprintf(w, "  %s\n", o)
+		fmt.Fprintf(w, "  %s\n", esc(o.String()))
 	}
 }
+
+// esc is text for the terminal: what comes from the node (device names,
+// the kernel's and tools' error messages) may hold control characters,
+// which are shown escaped, never raw.
+var esc = shell.Escape

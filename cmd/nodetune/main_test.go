@@ -28,7 +28,9 @@ func TestMain(m *testing.M) {
 // nodetuneBinary builds nodetune once per test run, so that it can be
 // started inside a testbed namespace with `ip netns exec`. It is built as
 // make build builds it (static, -trimpath, no symbol table), so that the
-// serve benchmark measures the binary that ships.
+// serve benchmark measures the binary that ships, plus the nodetunetest tag,
+// which arms the crash hook (tune.CrashEnv) that the kill tests use; a
+// release build has none.
 func nodetuneBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -37,7 +39,7 @@ func nodetuneBinary(t testing.TB) string {
 			return
 		}
 		builtBin = filepath.Join(buildDir, "nodetune")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", builtBin, ".")
+		cmd := exec.Command("go", "build", "-tags", "nodetunetest", "-trimpath", "-ldflags=-s -w", "-o", builtBin, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -11,7 +11,7 @@ import (
 
 func newRollbackCmd(g *globals) *cobra.Command {
 	var stateDir string
-	var dryRun bool
+	var dryRun, hold bool
 	cmd := &cobra.Command{
 		Use:   "rollback",
 		Short: "Restore every value nodetune changed and still owns, newest first",
@@ -19,6 +19,10 @@ func newRollbackCmd(g *globals) *cobra.Command {
 			"changed and still finds at the value it set. A setting someone else has changed since is reported\n" +
 			"and left alone; a change whose write never happened (the process died first) is simply closed.\n" +
 			"Kernel modules nodetune loaded stay loaded (unloading could break kube-proxy); their entries are closed.\n" +
+			"An entry whose device was deleted (or deleted and created again under its name) or whose network\n" +
+			"namespace no longer exists is closed as gone; a renamed device is followed. What rollback undid is\n" +
+			"held: fix and serve --mode remediate do not make it again until nodetune fix --release RULE|all\n" +
+			"(--hold=false: no hold).\n" +
 			"--dry-run prints the ethtool, sysctl and other commands that would restore the values by hand; it\n" +
 			"reads the journal without locking or writing it, so it also works while nodetune serve runs.\n\n" +
 			"Exit status: 0 everything nodetune owned is back (or there was nothing to do), 1 some values were\n" +
@@ -54,12 +58,33 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(out, "Rollback, newest change first:")
 				printOutcomes(out, outcomes)
 			}
-			return exitCode(outcomeCode(outcomes))
+			code := outcomeCode(outcomes)
+			if hold && !dryRun {
+				held, err := tu.Hold(outcomes)
+				printHolds(out, held)
+				if err != nil {
+					return &exitError{code: exitFailure, err: fmt.Errorf("recording the holds: %w", err)}
+				}
+			}
+			return exitCode(code)
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "directory of the journal")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the commands that would restore the values, and change nothing")
+	cmd.Flags().BoolVar(&hold, "hold", true, "keep nodetune fix and serve --mode remediate from making the rolled-back changes again, until nodetune fix --release RULE|all")
 	return cmd
+}
+
+// printHolds says which changes the rollback holds, and how to lift them.
+func printHolds(w io.Writer, holds []tune.Hold) {
+	if len(holds) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nHeld: nodetune fix and nodetune serve --mode remediate will not make these changes again")
+	for _, h := range holds {
+		fmt.Fprintf(w, "  %s [%s]\n", h.Key, esc(h.Rule))
+	}
+	fmt.Fprintln(w, "To allow them again: nodetune fix --release RULE (or --release all).")
 }
 
 // printRollbackCommands writes a shell script that restores by hand what
@@ -69,18 +94,25 @@ func printRollbackCommands(w io.Writer, outcomes []tune.Outcome) {
 	if len(outcomes) == 0 {
 		fmt.Fprintln(w, "# nothing to roll back: nodetune owns no changed value")
 	}
+	// Every argument of a command is quoted (tune.Outcome.Command), and a
+	// comment is escaped whole, so no name or message can end the comment
+	// and smuggle a command into the script.
 	for _, o := range outcomes {
 		switch o.Result {
 		case tune.Planned:
-			fmt.Fprintf(w, "%s   # was %s, set by %s\n", o.Command, o.Change.From, o.Change.Rule)
+			why := fmt.Sprintf("was %s, set by %s", o.Change.From, o.Change.Rule)
+			if o.Note != "" {
+				why += "; " + o.Note
+			}
+			fmt.Fprintf(w, "%s   # %s\n", o.Command, esc(why))
 		case tune.Closed:
 			if o.Note != "" {
-				fmt.Fprintf(w, "# %s: %s\n", o.Change.Key, o.Note)
+				fmt.Fprintf(w, "# %s\n", esc(fmt.Sprintf("%s: %s", o.Change.Key, o.Note)))
 				continue
 			}
-			fmt.Fprintf(w, "# %s is already at its original %s: nothing to do\n", o.Change.Key, o.Change.To)
+			fmt.Fprintf(w, "# %s\n", esc(fmt.Sprintf("%s is already at its original %s: nothing to do", o.Change.Key, o.Change.To)))
 		default:
-			fmt.Fprintf(w, "# %s %s: %v\n", o.Result, o.Change.Key, o.Err)
+			fmt.Fprintf(w, "# %s\n", esc(fmt.Sprintf("%s %s: %v", o.Result, o.Change.Key, o.Err)))
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,8 @@ type serveFlags struct {
 	webConfig      string
 	rollbackOnExit bool
 	force          bool
+	rules          []string
+	excludeRules   []string
 	stateDir       string
 	backoff        daemon.Backoff
 	benchDuration  time.Duration
@@ -69,6 +72,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
 	fs.BoolVar(&f.rollbackOnExit, "rollback-on-exit", false, "restore every value nodetune changed when it stops")
 	fs.BoolVar(&f.force, "force", false, "in remediate mode, also change settings another agent (Calico Felix, kube-proxy) owns; the back-off still applies")
+	fs.StringArrayVar(&f.rules, "rule", nil, "in remediate mode, fix only findings of this rule ID (repeatable); findings of every rule are still exported")
+	fs.StringArrayVar(&f.excludeRules, "exclude-rule", nil, "in remediate mode, never fix findings of this rule ID (repeatable)")
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "where the remediation journal lives")
 	fs.IntVar(&f.backoff.Max, "remediation.max-reapplies", f.backoff.Max, "re-apply an undone fix at most this many times per window, then stop managing it")
 	fs.DurationVar(&f.backoff.Window, "remediation.window", f.backoff.Window, "the window re-applies are counted in")
@@ -80,6 +85,9 @@ func newServeCmd(g *globals) *cobra.Command {
 }
 
 func (f serveFlags) check() error {
+	if err := checkRuleIDs(append(slices.Clone(f.rules), f.excludeRules...)); err != nil {
+		return err
+	}
 	switch {
 	case f.mode != "observe" && f.mode != "remediate":
 		return fmt.Errorf("--mode: want observe or remediate, got %q", f.mode)

@@ -26,5 +26,5 @@ func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error)
 		}
 		closeSys()
 	}
-	return daemon.TuneRemediator{Tuner: t, System: sys, Plan: tune.PlanOptions{Force: f.force}}, closeAll, nil
+	return daemon.TuneRemediator{Tuner: t, System: sys, Plan: tune.PlanOptions{Force: f.force, Rules: f.rules, Exclude: f.excludeRules}}, closeAll, nil
 }
