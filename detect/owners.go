@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"github.com/nodetune/nodetune/internal/shell"
 	"path"
 	"strings"
 )
@@ -303,10 +304,5 @@ func vendorDir(p string) (string, bool) {
 	return "", false
 }
 
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/:=,@%+-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+// shellQuote quotes s for a POSIX shell, as every command nodetune prints.
+var shellQuote = shell.Quote
