@@ -172,6 +172,7 @@ func TestImagePrivileges(t *testing.T) {
 	imgs := buildImages(t)
 	promises := docPromises(t)
 	vs := render(t)
+	removePodmanCgroups(t)
 	loadImage(t, imgs.Nodetune, testImage)
 	loadImage(t, imgs.Modules, testModulesImage)
 	bed := testbedtest.New(t, testbed.Options{Prefix: "ntpm"})
@@ -302,4 +303,23 @@ func waitFor(t *testing.T, what string, fn func() error) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// removePodmanCgroups removes, when t ends, the parent cgroups that podman
+// (with cgroupfs) creates in every hierarchy and leaves behind, unless
+// they were there before t. rmdir refuses a cgroup that is in use.
+func removePodmanCgroups(t *testing.T) {
+	t.Helper()
+	before, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
+	if len(before) != 0 {
+		return
+	}
+	t.Cleanup(func() {
+		after, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
+		for _, d := range after {
+			if err := syscall.Rmdir(d); err != nil {
+				t.Errorf("removing podman's cgroup %s: %v", d, err)
+			}
+		}
+	})
 }
