@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,32 +53,48 @@ func rollout(t *testing.T, n *nodetest.Node) {
 	}
 }
 
-// agentPod returns the agent's only pod, and checks that its container is
-// Ready (the readiness probe passes), has never been restarted, and that
-// the kubelet recorded no failed liveness probe nor any other warning.
-func agentPod(t *testing.T, n *nodetest.Node) *corev1.Pod {
+// agentPod waits for the agent's only pod in mode to be Ready (the
+// readiness probe passes), and checks that its container has never been
+// restarted and that the kubelet recorded no failed liveness probe nor any
+// other warning about it.
+func agentPod(t *testing.T, n *nodetest.Node, mode string) *corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
-	pods, err := n.Cluster.Admin.CoreV1().Pods("nodetune").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=nodetune"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var live []corev1.Pod
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp == nil {
-			live = append(live, p)
+	var p *corev1.Pod
+	waitFor(t, "the agent's pod in "+mode+" mode to be Ready", func() error {
+		pods, err := n.Cluster.Admin.CoreV1().Pods("nodetune").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=nodetune"})
+		if err != nil {
+			return err
 		}
-	}
-	if len(live) != 1 {
-		t.Fatalf("%d agent pods; want 1", len(live))
-	}
-	p := &live[0]
+		var live []corev1.Pod
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil {
+				live = append(live, p)
+			}
+		}
+		if len(live) != 1 {
+			return fmt.Errorf("%d agent pods; want 1", len(live))
+		}
+		p = &live[0]
+		if !slices.Contains(p.Spec.Containers[0].Args, "--mode="+mode) {
+			return fmt.Errorf("pod %s runs %v", p.Name, p.Spec.Containers[0].Args)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if !cs.Ready {
+				return fmt.Errorf("container %s of %s is not Ready", cs.Name, p.Name)
+			}
+		}
+		if len(p.Status.ContainerStatuses) == 0 {
+			return fmt.Errorf("pod %s has no container status yet", p.Name)
+		}
+		return nil
+	})
 	if p.Spec.NodeName != n.Name || p.Status.HostIP != n.IP() {
 		t.Errorf("pod on node %s (%s); want %s (%s)", p.Spec.NodeName, p.Status.HostIP, n.Name, n.IP())
 	}
 	for _, cs := range p.Status.ContainerStatuses {
-		if !cs.Ready || cs.RestartCount != 0 || cs.State.Running == nil {
-			t.Errorf("container %s: ready %v, restarts %d, state %+v", cs.Name, cs.Ready, cs.RestartCount, cs.State)
+		if cs.RestartCount != 0 || cs.State.Running == nil {
+			t.Errorf("container %s: restarts %d, state %+v", cs.Name, cs.RestartCount, cs.State)
 		}
 	}
 	evs, err := n.Cluster.Admin.CoreV1().Events("nodetune").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name})
@@ -108,9 +125,9 @@ func logs(t *testing.T, n *nodetest.Node, pod string) string {
 
 // checkPodCreds reads the credentials of the agent's process on the
 // host and compares them with docs/deploy.md.
-func checkPodCreds(t *testing.T, n *nodetest.Node, p promise) {
+func checkPodCreds(t *testing.T, n *nodetest.Node, pod *corev1.Pod, p promise) {
 	t.Helper()
-	c, err := readCreds(n.PodPID(t, "nodetune"))
+	c, err := readCreds(n.PodPID(t, pod.Namespace+"/"+pod.Name, "nodetune"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +170,8 @@ func TestDaemonSetOnNode(t *testing.T) {
 	if !t.Run("observe", func(t *testing.T) {
 		n.Apply(t, forNode(t, vs["observe"]))
 		rollout(t, n)
-		pod := agentPod(t, n)
-		checkPodCreds(t, n, promises["observe"])
+		pod := agentPod(t, n, "observe")
+		checkPodCreds(t, n, pod, promises["observe"])
 		waitFor(t, "the agent sets the Node condition", func() error {
 			c := condition(t, n)
 			if c == nil || c.Status != corev1.ConditionTrue || c.Reason != "TunnelTxChecksumOff" {
@@ -184,8 +201,8 @@ func TestDaemonSetOnNode(t *testing.T) {
 			}
 			return nil
 		})
-		pod := agentPod(t, n)
-		checkPodCreds(t, n, promises["remediate"])
+		pod := agentPod(t, n, "remediate")
+		checkPodCreds(t, n, pod, promises["remediate"])
 		journal := filepath.Join(n.StateDir, tune.JournalFile)
 		before, err := os.ReadFile(journal)
 		if err != nil || !bytes.Contains(before, []byte(side.Tunnel)) {
@@ -201,19 +218,10 @@ func TestDaemonSetOnNode(t *testing.T) {
 		if out, err := n.Kubectl(t, nil, "-n", "nodetune", "delete", "pod", pod.Name, "--wait=true", "--timeout=60s"); err != nil {
 			t.Fatalf("kubectl delete pod: %v\n%s", err, out)
 		}
-		waitFor(t, "a new agent pod", func() error {
-			p, err := n.Cluster.Admin.CoreV1().Pods("nodetune").List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=nodetune"})
-			if err != nil {
-				return err
-			}
-			for _, q := range p.Items {
-				if q.Name != pod.Name && len(q.Status.ContainerStatuses) > 0 && q.Status.ContainerStatuses[0].Ready {
-					return nil
-				}
-			}
-			return fmt.Errorf("no new Ready pod yet")
-		})
-		again := agentPod(t, n)
+		again := agentPod(t, n, "remediate")
+		if again.Name == pod.Name {
+			t.Fatalf("pod %s was not replaced", pod.Name)
+		}
 		after, err := os.ReadFile(journal)
 		if err != nil || !bytes.HasPrefix(after, before) {
 			t.Errorf("the journal did not survive the pod (%v):\nbefore:\n%s\nafter:\n%s", err, before, after)

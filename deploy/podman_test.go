@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -316,9 +317,18 @@ func removePodmanCgroups(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		after, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
-		for _, d := range after {
-			if err := syscall.Rmdir(d); err != nil {
-				t.Errorf("removing podman's cgroup %s: %v", d, err)
+		for _, root := range after {
+			var dirs []string // parents first; removed deepest first
+			_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				if err := syscall.Rmdir(dirs[i]); err != nil {
+					t.Errorf("removing podman's cgroup %s: %v", dirs[i], err)
+				}
 			}
 		}
 	})

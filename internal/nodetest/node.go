@@ -481,11 +481,13 @@ func tool(t testing.TB, name string) string {
 	return kubetest.Tool(t, name)
 }
 
-// PodPID returns the host pid of the main process of the first running
-// container whose name is container, for reading its credentials.
-func (n *Node) PodPID(t testing.TB, container string) int {
+// PodPID returns the host pid of the main process of container in pod
+// (namespace/name), for reading its credentials.
+func (n *Node) PodPID(t testing.TB, pod, container string) int {
 	t.Helper()
-	out, err := n.ctr("containers", "ls", "--quiet", "labels.\"io.kubernetes.container.name\"=="+container)
+	ns, name, _ := strings.Cut(pod, "/")
+	out, err := n.ctr("containers", "ls", "--quiet", fmt.Sprintf(
+		`labels."io.kubernetes.container.name"==%s,labels."io.kubernetes.pod.name"==%s,labels."io.kubernetes.pod.namespace"==%s`, container, name, ns))
 	if err != nil {
 		t.Fatalf("ctr containers ls: %v: %s", err, out)
 	}
@@ -503,6 +505,6 @@ func (n *Node) PodPID(t testing.TB, container string) int {
 			}
 		}
 	}
-	t.Fatalf("no running container %s", container)
+	t.Fatalf("no running container %s in pod %s", container, pod)
 	return 0
 }
