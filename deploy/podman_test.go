@@ -109,22 +109,7 @@ func runAsPod(t *testing.T, ds *appsv1.DaemonSet, name, netns string, hostPaths,
 	default:
 		t.Fatalf("seccomp profile %s: not translated", seccomp.Type)
 	}
-	// A machine's hard limits may be below podman's defaults, which runc
-	// then fails to set (without CAP_SYS_RESOURCE). Ask for no more than
-	// the test process has, and for nproc no more than 32768: on a
-	// sandboxed test machine runc could not set the test's own nproc limit.
-	for _, l := range []struct {
-		name string
-		res  int
-		max  uint64
-	}{{"nofile", syscall.RLIMIT_NOFILE, 1 << 20}, {"nproc", unix.RLIMIT_NPROC, 32768}} {
-		var r syscall.Rlimit
-		if err := syscall.Getrlimit(l.res, &r); err != nil {
-			t.Fatal(err)
-		}
-		n := min(r.Max, l.max)
-		args = append(args, fmt.Sprintf("--ulimit=%s=%d:%d", l.name, n, n))
-	}
+	args = append(args, ulimits(t)...)
 	volumes := map[string]corev1.Volume{}
 	for _, v := range spec.Volumes {
 		volumes[v.Name] = v
@@ -163,6 +148,29 @@ func runAsPod(t *testing.T, ds *appsv1.DaemonSet, name, netns string, hostPaths,
 	return append(args, expandArgs(c, env)...)
 }
 
+// ulimits are podman's --ulimit options for the test's containers.
+func ulimits(t *testing.T) []string {
+	t.Helper()
+	var args []string
+	// A machine's hard limits may be below podman's defaults, which runc
+	// then fails to set (without CAP_SYS_RESOURCE). Ask for no more than
+	// the test process has, and for nproc no more than 32768: on a
+	// sandboxed test machine runc could not set the test's own nproc limit.
+	for _, l := range []struct {
+		name string
+		res  int
+		max  uint64
+	}{{"nofile", syscall.RLIMIT_NOFILE, 1 << 20}, {"nproc", unix.RLIMIT_NPROC, 32768}} {
+		var r syscall.Rlimit
+		if err := syscall.Getrlimit(l.res, &r); err != nil {
+			t.Fatal(err)
+		}
+		n := min(r.Max, l.max)
+		args = append(args, fmt.Sprintf("--ulimit=%s=%d:%d", l.name, n, n))
+	}
+	return args
+}
+
 // TestImagePrivileges runs the image that `make image` builds with podman
 // under each rendered DaemonSet's exact security context, on the host
 // network of a testbed namespace, and reads the running agent's
@@ -181,6 +189,13 @@ func TestImagePrivileges(t *testing.T) {
 	modules := "/lib/modules"
 	if _, err := os.Stat(modules); err != nil {
 		modules = t.TempDir() // a kernel without modules; the mount is still made
+	}
+	// The modules variant's modprobe (the build machine's kmod with the
+	// libraries it links) runs inside the image.
+	run := append(append([]string{"run", "--rm", "--pull=never", "--network=none"}, ulimits(t)...),
+		"--entrypoint=/usr/sbin/modprobe", testModulesImage, "--version")
+	if out, err := podman(t, run...); err != nil || !strings.Contains(out, "kmod version") {
+		t.Errorf("modprobe --version in %s: %v\n%s", testModulesImage, err, out)
 	}
 	for _, name := range []string{"observe", "remediate", "remediate-load-modules"} {
 		t.Run(name, func(t *testing.T) {
