@@ -230,6 +230,12 @@ func TestDaemonSetOnNode(t *testing.T) {
 			return metricIs(side, "http://"+n.IP()+":9848/metrics", "nodetune_journal_ok", "1")
 		})
 		t.Logf("pod %s replaced by %s; journal %d bytes before, %d after", pod.Name, again.Name, len(before), len(after))
+		// The liveness probe starts 10 s after the container and runs every
+		// 30 s: wait for the kubelet to count a successful one.
+		waitFor(t, "a successful liveness probe", func() error {
+			return probeSucceeded(n, again.Name, "Liveness")
+		})
+		agentPod(t, n, "remediate")
 	})
 }
 
@@ -258,4 +264,32 @@ func offload(t *testing.T, side *testbed.Side) bool {
 		t.Fatal(err)
 	}
 	return f["tx-checksum-ip-generic"]
+}
+
+// probeSucceeded checks the kubelet's count of probes of kind on pod:
+// some succeeded and none failed.
+func probeSucceeded(n *nodetest.Node, pod, kind string) error {
+	m, err := n.KubeletMetrics("/metrics/probes")
+	if err != nil {
+		return err
+	}
+	counts := map[string]string{}
+	for line := range strings.SplitSeq(m, "\n") {
+		if strings.HasPrefix(line, "prober_probe_total{") && strings.Contains(line, `pod="`+pod+`"`) &&
+			strings.Contains(line, `probe_type="`+kind+`"`) {
+			f := strings.Fields(line)
+			for _, r := range []string{"successful", "failed", "unknown"} {
+				if strings.Contains(f[0], `result="`+r+`"`) {
+					counts[r] = f[len(f)-1]
+				}
+			}
+		}
+	}
+	if c := counts["failed"]; c != "" && c != "0" {
+		return fmt.Errorf("%s %s probes of %s failed", c, kind, pod)
+	}
+	if c := counts["successful"]; c == "" || c == "0" {
+		return fmt.Errorf("no successful %s probe of %s yet (%v)", kind, pod, counts)
+	}
+	return nil
 }

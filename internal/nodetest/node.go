@@ -19,8 +19,12 @@ package nodetest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -507,4 +511,27 @@ func (n *Node) PodPID(t testing.TB, pod, container string) int {
 	}
 	t.Fatalf("no running container %s in pod %s", container, pod)
 	return 0
+}
+
+// KubeletMetrics returns the text of one of the kubelet's metrics
+// endpoints, such as /metrics or /metrics/probes (its API accepts
+// anonymous requests; its serving certificate is self-signed).
+func (n *Node) KubeletMetrics(path string) (string, error) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext:     n.Side.DialContext,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the kubelet's own self-signed certificate
+	}}
+	resp, err := client.Get("https://" + net.JoinHostPort(n.IP(), "10250") + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("the kubelet's %s: %s", path, resp.Status)
+	}
+	return string(b), nil
 }
