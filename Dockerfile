@@ -1,6 +1,9 @@
-# nodetune's image: a static binary on a distroless base.
+# nodetune's image for builders with a Docker engine: a static binary on a
+# distroless base. `make image` builds the same images without Docker or a
+# registry (hack/image.sh, buildah from scratch, OCI archives in bin/).
 #
-#   make image                      ghcr.io/nodetune/nodetune:$(VERSION)
+#   make image-docker               ghcr.io/nodetune/nodetune:$(VERSION)
+#                                   and ghcr.io/nodetune/nodetune-modules:$(VERSION)
 #   docker build --target modules . the variant with modprobe, for the
 #                                   load-modules kustomize component
 #

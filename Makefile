@@ -12,7 +12,7 @@ IMAGE    ?= ghcr.io/nodetune/nodetune
 TOOLS    := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: help build doctor test test-unit deps fuzz bench bench-deps bench-fix lint clean image manifests
+.PHONY: help build doctor test test-unit deps fuzz bench bench-deps bench-fix lint clean image image-docker manifests
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,7 +50,10 @@ bench: build bench-deps ## run the benchmarks and print their figures
 bench-fix: ## VXLAN throughput with offload on, off, and after nodetune fix (root, iperf3)
 	NODETUNE_BENCH_FIX=1 NODETUNE_PRIVILEGED_TESTS=1 $(GO) test -run '^$$' -bench '^BenchmarkFixRestoresOffload$$' -benchtime 1x -count 1 ./cmd/nodetune/
 
-image: ## build the container images with docker (IMAGE:VERSION and IMAGE-modules:VERSION)
+image: build ## build the images as OCI archives in bin/ with buildah: no Docker, no registry
+	./hack/image.sh -m $(BIN) bin $(IMAGE):$(VERSION)
+
+image-docker: ## build the images with a Docker engine (IMAGE:VERSION and IMAGE-modules:VERSION)
 	docker build --build-arg VERSION=$(VERSION) --target nodetune -t $(IMAGE):$(VERSION) .
 	docker build --build-arg VERSION=$(VERSION) --target modules -t $(IMAGE)-modules:$(VERSION) .
 

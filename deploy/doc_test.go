@@ -9,7 +9,6 @@ package deploy_test
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/nodetune/nodetune/kube/kubetest"
@@ -17,8 +16,6 @@ import (
 
 func TestMain(m *testing.M) {
 	code := kubetest.Run(m)
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	removeImages()
 	os.Exit(code)
 }

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what nodetune's tests need on a Debian machine: network tools,
-# Prometheus (server and promtool), etcd, and kube-apiserver, kubectl and
-# helm built from the Go module proxy. Idempotent: it installs only what is missing.
+# Prometheus (server and promtool), etcd, what builds and runs the container
+# image (buildah, podman, containerd, runc, the CNI plugins, kmod for the
+# modules variant), and kube-apiserver, kubectl, kubelet,
+# kube-controller-manager, kube-scheduler and helm built from the Go
+# module proxy.
+# Idempotent: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(iproute2 iperf3 ethtool conntrack nftables iptables prometheus etcd-server)
+packages=(iproute2 iperf3 ethtool conntrack nftables iptables prometheus etcd-server
+	file kmod buildah podman containerd runc containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,8 +26,9 @@ if ((${#missing[@]})); then
 fi
 # Debian's prometheus package starts a server on :9090; the tests start
 # their own on other ports and do not need it.
-# kube-apiserver and kubectl for the Kubernetes tests and make manifests, built
-# from the Go module proxy (several minutes, once); skipped when cached.
+# The Kubernetes programs for the API server and node tests and make
+# manifests, built from the Go module proxy in one go build (several
+# minutes, once); skipped when cached.
 hack/kube/build.sh .cache/bin
 # helm for the chart tests (helm lint, helm template), from the module proxy
 # too (a few minutes, once); skipped when cached.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -42,6 +43,26 @@ type Cluster struct {
 	Admin kubernetes.Interface
 
 	procs []*proc
+	// netns and dial: see Options.
+	netns string
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Options place the cluster. The zero value runs etcd and kube-apiserver
+// on the loopback of the caller's network namespace.
+type Options struct {
+	// NetNS is the path of a network namespace (/run/netns/NAME) to run
+	// etcd and kube-apiserver in, as nsenter enters it (the mount
+	// namespace stays the caller's).
+	NetNS string
+	// Dial reaches addresses inside NetNS; the cluster's clients and its
+	// readiness check use it. Required with NetNS.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Address is the IPv4 address the API server listens on and
+	// advertises (default 127.0.0.1). Its serving certificate is valid for
+	// it, for 127.0.0.1 and for 10.96.0.1, the ClusterIP of the kubernetes
+	// Service, through which pods reach the API server.
+	Address string
 }
 
 // proc is a program the cluster started; done closes when it exits.
@@ -54,11 +75,26 @@ type proc struct {
 // Start starts etcd and kube-apiserver on free loopback ports and waits
 // until the API server is ready. Stop stops them and removes Dir.
 func Start(ctx context.Context) (c *Cluster, err error) {
+	return StartWith(ctx, Options{})
+}
+
+// StartWith is Start with the cluster placed as o says.
+func StartWith(ctx context.Context, o Options) (c *Cluster, err error) {
+	if o.Address == "" {
+		o.Address = "127.0.0.1"
+	}
+	addr := net.ParseIP(o.Address).To4()
+	if addr == nil {
+		return nil, fmt.Errorf("kubetest: address %q is not an IPv4 address", o.Address)
+	}
+	if o.NetNS != "" && o.Dial == nil {
+		return nil, errors.New("kubetest: a network namespace needs a Dial function")
+	}
 	dir, err := os.MkdirTemp("", "kubetest-")
 	if err != nil {
 		return nil, fmt.Errorf("creating the cluster directory: %w", err)
 	}
-	c = &Cluster{Dir: dir, AdminToken: randomToken()}
+	c = &Cluster{Dir: dir, AdminToken: randomToken(), netns: o.NetNS, dial: o.Dial}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -72,7 +108,7 @@ func Start(ctx context.Context) (c *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	if err := c.writeSecrets(); err != nil {
+	if err := c.writeSecrets(addr); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(c.path("admission.yaml"), []byte(admissionConfig), 0o600); err != nil {
@@ -94,11 +130,11 @@ func Start(ctx context.Context) (c *Cluster, err error) {
 	); err != nil {
 		return nil, err
 	}
-	c.URL = "https://127.0.0.1:" + strconv.Itoa(ports[2])
+	c.URL = "https://" + o.Address + ":" + strconv.Itoa(ports[2])
 	if err := c.start("kube-apiserver", apiserver,
 		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address="+o.Address,
+		"--advertise-address="+o.Address,
 		"--secure-port="+strconv.Itoa(ports[2]),
 		"--tls-cert-file="+c.path("serving.crt"),
 		"--tls-private-key-file="+c.path("serving.key"),
@@ -107,6 +143,9 @@ func Start(ctx context.Context) (c *Cluster, err error) {
 		"--service-account-key-file="+c.path("sa.key"),
 		"--service-account-signing-key-file="+c.path("sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/24",
+		// A test node's kubelet (internal/nodetest) is reached at its IP
+		// for logs and exec: its host name resolves nowhere.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--authorization-mode=RBAC",
 		"--admission-control-config-file="+c.path("admission.yaml"),
 		"--cert-dir="+c.path("certs"),
@@ -145,10 +184,19 @@ plugins:
               values: [system-node-critical, system-cluster-critical]
 `
 
-// writeSecrets generates the serving certificate, the service-account
-// signing key and the admin's static token.
-func (c *Cluster) writeSecrets() error {
-	cert, key, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
+// serviceIP is the ClusterIP of the kubernetes Service: the first address
+// of --service-cluster-ip-range.
+var serviceIP = net.IPv4(10, 96, 0, 1)
+
+// writeSecrets generates the serving certificate (for addr, 127.0.0.1
+// and the kubernetes Service's ClusterIP), the service-account signing key
+// and the admin's static token.
+func (c *Cluster) writeSecrets(addr net.IP) error {
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), serviceIP}
+	if !addr.Equal(ips[0]) {
+		ips = append(ips, addr)
+	}
+	cert, key, err := certutil.GenerateSelfSignedCertKey(addr.String(), ips, []string{"localhost", "kubernetes.default.svc"})
 	if err != nil {
 		return fmt.Errorf("generating the serving certificate: %w", err)
 	}
@@ -178,6 +226,10 @@ func (c *Cluster) start(name, path string, args ...string) error {
 	if err != nil {
 		return fmt.Errorf("creating %s's log: %w", name, err)
 	}
+	if c.netns != "" {
+		args = append([]string{"--net=" + c.netns, "--", path}, args...)
+		path = "nsenter"
+	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -202,7 +254,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	pool.AppendCertsFromPEM(c.CAData)
 	client := &http.Client{
 		Timeout:   2 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: c.dial},
 	}
 	exited := make(chan string, len(c.procs))
 	for _, p := range c.procs {
@@ -283,6 +335,7 @@ func (c *Cluster) Config(token string) *rest.Config {
 		TLSClientConfig: rest.TLSClientConfig{CAData: c.CAData},
 		QPS:             100,
 		Burst:           200,
+		Dial:            c.dial,
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package kubetest starts a real Kubernetes API server for tests: Debian's
 // etcd and a kube-apiserver built from the Go module proxy (make deps, or
-// hack/kube/build.sh), both on loopback ports, with certificates, an admin
+// hack/kube/build.sh), both on loopback ports (or, with StartWith, in a
+// network namespace on an address of it), with certificates, an admin
 // token and a service-account signing key generated into a temporary
 // directory.
 //
