@@ -21,9 +21,12 @@ import (
 // for at most d and limit packets, and hands each to each from its IP
 // header on. It skips packets whose checksum the kernel has not computed
 // yet (CHECKSUM_PARTIAL, from a local sender) or that the NIC verified:
-// neither can be a bad checksum the kernel counts.
+// neither can be a bad checksum the kernel counts. It calls mark once it
+// receives packets, and again when its time is up, before it reads the
+// packets queued by then: counters read at the two marks count only
+// packets the capture saw.
 type PacketCapture interface {
-	CaptureUDP(ctx context.Context, d time.Duration, limit int, each func(pkt []byte)) (limited bool, err error)
+	CaptureUDP(ctx context.Context, d time.Duration, limit int, each func(pkt []byte), mark func()) (limited bool, err error)
 }
 
 // AFPacket is the PacketCapture of a real host: an AF_PACKET socket with a
@@ -63,7 +66,7 @@ func UDPChecksumFilter() ([]bpf.RawInstruction, error) {
 }
 
 // CaptureUDP implements PacketCapture.
-func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each func(pkt []byte)) (bool, error) {
+func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each func(pkt []byte), mark func()) (bool, error) {
 	filter, err := UDPChecksumFilter()
 	if err != nil {
 		return false, fmt.Errorf("assembling the capture filter: %w", err)
@@ -96,19 +99,34 @@ func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Now()) })
 	defer stop()
+	mark()
 
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
+	var n, oobn int
+	var rerr error
+	recv := func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+		return !errors.Is(rerr, unix.EAGAIN)
+	}
+	draining := false
 	for seen := 0; seen < limit; seen++ {
-		var n, oobn int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
-			return !errors.Is(rerr, unix.EAGAIN)
-		})
+		var err error
+		if draining {
+			err = rc.Control(func(fd uintptr) { recv(fd) })
+		} else {
+			err = rc.Read(recv)
+		}
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return false, ctx.Err()
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			mark() // time is up: read what was queued by now, and no more
+			draining, seen = true, seen-1
+			continue
+		case draining && errors.Is(rerr, unix.EAGAIN):
+			return false, nil
 		case err != nil:
 			return false, fmt.Errorf("capturing: %w", err)
 		case rerr != nil:
@@ -159,17 +177,29 @@ func (p *Prober) traceChecksums(ctx context.Context, tunnels detect.Tunnels) *de
 	if h.Capture == nil {
 		return &detect.ChecksumCapture{Err: detect.Fail(fmt.Errorf("no packet capture on this host: %w", detect.ErrNotSupported))}
 	}
-	before := h.sample(p.Clock())
+	var before, after *sample
+	mark := func() {
+		if before == nil {
+			before = h.sample(p.Clock())
+		} else {
+			after = h.sample(p.Clock())
+		}
+	}
 	tally := NewChecksumTally(TunnelPorts(tunnels))
 	start := p.Clock()
-	limited, err := h.Capture.CaptureUDP(ctx, p.CaptureDuration, p.CapturePackets, tally.Add)
+	limited, err := h.Capture.CaptureUDP(ctx, p.CaptureDuration, p.CapturePackets, tally.Add, mark)
 	c := tally.Result()
 	c.Duration, c.Limited = p.Clock().Sub(start).Round(time.Millisecond), limited
 	if err != nil {
 		c.Err = detect.Fail(err)
 		return &c
 	}
-	after := h.sample(p.Clock())
+	if before == nil {
+		return &detect.ChecksumCapture{Err: detect.Fail(errors.New("the capture never said when it started"))}
+	}
+	if after == nil { // stopped at its packet limit
+		mark()
+	}
 	if before.udpErr == nil && after.udpErr == nil {
 		c.CounterDelta = sub(after.udpCsum, before.udpCsum)
 	}

@@ -59,7 +59,7 @@ func captureTimed(t testing.TB, side *testbed.Side, ports map[uint16]probes.Tunn
 	var used time.Duration
 	if err := side.Do(func() error {
 		before := threadCPU(t)
-		_, err := probes.AFPacket{}.CaptureUDP(context.Background(), d, 1<<20, tally.Add)
+		_, err := probes.AFPacket{}.CaptureUDP(context.Background(), d, 1<<20, tally.Add, func() {})
 		used = threadCPU(t) - before
 		return err
 	}); err != nil {
