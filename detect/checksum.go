@@ -122,7 +122,9 @@ func (u UDP) Readable() error {
 
 // ChecksumVerdict is the one decision nodetune makes about the UDP checksum
 // evidence of a window: quiet, unattributed, or traced to tunnel or other
-// ports by a capture.
+// ports by a capture. Other ports only when the bad packets the capture saw
+// cover the errors the kernel counted while it ran: one it counted but did
+// not see may have been a tunnel packet.
 func (u UDP) ChecksumVerdict() Attribution {
 	if u.Readable() != nil {
 		return AttrUnknown
@@ -136,10 +138,10 @@ func (u UDP) ChecksumVerdict() Attribution {
 		return AttrUnattributed
 	case c.TunnelBad > 0:
 		return AttrTunnel
-	case c.OtherBad > 0:
+	case c.OtherBad > 0 && c.OtherBad >= c.CounterDelta:
 		return AttrOther
 	}
-	return AttrUnattributed
+	return AttrUnattributed // including errors counted while the capture ran that it did not see
 }
 
 // TunnelSources and OtherSources split the listed senders.

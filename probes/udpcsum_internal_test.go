@@ -114,7 +114,8 @@ func TestSnapshotUnattributedWithoutCapture(t *testing.T) {
 
 // TestQuietForAccumulates: the counters' quiet spell grows over windows
 // without an unexplained rise, survives a rise traced to other ports, and
-// ends at any other rise.
+// ends at any other rise, including one whose capture saw fewer bad
+// packets than the kernel counted meanwhile.
 func TestQuietForAccumulates(t *testing.T) {
 	p := &Prober{}
 	t0 := time.Unix(1000, 0)
@@ -127,6 +128,8 @@ func TestQuietForAccumulates(t *testing.T) {
 		{detect.UDP{}, 2 * time.Second},
 		{detect.UDP{Delta: 1, Capture: other}, 3 * time.Second},
 		{detect.UDP{Delta: 1}, 0},
+		{detect.UDP{}, time.Second},
+		{detect.UDP{Delta: 9, Capture: &detect.ChecksumCapture{OtherBad: 1, CounterDelta: 8}}, 0},
 		{detect.UDP{}, time.Second},
 		{detect.UDP{Err: detect.Fail(detect.ErrPermission)}, 0},
 	}
