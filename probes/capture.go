@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
@@ -99,14 +100,16 @@ func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Now()) })
 	defer stop()
+	lower := lowerDevices()
 	mark()
 
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
 	var n, oobn int
+	var from unix.Sockaddr
 	var rerr error
 	recv := func(fd uintptr) bool {
-		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+		n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
 		return !errors.Is(rerr, unix.EAGAIN)
 	}
 	draining := false
@@ -134,12 +137,42 @@ func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each
 		case n > len(buf):
 			continue // longer than any datagram it can verify
 		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && lower[ll.Ifindex] {
+			continue // seen again on its master
+		}
 		if skipChecksum(oob[:oobn]) {
 			continue
 		}
 		each(buf[:n])
 	}
 	return true, nil
+}
+
+// lowerDevices are the devices of the calling thread's network namespace
+// whose packets a packet socket bound to every device sees twice, on the
+// device and again on its master: bridge ports, bond and team slaves and
+// Open vSwitch ports. A packet such a device receives for this node reaches
+// the UDP layer through the master; one the master does not pass up is not
+// counted by the kernel either. A VRF's devices are not among them (the VRF
+// device shows their packets only to sockets bound to it). Where the links
+// cannot be listed, none is skipped: packets may then be counted twice.
+func lowerDevices() map[int]bool {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil
+	}
+	kind := map[int]string{}
+	for _, l := range links {
+		kind[l.Attrs().Index] = l.Type()
+	}
+	lower := map[int]bool{}
+	for _, l := range links {
+		switch kind[l.Attrs().MasterIndex] {
+		case "bridge", "bond", "team", "openvswitch":
+			lower[l.Attrs().Index] = true
+		}
+	}
+	return lower
 }
 
 // skipChecksum reports whether the packet's auxiliary data says its

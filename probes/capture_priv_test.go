@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/probes"
 	"github.com/nodetune/nodetune/probes/probestest"
@@ -205,5 +207,48 @@ func BenchmarkChecksumCapture(b *testing.B) {
 			b.ReportMetric(float64(sent)/float64(b.N), "pkts/s")
 			b.ReportMetric(float64(inspected)/float64(b.N), "verified/s")
 		})
+	}
+}
+
+// TestCaptureCountsBridgedPacketsOnce puts the receiver's underlay into a
+// bridge, with its address on the bridge, as on nodes whose NIC is a
+// bridge port (or a bond slave): a packet socket bound to every device
+// sees each datagram on the port and again on the bridge, and the capture
+// must count it once, as the kernel does.
+func TestCaptureCountsBridgedPacketsOnce(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	b := bed.B
+	nl := b.Netlink()
+	ul, err := nl.LinkByName(b.Underlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br-csum"}}
+	if err := nl.LinkAdd(br); err != nil {
+		t.Fatalf("adding a bridge in %s: %v", b.NS, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: b.UnderlayIP.AsSlice(), Mask: net.CIDRMask(24, 32)}}
+	for _, step := range []func() error{
+		func() error { return nl.AddrDel(ul, addr) },
+		func() error { return nl.LinkSetMaster(ul, br) },
+		func() error { return nl.AddrAdd(br, addr) },
+		func() error { return nl.LinkSetUp(br) },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("bridging %s in %s: %v", b.Underlay, b.NS, err)
+		}
+	}
+	tx := newRawSender(t, bed.A, b)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(100 * time.Millisecond) // let the capture start
+		for range 3 {
+			tx.send(t, 5353, 9999, []byte("junk"), probestest.BadChecksum)
+		}
+	})
+	got := captureIn(t, b, nil, 600*time.Millisecond)
+	wg.Wait()
+	if got.OtherBad != 3 || got.Inspected != 3 {
+		t.Errorf("capture saw %d bad of %d inspected, want 3 of 3: %+v", got.OtherBad, got.Inspected, got)
 	}
 }
