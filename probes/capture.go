@@ -39,7 +39,10 @@ const packetOutgoing = 4
 
 // UDPChecksumFilter is the classic BPF program of the capture, for a
 // SOCK_DGRAM packet socket (offsets start at the network header). It passes
-// only incoming, unfragmented UDP: over IPv4 only with a non-zero checksum,
+// only incoming, unfragmented UDP that still carries no VLAN tag (a frame
+// tagged with a VLAN id is seen again, untagged, on its VLAN device, or is
+// dropped by the kernel where there is none; a priority tag, VLAN 0, is
+// received as untagged): over IPv4 only with a non-zero checksum,
 // since zero means none there and is always valid, which keeps the default
 // zero-checksum VXLAN traffic in the kernel; over IPv6 UDP without
 // extension headers.
@@ -47,22 +50,24 @@ func UDPChecksumFilter() ([]bpf.RawInstruction, error) {
 	const accept, drop = 0x40000, 0
 	return bpf.Assemble([]bpf.Instruction{
 		/* 0 */ bpf.LoadExtension{Num: bpf.ExtType},
-		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: 14},
-		/* 2 */ bpf.LoadExtension{Num: bpf.ExtProto},
-		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IP, SkipFalse: 8},
-		/* 4 */ bpf.LoadAbsolute{Off: 9, Size: 1},
-		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_UDP, SkipFalse: 10},
-		/* 6 */ bpf.LoadAbsolute{Off: 6, Size: 2},
-		/* 7 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x3fff, SkipTrue: 8},
-		/* 8 */ bpf.LoadMemShift{Off: 0},
-		/* 9 */ bpf.LoadIndirect{Off: 6, Size: 2},
-		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 5},
-		/* 11 */ bpf.RetConstant{Val: accept},
-		/* 12 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IPV6, SkipFalse: 3},
-		/* 13 */ bpf.LoadAbsolute{Off: 6, Size: 1},
-		/* 14 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_UDP, SkipFalse: 1},
-		/* 15 */ bpf.RetConstant{Val: accept},
-		/* 16 */ bpf.RetConstant{Val: drop},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: 16},
+		/* 2 */ bpf.LoadExtension{Num: bpf.ExtVLANTag},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x0fff, SkipTrue: 14},
+		/* 4 */ bpf.LoadExtension{Num: bpf.ExtProto},
+		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IP, SkipFalse: 8},
+		/* 6 */ bpf.LoadAbsolute{Off: 9, Size: 1},
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_UDP, SkipFalse: 10},
+		/* 8 */ bpf.LoadAbsolute{Off: 6, Size: 2},
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x3fff, SkipTrue: 8},
+		/* 10 */ bpf.LoadMemShift{Off: 0},
+		/* 11 */ bpf.LoadIndirect{Off: 6, Size: 2},
+		/* 12 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipTrue: 5},
+		/* 13 */ bpf.RetConstant{Val: accept},
+		/* 14 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IPV6, SkipFalse: 3},
+		/* 15 */ bpf.LoadAbsolute{Off: 6, Size: 1},
+		/* 16 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_UDP, SkipFalse: 1},
+		/* 17 */ bpf.RetConstant{Val: accept},
+		/* 18 */ bpf.RetConstant{Val: drop},
 	})
 }
 

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/probes"
@@ -250,5 +252,55 @@ func TestCaptureCountsBridgedPacketsOnce(t *testing.T) {
 	wg.Wait()
 	if got.OtherBad != 3 || got.Inspected != 3 {
 		t.Errorf("capture saw %d bad of %d inspected, want 3 of 3: %+v", got.OtherBad, got.Inspected, got)
+	}
+}
+
+// TestCaptureSkipsVLANTaggedFrames sends frames carrying an 802.1Q tag
+// into the receiver, whose underlay has no VLAN device. With VLAN 100 the
+// kernel drops them (and where a VLAN device exists, its packet socket
+// sees them again, untagged, on it): the capture must not count them. A
+// priority tag (VLAN 0) is received as untagged, and counted.
+func TestCaptureSkipsVLANTaggedFrames(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	a, b := bed.A, bed.B
+	ul, err := b.Netlink().LinkByName(b.Underlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := ul.Attrs().HardwareAddr
+	var conn *packet.Conn
+	if err := a.Do(func() error {
+		ifi, err := net.InterfaceByName(a.Underlay)
+		if err != nil {
+			return err
+		}
+		conn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+		return err
+	}); err != nil {
+		t.Fatalf("packet socket in %s: %v", a.NS, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	frame := func(vid uint16, dport uint16) []byte {
+		ip := probestest.UDPPacket(a.UnderlayIP, b.UnderlayIP, 5353, dport, []byte("tagged"), probestest.BadChecksum)
+		f := append(append([]byte{}, dst...), conn.LocalAddr().(*packet.Addr).HardwareAddr...)
+		f = append(f, 0x81, 0x00, byte(vid>>8), byte(vid), 0x08, 0x00)
+		return append(f, ip...)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(100 * time.Millisecond) // let the capture start
+		for range 3 {
+			for _, f := range [][]byte{frame(100, 9999), frame(0, 9998)} {
+				if _, err := conn.WriteTo(f, &packet.Addr{HardwareAddr: dst}); err != nil {
+					t.Errorf("sending: %v", err)
+				}
+			}
+		}
+	})
+	got := captureIn(t, b, nil, 600*time.Millisecond)
+	wg.Wait()
+	want := []detect.BadChecksumSource{{Addr: a.UnderlayIP, Port: 5353, DstPort: 9998, Count: 3}}
+	if got.OtherBad != 3 || len(got.Sources) != 1 || got.Sources[0] != want[0] {
+		t.Errorf("capture %+v: want only the 3 priority-tagged frames to port 9998", got)
 	}
 }
