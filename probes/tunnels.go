@@ -121,7 +121,10 @@ func tunnelOf(l netlink.Link) (t detect.Tunnel, parent int, ok bool) {
 	case *netlink.Geneve:
 		t.Kind, t.VNI, t.Port = detect.KindGeneve, v.ID, int(v.Dport)
 		t.IPv6 = isV6(v.Remote)
-		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UdpCsum != 0, ZeroCsum6Tx: v.UdpZeroCsum6Tx != 0, ZeroCsum6Rx: v.UdpZeroCsum6Rx != 0}
+		// OuterChecksum stays unknown: github.com/vishvananda/netlink
+		// (v1.3.1) does not read IFLA_GENEVE_UDP_CSUM or the ZERO_CSUM6
+		// flags back from the kernel, so v.UdpCsum and its siblings are
+		// always 0 on a dumped link.
 		parent = int(v.Link)
 	case *netlink.Iptun:
 		t.Kind = detect.KindIPIP
