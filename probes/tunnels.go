@@ -116,7 +116,8 @@ func tunnelOf(l netlink.Link) (t detect.Tunnel, parent int, ok bool) {
 	case *netlink.Vxlan:
 		t.Kind, t.VNI, t.Port = detect.KindVXLAN, uint32(v.VxlanId), v.Port
 		t.IPv6 = isV6(v.SrcAddr) || isV6(v.Group)
-		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UDPCSum, ZeroCsum6Tx: v.UDP6ZeroCSumTx, ZeroCsum6Rx: v.UDP6ZeroCSumRx}
+		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UDPCSum, ZeroCsum6Tx: v.UDP6ZeroCSumTx, ZeroCsum6Rx: v.UDP6ZeroCSumRx,
+			PerPacket: v.FlowBased}
 		parent = v.VtepDevIndex
 	case *netlink.Geneve:
 		t.Kind, t.VNI, t.Port = detect.KindGeneve, v.ID, int(v.Dport)

@@ -65,3 +65,15 @@ func TestGeneveOuterChecksumUnknown(t *testing.T) {
 		t.Error("SendsZeroChecksum claims to know")
 	}
 }
+
+// TestExternalVXLANChecksumPerPacket: an external (collect_md) VXLAN
+// device's udpcsum does not say what its packets carry.
+func TestExternalVXLANChecksumPerPacket(t *testing.T) {
+	tun, _, _ := tunnelOf(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "cilium_vxlan"}, FlowBased: true, UDPCSum: true})
+	if tun.OuterChecksum == nil || !tun.OuterChecksum.PerPacket {
+		t.Fatalf("outer checksum %+v, want per packet", tun.OuterChecksum)
+	}
+	if _, known := tun.SendsZeroChecksum(); known {
+		t.Error("SendsZeroChecksum claims to know")
+	}
+}

@@ -672,3 +672,21 @@ func TestPartlySeenRiseSaysWhatWasSeen(t *testing.T) {
 		t.Errorf("explanation should say what the capture saw: %s", f.Explanation)
 	}
 }
+
+// TestExternalVXLANChecksumIsPerPacket: a VXLAN device in external
+// (collect_md) mode, as Cilium creates cilium_vxlan, takes each packet's
+// outer checksum from its tunnel key, whatever its udpcsum setting says:
+// on a kernel without the NAT fix it may be exposed, and the finding is
+// not automatic.
+func TestExternalVXLANChecksumIsPerPacket(t *testing.T) {
+	s := node("5.4.40")
+	s.Tunnels.Devices[0].OuterChecksum = &detect.OuterChecksum{UDPCsum: true, PerPacket: true}
+	res := Evaluate(s, DefaultConfig())
+	if len(res.Findings) != 1 || res.Findings[0].Rule != TunnelTxChecksumUnsafe {
+		t.Fatalf("findings = %v, want tunnel-tx-checksum-unsafe", fired(res))
+	}
+	f := res.Findings[0]
+	if f.Fix.Auto || !strings.Contains(f.Fix.Manual, "tunnel key") {
+		t.Errorf("fix = %+v, want manual, naming the per-packet tunnel key", f.Fix)
+	}
+}

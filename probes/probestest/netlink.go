@@ -32,6 +32,8 @@ type ipLink struct {
 			UDPCsum     bool `json:"udp_csum"`
 			ZeroCsum6Tx bool `json:"udp_zero_csum6_tx"`
 			ZeroCsum6Rx bool `json:"udp_zero_csum6_rx"`
+			// External is collect_md mode (Cilium's cilium_vxlan).
+			External bool `json:"external"`
 		} `json:"info_data"`
 	} `json:"linkinfo"`
 }
@@ -73,7 +75,7 @@ func ParseIPLinks(data []byte) ([]netlink.Link, error) {
 		case "vxlan":
 			links = append(links, &netlink.Vxlan{LinkAttrs: attrs, VxlanId: int(id), Port: d.Port,
 				VtepDevIndex: index[d.Link], SrcAddr: net.ParseIP(d.Local), Group: net.ParseIP(d.Group),
-				UDPCSum: d.UDPCsum, UDP6ZeroCSumTx: d.ZeroCsum6Tx, UDP6ZeroCSumRx: d.ZeroCsum6Rx})
+				UDPCSum: d.UDPCsum, UDP6ZeroCSumTx: d.ZeroCsum6Tx, UDP6ZeroCSumRx: d.ZeroCsum6Rx, FlowBased: d.External})
 		case "geneve":
 			// As the real library returns it: a dump never fills the
 			// UDP checksum fields of a Geneve link.
