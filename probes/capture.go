@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 	"unsafe"
@@ -105,7 +106,7 @@ func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Now()) })
 	defer stop()
-	lower := lowerDevices()
+	lower, local := lowerDevices(), localAddrs()
 	mark()
 
 	buf := make([]byte, 1<<16)
@@ -145,7 +146,7 @@ func (AFPacket) CaptureUDP(ctx context.Context, d time.Duration, limit int, each
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && lower[ll.Ifindex] {
 			continue // seen again on its master
 		}
-		if skipChecksum(oob[:oobn]) {
+		if skipChecksum(oob[:oobn]) || !forThisHost(buf[:n], local) {
 			continue
 		}
 		each(buf[:n])
@@ -178,6 +179,45 @@ func lowerDevices() map[int]bool {
 		}
 	}
 	return lower
+}
+
+// localAddrs are the addresses of the calling thread's network namespace,
+// with their broadcast addresses; nil where they cannot be listed.
+func localAddrs() map[netip.Addr]bool {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil
+	}
+	out := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		for _, ip := range []net.IP{a.IP, a.Broadcast} {
+			if addr, ok := netip.AddrFromSlice(ip); ok {
+				out[addr.Unmap()] = true
+			}
+		}
+	}
+	return out
+}
+
+// forThisHost reports whether pkt (from its IP header on) is addressed to
+// this network namespace: to one of its addresses, a broadcast or a
+// multicast group. A datagram the node forwards (to a pod) is counted by
+// the pod's namespace, not this one's counters, and is not the capture's
+// business. With local unknown (nil) every packet is.
+func forThisHost(pkt []byte, local map[netip.Addr]bool) bool {
+	if local == nil {
+		return true
+	}
+	var dst netip.Addr
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4:
+		dst = netip.AddrFrom4([4]byte(pkt[16:20]))
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		dst = netip.AddrFrom16([16]byte(pkt[24:40]))
+	default:
+		return true // VerifyUDP rejects it
+	}
+	return local[dst] || dst.IsMulticast() || dst == netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // skipChecksum reports whether the packet's auxiliary data says its

@@ -304,3 +304,48 @@ func TestCaptureSkipsVLANTaggedFrames(t *testing.T) {
 		t.Errorf("capture %+v: want only the 3 priority-tagged frames to port 9998", got)
 	}
 }
+
+// TestCaptureSkipsPacketsForOtherHosts sends bad-checksum datagrams to the
+// receiver's MAC address but to an IP address it does not have, as pod
+// traffic that a node forwards: the node's own UDP counters never count
+// them (the pod's namespace would), so the capture must not either. Bad
+// datagrams to the node's own address are counted.
+func TestCaptureSkipsPacketsForOtherHosts(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	a, b := bed.A, bed.B
+	ul, err := b.Netlink().LinkByName(b.Underlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := ul.Attrs().HardwareAddr
+	var conn *packet.Conn
+	if err := a.Do(func() error {
+		ifi, err := net.InterfaceByName(a.Underlay)
+		if err != nil {
+			return err
+		}
+		conn, err = packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, nil)
+		return err
+	}); err != nil {
+		t.Fatalf("packet socket in %s: %v", a.NS, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	elsewhere := netip.MustParseAddr("10.203.0.9")
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(100 * time.Millisecond) // let the capture start
+		for range 3 {
+			for _, to := range []netip.Addr{elsewhere, b.UnderlayIP} {
+				pkt := probestest.UDPPacket(a.UnderlayIP, to, 5353, 9999, []byte("junk"), probestest.BadChecksum)
+				if _, err := conn.WriteTo(pkt, &packet.Addr{HardwareAddr: dst}); err != nil {
+					t.Errorf("sending: %v", err)
+				}
+			}
+		}
+	})
+	got := captureIn(t, b, nil, 600*time.Millisecond)
+	wg.Wait()
+	if got.OtherBad != 3 || got.Inspected != 3 {
+		t.Errorf("capture %+v: want only the 3 datagrams to %s", got, b.UnderlayIP)
+	}
+}
