@@ -255,6 +255,29 @@ func TestCaptureCountsBridgedPacketsOnce(t *testing.T) {
 	}
 }
 
+// packetSender is a packet socket of type typ on from's underlay, with
+// the MAC address of to's underlay to send to.
+func packetSender(t *testing.T, from, to *testbed.Side, typ packet.Type, proto int) (*packet.Conn, net.HardwareAddr) {
+	t.Helper()
+	ul, err := to.Netlink().LinkByName(to.Underlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn *packet.Conn
+	if err := from.Do(func() error {
+		ifi, err := net.InterfaceByName(from.Underlay)
+		if err != nil {
+			return err
+		}
+		conn, err = packet.Listen(ifi, typ, proto, nil)
+		return err
+	}); err != nil {
+		t.Fatalf("packet socket in %s: %v", from.NS, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, ul.Attrs().HardwareAddr
+}
+
 // TestCaptureSkipsVLANTaggedFrames sends frames carrying an 802.1Q tag
 // into the receiver, whose underlay has no VLAN device. With VLAN 100 the
 // kernel drops them (and where a VLAN device exists, its packet socket
@@ -263,23 +286,7 @@ func TestCaptureCountsBridgedPacketsOnce(t *testing.T) {
 func TestCaptureSkipsVLANTaggedFrames(t *testing.T) {
 	bed := testbedtest.New(t, testbed.Options{})
 	a, b := bed.A, bed.B
-	ul, err := b.Netlink().LinkByName(b.Underlay)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := ul.Attrs().HardwareAddr
-	var conn *packet.Conn
-	if err := a.Do(func() error {
-		ifi, err := net.InterfaceByName(a.Underlay)
-		if err != nil {
-			return err
-		}
-		conn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
-		return err
-	}); err != nil {
-		t.Fatalf("packet socket in %s: %v", a.NS, err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn, dst := packetSender(t, a, b, packet.Raw, unix.ETH_P_ALL)
 	frame := func(vid uint16, dport uint16) []byte {
 		ip := probestest.UDPPacket(a.UnderlayIP, b.UnderlayIP, 5353, dport, []byte("tagged"), probestest.BadChecksum)
 		f := append(append([]byte{}, dst...), conn.LocalAddr().(*packet.Addr).HardwareAddr...)
@@ -313,23 +320,7 @@ func TestCaptureSkipsVLANTaggedFrames(t *testing.T) {
 func TestCaptureSkipsPacketsForOtherHosts(t *testing.T) {
 	bed := testbedtest.New(t, testbed.Options{})
 	a, b := bed.A, bed.B
-	ul, err := b.Netlink().LinkByName(b.Underlay)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := ul.Attrs().HardwareAddr
-	var conn *packet.Conn
-	if err := a.Do(func() error {
-		ifi, err := net.InterfaceByName(a.Underlay)
-		if err != nil {
-			return err
-		}
-		conn, err = packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, nil)
-		return err
-	}); err != nil {
-		t.Fatalf("packet socket in %s: %v", a.NS, err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn, dst := packetSender(t, a, b, packet.Datagram, unix.ETH_P_IP)
 	elsewhere := netip.MustParseAddr("10.203.0.9")
 	var wg sync.WaitGroup
 	wg.Go(func() {

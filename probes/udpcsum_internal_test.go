@@ -190,22 +190,7 @@ func badJunk(t *testing.T) []byte {
 // or after its time was up do not make a fully seen rise look partly
 // unseen (and so unattributed).
 func TestCaptureCountsOnlyWhatItCouldSee(t *testing.T) {
-	root := t.TempDir()
-	for name, body := range snmpFiles(9, -1) {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Symlink("1", filepath.Join(root, "self")); err != nil {
-		t.Fatal(err)
-	}
-	h, err := NewHost(Paths{ProcFS: root, SysFS: root, RootFS: root}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, root := procTreeDir(t, snmpFiles(9, -1))
 	h.Netlink, h.Ethtool, h.KubeProxyURL = &interrupting{}, noFeatures{}, ""
 	c := &countingCapture{t: t, snmp: filepath.Join(root, "1/net/snmp"), n: 9, pkts: [][]byte{badJunk(t), badJunk(t), badJunk(t)}}
 	h.Capture = c
