@@ -21,6 +21,11 @@ type OuterChecksum struct {
 	// ZeroCsum6Rx is "udp6zerocsumrx": the device accepts zero outer
 	// checksums over IPv6.
 	ZeroCsum6Rx bool `json:"udp6_zero_csum_rx"`
+	// PerPacket reports an external (collect_md) device, such as Cilium's
+	// cilium_vxlan: the outer checksum of each packet it sends follows the
+	// packet's tunnel key (set by a BPF program or Open vSwitch), not
+	// UDPCsum or ZeroCsum6Tx.
+	PerPacket bool `json:"per_packet,omitempty"`
 }
 
 // SendsZeroChecksum reports whether tunnel t sends outer UDP checksums of
@@ -28,7 +33,7 @@ type OuterChecksum struct {
 // ea64d8d6c675) corrupts. known is false when t's settings were not read
 // (or t is not a UDP tunnel), and then nodetune cannot rule exposure out.
 func (t Tunnel) SendsZeroChecksum() (zero, known bool) {
-	if t.OuterChecksum == nil {
+	if t.OuterChecksum == nil || t.OuterChecksum.PerPacket {
 		return false, false
 	}
 	if t.IPv6 {
@@ -122,7 +127,9 @@ func (u UDP) Readable() error {
 
 // ChecksumVerdict is the one decision nodetune makes about the UDP checksum
 // evidence of a window: quiet, unattributed, or traced to tunnel or other
-// ports by a capture.
+// ports by a capture. Other ports only when the bad packets the capture saw
+// cover the errors the kernel counted while it ran: one it counted but did
+// not see may have been a tunnel packet.
 func (u UDP) ChecksumVerdict() Attribution {
 	if u.Readable() != nil {
 		return AttrUnknown
@@ -136,10 +143,10 @@ func (u UDP) ChecksumVerdict() Attribution {
 		return AttrUnattributed
 	case c.TunnelBad > 0:
 		return AttrTunnel
-	case c.OtherBad > 0:
+	case c.OtherBad > 0 && c.OtherBad >= c.CounterDelta:
 		return AttrOther
 	}
-	return AttrUnattributed
+	return AttrUnattributed // including errors counted while the capture ran that it did not see
 }
 
 // TunnelSources and OtherSources split the listed senders.

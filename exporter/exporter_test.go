@@ -366,6 +366,14 @@ func TestUDPChecksumMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", series, got[series], v)
 		}
 	}
+	// A state set: every state present, 0 but the current one, so an
+	// alert on attribution="tunnel" resolves with a 0, not a gap.
+	for _, state := range []string{"quiet", "other", "unattributed"} {
+		series := `nodetune_udp_checksum_attribution{attribution="` + state + `"}`
+		if v, ok := got[series]; !ok || v != 0 {
+			t.Errorf("%s = %v (present %v), want 0", series, v, ok)
+		}
+	}
 	n := 0
 	for series := range got {
 		if strings.HasPrefix(series, "nodetune_udp_bad_checksum_packets{") {

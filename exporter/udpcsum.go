@@ -15,7 +15,7 @@ var (
 	descUDP6Csum = desc("nodetune_udp6_checksum_errors_total",
 		"UDP packets received over IPv6 with bad checksums since boot (Udp6InCsumErrors).")
 	descUDPAttribution = desc("nodetune_udp_checksum_attribution",
-		"1 for what the last window's UDP checksum errors were traced to: quiet (none), tunnel, other (non-tunnel ports), unattributed (no capture could trace them) or unknown (counters unreadable).",
+		"What the last window's UDP checksum errors were traced to, 1 for the current state and 0 for the others: quiet (none), tunnel, other (non-tunnel ports), unattributed (no capture could trace them); absent when the counters are unreadable.",
 		"attribution")
 	descUDPBadSource = desc("nodetune_udp_bad_checksum_packets",
 		"UDP packets with bad checksums that the last capture saw from one sender, for the top senders; tunnel is the receiving tunnel device, empty for other ports.",
@@ -23,6 +23,11 @@ var (
 )
 
 var udpDescs = []*prometheus.Desc{descUDP6Csum, descUDPAttribution, descUDPBadSource}
+
+// attributionStates are the states of nodetune_udp_checksum_attribution,
+// all exported, 1 for the current one: a state set, so that an alert on
+// one state resolves with a 0 rather than a missing series.
+var attributionStates = []detect.Attribution{detect.AttrQuiet, detect.AttrTunnel, detect.AttrOther, detect.AttrUnattributed}
 
 // collectUDPChecksums emits the UDP checksum evidence of u.
 func collectUDPChecksums(u detect.UDP, gauge func(*prometheus.Desc, float64, ...string), counter func(*prometheus.Desc, uint64, ...string)) {
@@ -33,7 +38,9 @@ func collectUDPChecksums(u detect.UDP, gauge func(*prometheus.Desc, float64, ...
 	if v == detect.AttrUnknown {
 		return // absent, not a guess
 	}
-	gauge(descUDPAttribution, 1, string(v))
+	for _, state := range attributionStates {
+		gauge(descUDPAttribution, boolFloat(state == v), string(state))
+	}
 	if u.Capture == nil {
 		return
 	}

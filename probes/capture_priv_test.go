@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/probes"
 	"github.com/nodetune/nodetune/probes/probestest"
@@ -59,7 +63,7 @@ func captureTimed(t testing.TB, side *testbed.Side, ports map[uint16]probes.Tunn
 	var used time.Duration
 	if err := side.Do(func() error {
 		before := threadCPU(t)
-		_, err := probes.AFPacket{}.CaptureUDP(context.Background(), d, 1<<20, tally.Add)
+		_, err := probes.AFPacket{}.CaptureUDP(context.Background(), d, 1<<20, tally.Add, func() {})
 		used = threadCPU(t) - before
 		return err
 	}); err != nil {
@@ -205,5 +209,134 @@ func BenchmarkChecksumCapture(b *testing.B) {
 			b.ReportMetric(float64(sent)/float64(b.N), "pkts/s")
 			b.ReportMetric(float64(inspected)/float64(b.N), "verified/s")
 		})
+	}
+}
+
+// TestCaptureCountsBridgedPacketsOnce puts the receiver's underlay into a
+// bridge, with its address on the bridge, as on nodes whose NIC is a
+// bridge port (or a bond slave): a packet socket bound to every device
+// sees each datagram on the port and again on the bridge, and the capture
+// must count it once, as the kernel does.
+func TestCaptureCountsBridgedPacketsOnce(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	b := bed.B
+	nl := b.Netlink()
+	ul, err := nl.LinkByName(b.Underlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br-csum"}}
+	if err := nl.LinkAdd(br); err != nil {
+		t.Fatalf("adding a bridge in %s: %v", b.NS, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: b.UnderlayIP.AsSlice(), Mask: net.CIDRMask(24, 32)}}
+	for _, step := range []func() error{
+		func() error { return nl.AddrDel(ul, addr) },
+		func() error { return nl.LinkSetMaster(ul, br) },
+		func() error { return nl.AddrAdd(br, addr) },
+		func() error { return nl.LinkSetUp(br) },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("bridging %s in %s: %v", b.Underlay, b.NS, err)
+		}
+	}
+	tx := newRawSender(t, bed.A, b)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(100 * time.Millisecond) // let the capture start
+		for range 3 {
+			tx.send(t, 5353, 9999, []byte("junk"), probestest.BadChecksum)
+		}
+	})
+	got := captureIn(t, b, nil, 600*time.Millisecond)
+	wg.Wait()
+	if got.OtherBad != 3 || got.Inspected != 3 {
+		t.Errorf("capture saw %d bad of %d inspected, want 3 of 3: %+v", got.OtherBad, got.Inspected, got)
+	}
+}
+
+// packetSender is a packet socket of type typ on from's underlay, with
+// the MAC address of to's underlay to send to.
+func packetSender(t *testing.T, from, to *testbed.Side, typ packet.Type, proto int) (*packet.Conn, net.HardwareAddr) {
+	t.Helper()
+	ul, err := to.Netlink().LinkByName(to.Underlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn *packet.Conn
+	if err := from.Do(func() error {
+		ifi, err := net.InterfaceByName(from.Underlay)
+		if err != nil {
+			return err
+		}
+		conn, err = packet.Listen(ifi, typ, proto, nil)
+		return err
+	}); err != nil {
+		t.Fatalf("packet socket in %s: %v", from.NS, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, ul.Attrs().HardwareAddr
+}
+
+// TestCaptureSkipsVLANTaggedFrames sends frames carrying an 802.1Q tag
+// into the receiver, whose underlay has no VLAN device. With VLAN 100 the
+// kernel drops them (and where a VLAN device exists, its packet socket
+// sees them again, untagged, on it): the capture must not count them. A
+// priority tag (VLAN 0) is received as untagged, and counted.
+func TestCaptureSkipsVLANTaggedFrames(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	a, b := bed.A, bed.B
+	conn, dst := packetSender(t, a, b, packet.Raw, unix.ETH_P_ALL)
+	frame := func(vid uint16, dport uint16) []byte {
+		ip := probestest.UDPPacket(a.UnderlayIP, b.UnderlayIP, 5353, dport, []byte("tagged"), probestest.BadChecksum)
+		f := append(append([]byte{}, dst...), conn.LocalAddr().(*packet.Addr).HardwareAddr...)
+		f = append(f, 0x81, 0x00, byte(vid>>8), byte(vid), 0x08, 0x00)
+		return append(f, ip...)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(100 * time.Millisecond) // let the capture start
+		for range 3 {
+			for _, f := range [][]byte{frame(100, 9999), frame(0, 9998)} {
+				if _, err := conn.WriteTo(f, &packet.Addr{HardwareAddr: dst}); err != nil {
+					t.Errorf("sending: %v", err)
+				}
+			}
+		}
+	})
+	got := captureIn(t, b, nil, 600*time.Millisecond)
+	wg.Wait()
+	want := []detect.BadChecksumSource{{Addr: a.UnderlayIP, Port: 5353, DstPort: 9998, Count: 3}}
+	if got.OtherBad != 3 || len(got.Sources) != 1 || got.Sources[0] != want[0] {
+		t.Errorf("capture %+v: want only the 3 priority-tagged frames to port 9998", got)
+	}
+}
+
+// TestCaptureSkipsPacketsForOtherHosts sends bad-checksum datagrams to the
+// receiver's MAC address but to an IP address it does not have, as pod
+// traffic that a node forwards: the node's own UDP counters never count
+// them (the pod's namespace would), so the capture must not either. Bad
+// datagrams to the node's own address are counted.
+func TestCaptureSkipsPacketsForOtherHosts(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	a, b := bed.A, bed.B
+	conn, dst := packetSender(t, a, b, packet.Datagram, unix.ETH_P_IP)
+	elsewhere := netip.MustParseAddr("10.203.0.9")
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(100 * time.Millisecond) // let the capture start
+		for range 3 {
+			for _, to := range []netip.Addr{elsewhere, b.UnderlayIP} {
+				pkt := probestest.UDPPacket(a.UnderlayIP, to, 5353, 9999, []byte("junk"), probestest.BadChecksum)
+				if _, err := conn.WriteTo(pkt, &packet.Addr{HardwareAddr: dst}); err != nil {
+					t.Errorf("sending: %v", err)
+				}
+			}
+		}
+	})
+	got := captureIn(t, b, nil, 600*time.Millisecond)
+	wg.Wait()
+	if got.OtherBad != 3 || got.Inspected != 3 {
+		t.Errorf("capture %+v: want only the 3 datagrams to %s", got, b.UnderlayIP)
 	}
 }

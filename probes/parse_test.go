@@ -86,6 +86,13 @@ var counterFiles = map[string]string{
 // procTree writes files into a fresh procfs tree and opens a Host on it.
 func procTree(t testing.TB, files map[string]string) *Host {
 	t.Helper()
+	h, _ := procTreeDir(t, files)
+	return h
+}
+
+// procTreeDir is procTree that also returns the tree's directory.
+func procTreeDir(t testing.TB, files map[string]string) (*Host, string) {
+	t.Helper()
 	dir := t.TempDir()
 	for name, body := range files {
 		p := filepath.Join(dir, name)
@@ -103,7 +110,7 @@ func procTree(t testing.TB, files map[string]string) *Host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return h, dir
 }
 
 func rates(h *Host) *detect.Snapshot {

@@ -122,12 +122,16 @@ func tunnelOf(l netlink.Link) (t detect.Tunnel, parent int, familyKnown, ok bool
 	case *netlink.Vxlan:
 		t.Kind, t.VNI, t.Port = detect.KindVXLAN, uint32(v.VxlanId), v.Port
 		addrs = []net.IP{v.SrcAddr, v.Group}
-		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UDPCSum, ZeroCsum6Tx: v.UDP6ZeroCSumTx, ZeroCsum6Rx: v.UDP6ZeroCSumRx}
+		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UDPCSum, ZeroCsum6Tx: v.UDP6ZeroCSumTx, ZeroCsum6Rx: v.UDP6ZeroCSumRx,
+			PerPacket: v.FlowBased}
 		parent = v.VtepDevIndex
 	case *netlink.Geneve:
 		t.Kind, t.VNI, t.Port = detect.KindGeneve, v.ID, int(v.Dport)
 		addrs = []net.IP{v.Remote}
-		t.OuterChecksum = &detect.OuterChecksum{UDPCsum: v.UdpCsum != 0, ZeroCsum6Tx: v.UdpZeroCsum6Tx != 0, ZeroCsum6Rx: v.UdpZeroCsum6Rx != 0}
+		// OuterChecksum stays unknown: github.com/vishvananda/netlink
+		// (v1.3.1) does not read IFLA_GENEVE_UDP_CSUM or the ZERO_CSUM6
+		// flags back from the kernel, so v.UdpCsum and its siblings are
+		// always 0 on a dumped link.
 		parent = int(v.Link)
 	case *netlink.Iptun:
 		// IPIP's outer header is IPv4 by definition (IPv6 is ip6tnl).

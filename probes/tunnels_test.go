@@ -46,3 +46,34 @@ func TestTunnelsRetriesInterruptedDumps(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneveOuterChecksumUnknown: the netlink library fills a Geneve
+// link's UDP checksum fields only when it creates one, never from a dump
+// (v1.3.1 does not parse IFLA_GENEVE_UDP_CSUM or the ZERO_CSUM6 flags), so
+// a dumped Geneve device's outer checksum settings are unknown, not "zero
+// checksums": an unsafe verdict on them must not be automatic.
+func TestGeneveOuterChecksumUnknown(t *testing.T) {
+	dumped := &netlink.Geneve{LinkAttrs: netlink.LinkAttrs{Name: "genev_sys_6081", Index: 5}, ID: 0, Dport: 6081}
+	tun, _, _, ok := tunnelOf(dumped)
+	if !ok {
+		t.Fatal("a Geneve link is not a tunnel")
+	}
+	if tun.OuterChecksum != nil {
+		t.Errorf("outer checksum settings %+v, want unknown (nil)", *tun.OuterChecksum)
+	}
+	if _, known := tun.SendsZeroChecksum(); known {
+		t.Error("SendsZeroChecksum claims to know")
+	}
+}
+
+// TestExternalVXLANChecksumPerPacket: an external (collect_md) VXLAN
+// device's udpcsum does not say what its packets carry.
+func TestExternalVXLANChecksumPerPacket(t *testing.T) {
+	tun, _, _, _ := tunnelOf(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "cilium_vxlan"}, FlowBased: true, UDPCSum: true})
+	if tun.OuterChecksum == nil || !tun.OuterChecksum.PerPacket {
+		t.Fatalf("outer checksum %+v, want per packet", tun.OuterChecksum)
+	}
+	if _, known := tun.SendsZeroChecksum(); known {
+		t.Error("SendsZeroChecksum claims to know")
+	}
+}

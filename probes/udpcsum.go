@@ -143,6 +143,20 @@ type TunnelPort struct {
 	Device string
 	// ZeroCsum6Rx reports whether the device accepts zero checksums over IPv6.
 	ZeroCsum6Rx bool
+	// IPv6 is the IPv6 device that shares the port with an IPv4 one, as on
+	// dual-stack nodes (Calico's vxlan-v6.calico, flannel's flannel-v6.1):
+	// IPv6 packets to the port are its. Nil when there is none.
+	IPv6 *TunnelPort
+
+	ipv6 bool
+}
+
+// of returns the device of the port that receives d.
+func (tp TunnelPort) of(d UDPDatagram) TunnelPort {
+	if tp.IPv6 != nil && d.Src.Is6() {
+		return *tp.IPv6
+	}
+	return tp
 }
 
 // Linux's default VXLAN port, when a device was created without one, and
@@ -169,12 +183,20 @@ func TunnelPorts(t detect.Tunnels) map[uint16]TunnelPort {
 		if port <= 0 || port > 0xffff {
 			continue
 		}
-		tp := TunnelPort{Device: d.Name}
+		tp := TunnelPort{Device: d.Name, ipv6: d.IPv6}
 		if d.OuterChecksum != nil {
 			tp.ZeroCsum6Rx = d.OuterChecksum.ZeroCsum6Rx
 		}
-		if _, dup := out[uint16(port)]; !dup {
+		had, dup := out[uint16(port)]
+		switch {
+		case !dup:
 			out[uint16(port)] = tp
+		case had.ipv6 && !tp.ipv6: // an IPv4 device on an IPv6 one's port
+			tp.IPv6 = &had
+			out[uint16(port)] = tp
+		case !had.ipv6 && tp.ipv6 && had.IPv6 == nil:
+			had.IPv6 = &tp
+			out[uint16(port)] = had
 		}
 	}
 	return out
@@ -225,6 +247,7 @@ func (t *ChecksumTally) Add(pkt []byte) {
 	}
 	t.Inspected++
 	tp, tunnel := t.ports[d.DstPort]
+	tp = tp.of(d)
 	if d.Valid || (d.Checksum == 0 && tunnel && tp.ZeroCsum6Rx) { // zero over IPv6 where the tunnel accepts it
 		return
 	}

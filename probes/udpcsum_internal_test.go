@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -44,12 +46,17 @@ type recorder struct {
 	err   error
 }
 
-func (r *recorder) CaptureUDP(_ context.Context, _ time.Duration, _ int, each func([]byte)) (bool, error) {
+func (r *recorder) CaptureUDP(_ context.Context, _ time.Duration, _ int, each func([]byte), mark func()) (bool, error) {
 	r.calls++
+	if r.err != nil {
+		return false, r.err
+	}
+	mark()
 	for _, p := range r.pkts {
 		each(p)
 	}
-	return false, r.err
+	mark()
+	return false, nil
 }
 
 // TestSnapshotCapturesOnlyWhenCountersRise: the capture runs when the
@@ -107,7 +114,8 @@ func TestSnapshotUnattributedWithoutCapture(t *testing.T) {
 
 // TestQuietForAccumulates: the counters' quiet spell grows over windows
 // without an unexplained rise, survives a rise traced to other ports, and
-// ends at any other rise.
+// ends at any other rise, including one whose capture saw fewer bad
+// packets than the kernel counted meanwhile.
 func TestQuietForAccumulates(t *testing.T) {
 	p := &Prober{}
 	t0 := time.Unix(1000, 0)
@@ -121,6 +129,8 @@ func TestQuietForAccumulates(t *testing.T) {
 		{detect.UDP{Delta: 1, Capture: other}, 3 * time.Second},
 		{detect.UDP{Delta: 1}, 0},
 		{detect.UDP{}, time.Second},
+		{detect.UDP{Delta: 9, Capture: &detect.ChecksumCapture{OtherBad: 1, CounterDelta: 8}}, 0},
+		{detect.UDP{}, time.Second},
 		{detect.UDP{Err: detect.Fail(detect.ErrPermission)}, 0},
 	}
 	for i, st := range steps {
@@ -129,5 +139,71 @@ func TestQuietForAccumulates(t *testing.T) {
 		if u.QuietFor != st.want {
 			t.Errorf("step %d: quiet for %s, want %s", i, u.QuietFor, st.want)
 		}
+	}
+}
+
+// countingCapture is a PacketCapture on a fixture tree whose checksum error
+// counter also rises outside the capture: one bad datagram counted before
+// the capture listens and one after its time is up, which it never sees.
+type countingCapture struct {
+	t    *testing.T
+	snmp string
+	n    int
+	pkts [][]byte
+}
+
+func (c *countingCapture) count(by int) {
+	c.n += by
+	files := snmpFiles(c.n, -1)
+	if err := os.WriteFile(c.snmp, []byte(files["1/net/snmp"]), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *countingCapture) CaptureUDP(_ context.Context, _ time.Duration, _ int, each func([]byte), mark func()) (bool, error) {
+	c.count(1) // before the socket listens
+	mark()
+	c.count(len(c.pkts))
+	for _, p := range c.pkts {
+		each(p)
+	}
+	mark()
+	c.count(1) // after the time is up
+	return false, nil
+}
+
+// badJunk is an IPv4 UDP datagram from 198.51.100.9:5353 to port 9999 with
+// a checksum that does not verify.
+func badJunk(t *testing.T) []byte {
+	pkt := []byte{
+		0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 9, 10, 0, 0, 2,
+		0x14, 0xe9, 0x27, 0x0f, 0, 12, 0x12, 0x34, 'j', 'u', 'n', 'k',
+	}
+	if d, err := VerifyUDP(pkt); err != nil || d.Valid {
+		t.Fatalf("the junk datagram verifies: %+v, %v", d, err)
+	}
+	return pkt
+}
+
+// TestCaptureCountsOnlyWhatItCouldSee: the counter rise a capture is
+// compared with is read at its marks, so errors counted before it listened
+// or after its time was up do not make a fully seen rise look partly
+// unseen (and so unattributed).
+func TestCaptureCountsOnlyWhatItCouldSee(t *testing.T) {
+	h, root := procTreeDir(t, snmpFiles(9, -1))
+	h.Netlink, h.Ethtool, h.KubeProxyURL = &interrupting{}, noFeatures{}, ""
+	c := &countingCapture{t: t, snmp: filepath.Join(root, "1/net/snmp"), n: 9, pkts: [][]byte{badJunk(t), badJunk(t), badJunk(t)}}
+	h.Capture = c
+	p := NewProber(h)
+	p.Baseline(procTree(t, snmpFiles(5, -1)))
+	s, err := p.Snapshot(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.UDP.Capture; got == nil || got.CounterDelta != 3 || got.OtherBad != 3 {
+		t.Fatalf("capture %+v: want 3 counted and 3 seen", got)
+	}
+	if v := s.UDP.ChecksumVerdict(); v != detect.AttrOther {
+		t.Errorf("verdict %s, want other", v)
 	}
 }

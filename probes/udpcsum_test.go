@@ -76,6 +76,10 @@ func TestChecksumTally(t *testing.T) {
 		{Name: "v6zero", Kind: detect.KindVXLAN, Port: 4790, IPv6: true, OuterChecksum: &detect.OuterChecksum{ZeroCsum6Rx: true}},
 		{Name: "flannel.1", Kind: detect.KindVXLAN}, // no port: Linux's default 8472
 		{Name: "ipip0", Kind: detect.KindIPIP},
+		// Dual stack: an IPv6 device on the IPv4 one's port, listed first,
+		// that accepts zero checksums (Calico's vxlan-v6.calico, flannel-v6.1).
+		{Name: "v6twin", Kind: detect.KindVXLAN, Port: 4791, IPv6: true, OuterChecksum: &detect.OuterChecksum{ZeroCsum6Rx: true}},
+		{Name: "v4twin", Kind: detect.KindVXLAN, Port: 4791, OuterChecksum: &detect.OuterChecksum{UDPCsum: true}},
 	}})
 	tally := probes.NewChecksumTally(ports)
 	add := func(n int, pkt []byte) {
@@ -90,13 +94,18 @@ func TestChecksumTally(t *testing.T) {
 	add(4, probestest.UDPPacket(peer4, node4, 40000, 4789, []byte("tunnel"), probestest.GoodChecksum))
 	add(1, probestest.UDPPacket(peer6, node6, 40000, 4790, []byte("zero allowed"), probestest.ZeroChecksum))
 	add(1, probestest.UDPPacket(peer6, node6, 40000, 4789, []byte("zero not allowed"), probestest.ZeroChecksum))
+	add(2, probestest.UDPPacket(peer6, node6, 40000, 4791, []byte("zero allowed by v6twin"), probestest.ZeroChecksum))
+	add(2, probestest.UDPPacket(peer6, node6, 40000, 4791, []byte("bad to v6twin"), probestest.BadChecksum))
+	add(2, probestest.UDPPacket(peer4, node4, 40000, 4791, []byte("bad to v4twin"), probestest.BadChecksum))
 	add(1, []byte{0x45, 0}) // not UDP: not inspected
 	want := detect.ChecksumCapture{
-		Inspected: 20, TunnelBad: 8, OtherBad: 3,
+		Inspected: 26, TunnelBad: 12, OtherBad: 3,
 		Sources: []detect.BadChecksumSource{
 			{Addr: peer4, Port: 40000, DstPort: 4789, Tunnel: "vxlan0", Count: 5},
 			{Addr: junk4, Port: 5353, DstPort: 9999, Count: 3},
+			{Addr: peer4, Port: 40000, DstPort: 4791, Tunnel: "v4twin", Count: 2},
 			{Addr: peer4, Port: 40001, DstPort: 8472, Tunnel: "flannel.1", Count: 2},
+			{Addr: peer6, Port: 40000, DstPort: 4791, Tunnel: "v6twin", Count: 2},
 			{Addr: peer6, Port: 40000, DstPort: 4789, Tunnel: "vxlan0", Count: 1},
 		},
 	}

@@ -25,16 +25,25 @@ func (p *printer) udp(u detect.UDP) {
 	switch v := u.ChecksumVerdict(); {
 	case v == detect.AttrUnattributed && c != nil && c.Err.Failed():
 		p.row("udp", "bad checksums unattributed: %s", c.Err)
+	case v == detect.AttrUnattributed && c != nil && c.OtherBad > 0:
+		p.row("udp", "bad checksums unattributed: a %s capture of %d UDP packets saw %d of the %d the kernel counted meanwhile, all to other ports",
+			c.Duration, c.Inspected, c.OtherBad, c.CounterDelta)
+		p.sources(c)
 	case v == detect.AttrUnattributed && c != nil:
 		p.row("udp", "bad checksums unattributed: a %s capture of %d UDP packets saw none", c.Duration, c.Inspected)
 	case c != nil && !c.Err.Failed():
 		p.row("udp", "a %s capture verified %d UDP packets: %d bad to tunnel ports, %d bad to other ports", c.Duration, c.Inspected, c.TunnelBad, c.OtherBad)
-		for _, s := range c.Sources {
-			where := "other port"
-			if s.Tunnel != "" {
-				where = "tunnel " + s.Tunnel
-			}
-			p.row("", "  %d bad from %s (%s)", s.Count, s, where)
+		p.sources(c)
+	}
+}
+
+// sources prints the senders a capture named, one a line.
+func (p *printer) sources(c *detect.ChecksumCapture) {
+	for _, s := range c.Sources {
+		where := "other port"
+		if s.Tunnel != "" {
+			where = "tunnel " + s.Tunnel
 		}
+		p.row("", "  %d bad from %s (%s)", s.Count, s, where)
 	}
 }

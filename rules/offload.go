@@ -197,6 +197,12 @@ func evalChecksumUnsafe(s *detect.Snapshot, c Config, r *Result) {
 			f.Explanation = strings.Replace(f.Explanation, " sends zero outer checksums, so its packets are exposed.",
 				" may send zero outer checksums (netlink did not say), so its packets may be exposed.", 1)
 			f.Fix.Manual = "netlink did not say whether " + t.Name + " sends outer UDP checksums; one that does (udpcsum on IPv4, no udp6zerocsumtx on IPv6) is not exposed: check `ip -d link show " + t.Name + "`"
+			if oc := t.OuterChecksum; oc != nil && oc.PerPacket {
+				f.Explanation = strings.Replace(f.Explanation, "(netlink did not say)", "(it is an external device: each packet's tunnel key decides)", 1)
+				f.Fix.Manual = t.Name + " is an external (collect_md) device: the outer checksum of each packet follows its tunnel key, set by the " +
+					"agent that programs it (a BPF program, Open vSwitch), not udpcsum; see whether its packets carry zero checksums " +
+					"on the underlay (tcpdump -vv prints \"[no cksum]\" for them)"
+			}
 		}
 		if len(peers) > 0 {
 			attributedUnsafe(s, t, peers, fix, &f)
@@ -254,6 +260,8 @@ func joinPeers(peers []detect.BadChecksumSource) string {
 func outerChecksumEvidence(t detect.Tunnel) Evidence {
 	zero, known := t.SendsZeroChecksum()
 	switch {
+	case !known && t.OuterChecksum != nil && t.OuterChecksum.PerPacket:
+		return Evidence{"outer_udp_checksum", "per packet"}
 	case !known:
 		return Evidence{"outer_udp_checksum", "unknown"}
 	case zero:

@@ -687,3 +687,41 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestPartlySeenRiseSaysWhatWasSeen: a capture that saw some bad packets
+// to other ports but fewer than the kernel counted meanwhile leaves the
+// rise unattributed, and says what it did see rather than "none".
+func TestPartlySeenRiseSaysWhatWasSeen(t *testing.T) {
+	s := badFrom(node("6.1.0"), junk, 9999, "")
+	s.UDP.Delta, s.UDP.Capture.CounterDelta = 50, 40
+	res := Evaluate(s, DefaultConfig())
+	if len(res.Findings) != 1 {
+		t.Fatalf("findings = %+v", res.Findings)
+	}
+	f := res.Findings[0]
+	if !strings.Contains(f.Summary, "unattributed") || f.Fix.Auto {
+		t.Errorf("want an unattributed, manual finding: %+v", f)
+	}
+	if strings.Contains(f.Explanation, "none of them") || !strings.Contains(f.Explanation, "3 of the 40") ||
+		!strings.Contains(f.Explanation, "198.51.100.9:40000 -> :9999") {
+		t.Errorf("explanation should say what the capture saw: %s", f.Explanation)
+	}
+}
+
+// TestExternalVXLANChecksumIsPerPacket: a VXLAN device in external
+// (collect_md) mode, as Cilium creates cilium_vxlan, takes each packet's
+// outer checksum from its tunnel key, whatever its udpcsum setting says:
+// on a kernel without the NAT fix it may be exposed, and the finding is
+// not automatic.
+func TestExternalVXLANChecksumIsPerPacket(t *testing.T) {
+	s := node("5.4.40")
+	s.Tunnels.Devices[0].OuterChecksum = &detect.OuterChecksum{UDPCsum: true, PerPacket: true}
+	res := Evaluate(s, DefaultConfig())
+	if len(res.Findings) != 1 || res.Findings[0].Rule != TunnelTxChecksumUnsafe {
+		t.Fatalf("findings = %v, want tunnel-tx-checksum-unsafe", fired(res))
+	}
+	f := res.Findings[0]
+	if f.Fix.Auto || !strings.Contains(f.Fix.Manual, "tunnel key") {
+		t.Errorf("fix = %+v, want manual, naming the per-packet tunnel key", f.Fix)
+	}
+}

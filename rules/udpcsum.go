@@ -29,8 +29,12 @@ func evalUDPChecksumErrors(s *detect.Snapshot, c Config, r *Result) {
 		why := "no capture ran"
 		if u.Capture != nil && u.Capture.Err.Failed() {
 			why = u.Capture.Err.Error()
-		} else if u.Capture != nil {
-			why = fmt.Sprintf("a %s capture of %d UDP packets saw none of them", u.Capture.Duration, u.Capture.Inspected)
+		} else if c := u.Capture; c != nil && c.OtherBad > 0 {
+			why = fmt.Sprintf("a %s capture of %d UDP packets saw %d of the %d bad checksums the kernel counted meanwhile, all to "+
+				"non-tunnel ports (%s); the rest may have been tunnel packets", c.Duration, c.Inspected, c.OtherBad, c.CounterDelta,
+				detect.JoinSources(c.OtherSources()))
+		} else if c != nil {
+			why = fmt.Sprintf("a %s capture of %d UDP packets saw none of them", c.Duration, c.Inspected)
 		}
 		r.add(Finding{
 			Rule:     UDPChecksumErrors,

@@ -42,16 +42,19 @@ func LoadCapture(path string) (*Capture, error) {
 	return c, sc.Err()
 }
 
-// CaptureUDP hands each replayed packet to each, up to limit.
-func (c *Capture) CaptureUDP(ctx context.Context, d time.Duration, limit int, each func(pkt []byte)) (bool, error) {
+// CaptureUDP hands each replayed packet to each, up to limit, between its
+// two marks.
+func (c *Capture) CaptureUDP(ctx context.Context, d time.Duration, limit int, each func(pkt []byte), mark func()) (bool, error) {
 	if c.Err != nil {
 		return false, c.Err
 	}
+	mark()
 	for i, p := range c.Packets {
 		if i >= limit {
 			return true, nil
 		}
 		each(p)
 	}
+	mark()
 	return false, nil
 }

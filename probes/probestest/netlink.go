@@ -37,6 +37,8 @@ type ipLink struct {
 			Local6  string `json:"local6"`
 			Group6  string `json:"group6"`
 			Remote6 string `json:"remote6"`
+			// External is collect_md mode (Cilium's cilium_vxlan).
+			External bool `json:"external"`
 		} `json:"info_data"`
 	} `json:"linkinfo"`
 }
@@ -86,10 +88,11 @@ func ParseIPLinks(data []byte) ([]netlink.Link, error) {
 			}
 			links = append(links, &netlink.Vxlan{LinkAttrs: attrs, VxlanId: int(id), Port: d.Port,
 				VtepDevIndex: index[d.Link], SrcAddr: local, Group: group,
-				UDPCSum: d.UDPCsum, UDP6ZeroCSumTx: d.ZeroCsum6Tx, UDP6ZeroCSumRx: d.ZeroCsum6Rx})
+				UDPCSum: d.UDPCsum, UDP6ZeroCSumTx: d.ZeroCsum6Tx, UDP6ZeroCSumRx: d.ZeroCsum6Rx, FlowBased: d.External})
 		case "geneve":
-			links = append(links, &netlink.Geneve{LinkAttrs: attrs, ID: id, Dport: uint16(d.Port), Remote: remote,
-				UdpCsum: b2u(d.UDPCsum), UdpZeroCsum6Tx: b2u(d.ZeroCsum6Tx), UdpZeroCsum6Rx: b2u(d.ZeroCsum6Rx)})
+			// As the real library returns it: a dump never fills the
+			// UDP checksum fields of a Geneve link.
+			links = append(links, &netlink.Geneve{LinkAttrs: attrs, ID: id, Dport: uint16(d.Port), Remote: remote})
 		case "ipip":
 			links = append(links, &netlink.Iptun{LinkAttrs: attrs, Link: uint32(index[d.Link]), Local: local, Remote: remote})
 		default:
@@ -221,11 +224,4 @@ func (n *Netlink) RouteList(link netlink.Link, family int) ([]netlink.Route, err
 		}
 	}
 	return out, nil
-}
-
-func b2u(b bool) uint8 {
-	if b {
-		return 1
-	}
-	return 0
 }
