@@ -51,8 +51,8 @@ type Config struct {
 	// zero means 5 and 10, client-go's defaults.
 	QPS   float32
 	Burst int
-	// Timeout bounds each request that is not a watch; zero means none
-	// (the caller's context bounds it).
+	// Timeout bounds each request that is not a watch; zero means
+	// defaultTimeout. The caller's context may end it sooner.
 	Timeout time.Duration
 	// UserAgent names the client; empty means "nodetune".
 	UserAgent string
@@ -64,6 +64,11 @@ const (
 	MergePatch          = "application/merge-patch+json"
 	JSONPatch           = "application/json-patch+json"
 )
+
+// defaultTimeout bounds a request when Config.Timeout is zero, so that an
+// API server that accepts a connection and never answers cannot hold up
+// serve's condition updates for good.
+const defaultTimeout = 30 * time.Second
 
 // maxRetries is how often a request the server asks to retry later (429
 // or 5xx with Retry-After) is tried again, as client-go does.
@@ -113,6 +118,10 @@ func NewClient(cfg *Config) (*Client, error) {
 		MaxIdleConnsPerHost: 25,
 		ForceAttemptHTTP2:   true,
 	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = defaultTimeout
+	}
 	qps, burst := cfg.QPS, cfg.Burst
 	if qps == 0 {
 		qps = 5
@@ -122,7 +131,7 @@ func NewClient(cfg *Config) (*Client, error) {
 	}
 	c := &Client{
 		base:    u,
-		http:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		http:    &http.Client{Transport: tr, Timeout: timeout},
 		stream:  &http.Client{Transport: tr},
 		token:   &tokenSource{static: cfg.BearerToken, file: cfg.BearerTokenFile},
 		limiter: rate.NewLimiter(rate.Limit(qps), burst),

@@ -263,3 +263,31 @@ func TestPath(t *testing.T) {
 		}
 	}
 }
+
+// TestClientTimeout: a request to a server that does not answer ends
+// after the timeout, 30 s by default; a watch has no such bound.
+func TestClientTimeout(t *testing.T) {
+	release := make(chan struct{})
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.http.Timeout != defaultTimeout || c.stream.Timeout != 0 {
+		t.Errorf("timeouts %s and %s (watch), want %s and none", c.http.Timeout, c.stream.Timeout, defaultTimeout)
+	}
+	cfg.Timeout = 100 * time.Millisecond
+	if c, err = NewClient(cfg); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := c.Get(context.Background(), "/hang", nil, nil); err == nil || time.Since(start) > 5*time.Second {
+		t.Errorf("a hung request ended after %s with %v", time.Since(start), err)
+	}
+}
