@@ -149,9 +149,8 @@ func (w *Watch[T]) watch(ctx context.Context, rv string) (string, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		raw := make([]byte, 4096)
-		n, _ := resp.Body.Read(raw)
-		return rv, fmt.Errorf("watching %s: %w", w.path, decodeStatus(resp.StatusCode, raw[:n]))
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return rv, fmt.Errorf("watching %s: %w", w.path, decodeStatus(resp.StatusCode, raw))
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {

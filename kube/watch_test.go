@@ -137,3 +137,41 @@ func TestWatchBackoff(t *testing.T) {
 	default:
 	}
 }
+
+// TestWatchGoneAnswer: a watch request answered 410 itself (not with an
+// ERROR event) lists anew at once.
+func TestWatchGoneAnswer(t *testing.T) {
+	var mu sync.Mutex
+	var requests []string
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests = append(requests, "watch="+r.URL.Query().Get("watch")+" rv="+r.URL.Query().Get("resourceVersion"))
+		n := len(requests)
+		mu.Unlock()
+		switch {
+		case r.URL.Query().Get("watch") == "":
+			fmt.Fprintf(w, `{"metadata":{"resourceVersion":"%d"},"items":[]}`, n)
+		case n == 2:
+			w.WriteHeader(http.StatusGone)
+			io.WriteString(w, `{"kind":"Status","reason":"Expired","code":410,"message":"too old"}`)
+		default:
+			<-r.Context().Done()
+		}
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	w.Run(ctx) // no back-off after the 410: all within 500 ms
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"watch= rv=", "watch=true rv=1", "watch= rv=", "watch=true rv=3"}, requests); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+	if _, ok := w.Get(); ok {
+		t.Error("an object that was never listed")
+	}
+}
