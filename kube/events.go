@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // Outcome is what happened to a remediation; each becomes an event on the
@@ -94,8 +90,8 @@ func (r *Reporter) Event(o Outcome, rule, subject, note string) {
 		ref.UID = string(n.UID)
 	}
 	ev := event{
-		ObjectMeta:          metav1.ObjectMeta{Namespace: metav1.NamespaceDefault},
-		EventTime:           metav1.NewMicroTime(time.Now()),
+		ObjectMeta:          ObjectMeta{Namespace: NamespaceDefault},
+		EventTime:           NewMicroTime(time.Now()),
 		ReportingController: Controller,
 		ReportingInstance:   r.opts.Instance,
 		Action:              e.action,
@@ -123,7 +119,7 @@ func (r *Reporter) writeEvents(ctx context.Context) {
 	for ev := range r.queue {
 		var err error
 		for try := range eventTries {
-			if err = r.record(ctx, ev); err == nil || ctx.Err() != nil || apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
+			if err = r.record(ctx, ev); err == nil || ctx.Err() != nil || IsInvalid(err) || IsForbidden(err) {
 				break
 			}
 			select {
@@ -158,13 +154,12 @@ func (r *Reporter) record(ctx context.Context, ev event) error {
 			return fmt.Errorf("encoding an event series: %w", err)
 		}
 		out := &event{}
-		err = r.events.Patch(types.MergePatchType).Namespace(prev.Namespace).Resource("events").
-			Name(prev.Name).Body(patch).Do(ctx).Into(out)
+		err = r.client.Patch(ctx, eventsPath(prev.Namespace, prev.Name), MergePatch, patch, out)
 		if err == nil {
 			r.series[key] = out
 			return nil
 		}
-		if !apierrors.IsNotFound(err) {
+		if !IsNotFound(err) {
 			return fmt.Errorf("updating the count of event %s: %w", prev.Name, err)
 		}
 		delete(r.series, key) // expired on the server: start anew
@@ -172,7 +167,7 @@ func (r *Reporter) record(ctx context.Context, ev event) error {
 	// Named like client-go's recorder does: the object, then the time.
 	ev.Name = fmt.Sprintf("%s.%x", r.nodeName, now.UnixNano())
 	out := &event{}
-	err := r.events.Post().Namespace(ev.Namespace).Resource("events").Body(&ev).Do(ctx).Into(out)
+	err := r.client.Post(ctx, eventsPath(ev.Namespace, ""), &ev, out)
 	if err != nil {
 		return fmt.Errorf("creating event %s: %w", ev.Reason, err)
 	}
@@ -186,4 +181,10 @@ func lastObserved(ev *event) time.Time {
 		return ev.Series.LastObservedTime.Time
 	}
 	return ev.EventTime.Time
+}
+
+// eventsPath is the path of the events.k8s.io/v1 events in namespace, or
+// of the one called name.
+func eventsPath(namespace, name string) string {
+	return Path("events.k8s.io", "v1", namespace, "events", name)
 }

@@ -9,13 +9,6 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-
 	"github.com/nodetune/nodetune/rules"
 )
 
@@ -42,18 +35,16 @@ type Options struct {
 // NetworkPerformanceDegraded condition, events for remediations, and the
 // per-node mode label.
 type Reporter struct {
-	core     *rest.RESTClient
-	events   *rest.RESTClient
+	client   *Client
 	nodeName string
 	opts     Options
 	log      *slog.Logger
 
-	// store holds the watched Node, kept current by informer.
-	store    cache.Store
-	informer cache.Controller
-	queue    chan event
-	cancel   context.CancelFunc
-	done     chan struct{}
+	// watch keeps the Node current.
+	watch  *Watch[node]
+	queue  chan event
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	mu sync.Mutex
 	// written is the condition of the last patch, and cachedRV the Node's
@@ -77,7 +68,7 @@ type Reporter struct {
 
 // NewReporter returns a Reporter for the Node named nodeName, talking to
 // the API server that cfg points at. Call Start before the other methods.
-func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, error) {
+func NewReporter(cfg *Config, nodeName string, opts Options) (*Reporter, error) {
 	if nodeName == "" {
 		return nil, errors.New("kube: no node name (set NODE_NAME from the downward API, or pass --kube.node-name)")
 	}
@@ -91,17 +82,12 @@ func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	core, err := restClient(cfg, coreV1)
-	if err != nil {
-		return nil, err
-	}
-	ev, err := restClient(cfg, eventsV1)
+	client, err := NewClient(cfg)
 	if err != nil {
 		return nil, err
 	}
 	r := &Reporter{
-		core:     core,
-		events:   ev,
+		client:   client,
 		nodeName: nodeName,
 		opts:     opts,
 		log:      log.With("node", nodeName),
@@ -110,12 +96,7 @@ func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, er
 		series:   map[seriesKey]*event{},
 	}
 	// A watch on this one Node: its labels (the mode) and its conditions.
-	lw := cache.NewListWatchFromClient(core, "nodes", "", fields.OneTermEqualSelector("metadata.name", nodeName))
-	r.store, r.informer = cache.NewInformerWithOptions(cache.InformerOptions{
-		ListerWatcher: lw,
-		ObjectType:    &node{},
-		Handler:       cache.ResourceEventHandlerFuncs{},
-	})
+	r.watch = NewWatch[node](client, Path("", "v1", "", "nodes", ""), nodeName, r.log)
 	return r, nil
 }
 
@@ -126,11 +107,13 @@ func NewReporter(cfg *rest.Config, nodeName string, opts Options) (*Reporter, er
 func (r *Reporter) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
-	go r.informer.RunWithContext(ctx)
+	go r.watch.Run(ctx)
 	go r.writeEvents(ctx)
-	syncCtx, stop := context.WithTimeout(ctx, r.opts.SyncTimeout)
-	defer stop()
-	if !cache.WaitForCacheSync(syncCtx.Done(), r.informer.HasSynced) {
+	select {
+	case <-r.watch.Synced():
+	case <-ctx.Done():
+		return fmt.Errorf("watching Node %s: %w", r.nodeName, ctx.Err())
+	case <-time.After(r.opts.SyncTimeout):
 		return fmt.Errorf("watching Node %s: no answer from the API server within %s; still trying", r.nodeName, r.opts.SyncTimeout)
 	}
 	if _, ok := r.cached(); !ok {
@@ -160,12 +143,7 @@ func (r *Reporter) Close() {
 
 // cached returns the Node from the watch cache.
 func (r *Reporter) cached() (*node, bool) {
-	obj, ok, err := r.store.GetByKey(r.nodeName)
-	if err != nil || !ok {
-		return nil, false
-	}
-	n, ok := obj.(*node)
-	return n, ok
+	return r.watch.Get()
 }
 
 // node returns the Node from the watch cache, or from the API server when
@@ -175,7 +153,7 @@ func (r *Reporter) node(ctx context.Context) (*node, error) {
 		return n, nil
 	}
 	n := &node{}
-	err := r.core.Get().Resource("nodes").Name(r.nodeName).Do(ctx).Into(n)
+	err := r.client.Get(ctx, Path("", "v1", "", "nodes", r.nodeName), nil, n)
 	if err != nil {
 		return nil, fmt.Errorf("reading Node %s: %w", r.nodeName, err)
 	}
@@ -201,7 +179,7 @@ func (r *Reporter) Update(ctx context.Context, findings []rules.Finding) (bool, 
 	if cur != nil && sameCondition(*cur, want) {
 		return false, nil
 	}
-	now := metav1.NewTime(time.Now())
+	now := NewTime(time.Now())
 	want.LastHeartbeatTime = now
 	want.LastTransitionTime = now
 	if cur != nil && cur.Status == want.Status {
@@ -225,9 +203,8 @@ func (r *Reporter) patchCondition(ctx context.Context, c NodeCondition) error {
 	if err != nil {
 		return fmt.Errorf("encoding the condition patch: %w", err)
 	}
-	err = r.core.Patch(types.StrategicMergePatchType).Resource("nodes").Name(r.nodeName).
-		SubResource("status").Body(patch).Do(ctx).Error()
-	if apierrors.IsNotFound(err) {
+	err = r.client.Patch(ctx, Path("", "v1", "", "nodes", r.nodeName, "status"), StrategicMergePatch, patch, nil)
+	if IsNotFound(err) {
 		return fmt.Errorf("patching the status of Node %s: the Node does not exist: %w", r.nodeName, err)
 	}
 	if err != nil {

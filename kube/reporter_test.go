@@ -67,7 +67,7 @@ func (s *syncBuilder) String() string {
 
 func startReporterLog(t *testing.T, c *kubetest.Cluster, token, node string, log *slog.Logger) *kube.Reporter {
 	t.Helper()
-	r, err := kube.NewReporter(c.Config(token), node, kube.Options{SyncTimeout: 20 * time.Second, Log: log})
+	r, err := kube.NewReporter(clientConfig(c, token), node, kube.Options{SyncTimeout: 20 * time.Second, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,4 +303,10 @@ func TestReporterMode(t *testing.T) {
 			t.Errorf("the bad label value %s was logged %d times, want once:\n%s", v, n, logs.String())
 		}
 	}
+}
+
+// clientConfig is nodetune's client configuration for the test cluster,
+// authenticated with token.
+func clientConfig(c *kubetest.Cluster, token string) *kube.Config {
+	return &kube.Config{Host: c.URL, BearerToken: token, CAData: c.CAData, QPS: 100, Burst: 200}
 }

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 )
 
@@ -18,10 +17,11 @@ import (
 // every field nodetune writes decodes strictly into the API's type, and a
 // Node from the API decodes into nodetune's with the fields it reads.
 func TestTypesMatchAPI(t *testing.T) {
-	now := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	micro := metav1.NewMicroTime(now.Time)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
+	now, micro := NewTime(at), NewMicroTime(at)
+	apiNow, apiMicro := metav1.NewTime(now.Time), metav1.NewMicroTime(micro.Time)
 	ev := event{
-		ObjectMeta:          metav1.ObjectMeta{Name: "n.1", Namespace: "default"},
+		ObjectMeta:          ObjectMeta{Name: "n.1", Namespace: "default"},
 		EventTime:           micro,
 		Series:              &eventSeries{Count: 2, LastObservedTime: micro},
 		ReportingController: Controller,
@@ -35,8 +35,8 @@ func TestTypesMatchAPI(t *testing.T) {
 	var apiEvent eventsv1.Event
 	roundTrip(t, &ev, &apiEvent)
 	want := eventsv1.Event{
-		ObjectMeta: metav1.ObjectMeta{Name: "n.1", Namespace: "default"}, EventTime: micro,
-		Series:              &eventsv1.EventSeries{Count: 2, LastObservedTime: micro},
+		ObjectMeta: metav1.ObjectMeta{Name: "n.1", Namespace: "default"}, EventTime: apiMicro,
+		Series:              &eventsv1.EventSeries{Count: 2, LastObservedTime: apiMicro},
 		ReportingController: Controller, ReportingInstance: "nodetune-n", Action: "Remediate",
 		Reason: "RemediationApplied", Note: "note", Type: corev1.EventTypeNormal,
 		Regarding: corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: "n", UID: "u"},
@@ -49,7 +49,7 @@ func TestTypesMatchAPI(t *testing.T) {
 	var apiCond corev1.NodeCondition
 	roundTrip(t, &c, &apiCond)
 	if diff := cmp.Diff(corev1.NodeCondition{Type: ConditionType, Status: corev1.ConditionTrue,
-		LastHeartbeatTime: now, LastTransitionTime: now, Reason: "R", Message: "m"}, apiCond); diff != "" {
+		LastHeartbeatTime: apiNow, LastTransitionTime: apiNow, Reason: "R", Message: "m"}, apiCond); diff != "" {
 		t.Errorf("condition as the API reads it (-want +got):\n%s", diff)
 	}
 
@@ -66,7 +66,9 @@ func TestTypesMatchAPI(t *testing.T) {
 	if err := json.Unmarshal(data, &n); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(node{ObjectMeta: apiNode.ObjectMeta, Status: nodeStatus{Conditions: []NodeCondition{c}}}, n); diff != "" {
+	wantNode := node{ObjectMeta: ObjectMeta{Name: "n", UID: "u", ResourceVersion: "7", Labels: map[string]string{ModeLabel: ModeObserve}},
+		Status: nodeStatus{Conditions: []NodeCondition{c}}}
+	if diff := cmp.Diff(wantNode, n, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
 		t.Errorf("Node as nodetune reads it (-want +got):\n%s", diff)
 	}
 }
@@ -84,33 +86,39 @@ func roundTrip(t *testing.T, ours, theirs any) {
 	}
 }
 
-// TestSchemeKinds: the client's scheme knows nodetune's types by the API's
-// kind names (the watch lists NodeList), and copies are deep.
-func TestSchemeKinds(t *testing.T) {
-	for kind, obj := range map[string]runtime.Object{
-		"Node": &node{}, "NodeList": &nodeList{}, "Event": &event{}, "EventList": &eventList{},
+// TestTimesMatchAPI: Time and MicroTime encode as metav1's do, zero as
+// null, and read back what metav1 writes.
+func TestTimesMatchAPI(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("x", 3600))
+	for _, tc := range []struct {
+		ours, theirs any
+	}{
+		{NewTime(at), metav1.NewTime(at)},
+		{NewMicroTime(at), metav1.NewMicroTime(at)},
+		{Time{}, metav1.Time{}},
+		{MicroTime{}, metav1.MicroTime{}},
 	} {
-		gvks, _, err := clientScheme.ObjectKinds(obj)
-		if err != nil || len(gvks) != 1 || gvks[0].Kind != kind {
-			t.Errorf("%T: kinds %v, %v; want %s", obj, gvks, err, kind)
+		a, err := json.Marshal(tc.ours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(tc.theirs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Errorf("%T encodes as %s, metav1 as %s", tc.ours, a, b)
 		}
 	}
-	n := &node{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}},
-		Status: nodeStatus{Conditions: []NodeCondition{{Reason: "R"}}}}
-	c := n.DeepCopyObject().(*node)
-	c.Labels["a"] = "changed"
-	c.Status.Conditions[0].Reason = "changed"
-	if n.Labels["a"] != "b" || n.Status.Conditions[0].Reason != "R" {
-		t.Error("DeepCopyObject shares the labels or conditions")
+	var mt MicroTime
+	if err := json.Unmarshal([]byte(`"2026-01-02T02:04:05.123456Z"`), &mt); err != nil || !mt.Equal(NewMicroTime(at).Time) {
+		t.Errorf("MicroTime read %v, %v; want %v", mt, err, NewMicroTime(at))
 	}
-	l := (&nodeList{Items: []node{*n}}).DeepCopyObject().(*nodeList)
-	l.Items[0].Labels["a"] = "changed"
-	if n.Labels["a"] != "b" {
-		t.Error("the list's DeepCopyObject shares its items' labels")
+	var tm Time
+	if err := json.Unmarshal([]byte(`null`), &tm); err != nil || !tm.IsZero() {
+		t.Errorf("null read as %v, %v", tm, err)
 	}
-	e := &event{Series: &eventSeries{Count: 2}}
-	e.DeepCopyObject().(*event).Series.Count = 3
-	if e.Series.Count != 2 {
-		t.Error("the event's DeepCopyObject shares its series")
+	if err := json.Unmarshal([]byte(`"yesterday"`), &tm); err == nil {
+		t.Error("a bad time read without error")
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
-
 	"github.com/nodetune/nodetune/detect"
 )
 
@@ -29,7 +27,7 @@ func (h *Host) Ownership() detect.Ownership {
 			"/etc/hostname (the kubelet's default node name)"})
 	}
 	for _, n := range names {
-		if n.name != "" && len(validation.IsDNS1123Subdomain(n.name)) == 0 {
+		if n.name != "" && isDNS1123Subdomain(n.name) {
 			o.NodeName, o.NodeNameSource = n.name, n.source
 			break
 		}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"k8s.io/klog/v2"
 
 	"github.com/nodetune/nodetune/daemon"
 	"github.com/nodetune/nodetune/detect"
@@ -76,7 +75,6 @@ func startKube(g *globals, k kubeFlags, mode string, exp *exporter.Exporter, opt
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	klog.SetSlogLogger(g.log.With("component", "client-go"))
 	rep, err := kube.NewReporter(cfg, name, kube.Options{Log: g.log, SyncTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,177 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestWatch drives a Watch through a fake API server: list, watch events,
+// a watch that ends (watched again from the last version, not listed), a
+// 410 Expired (listed anew), a deleted object, and a bookmark.
+func TestWatch(t *testing.T) {
+	nodeJSON := func(rv, mode string) string {
+		return fmt.Sprintf(`{"kind":"Node","metadata":{"name":"n","resourceVersion":%q,"labels":{"nodetune.io/mode":%q}}}`, rv, mode)
+	}
+	var mu sync.Mutex
+	var requests []string
+	step := make(chan struct{}) // the test lets each watch answer go on
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		mu.Lock()
+		req := fmt.Sprintf("%s %s watch=%s rv=%s", r.URL.Path, q.Get("fieldSelector"), q.Get("watch"), q.Get("resourceVersion"))
+		requests = append(requests, req)
+		n := len(requests)
+		mu.Unlock()
+		fl := w.(http.Flusher)
+		send := func(typ, obj string) {
+			fmt.Fprintf(w, `{"type":%q,"object":%s}`+"\n", typ, obj)
+			fl.Flush()
+		}
+		switch n {
+		case 1: // list
+			fmt.Fprintf(w, `{"kind":"NodeList","metadata":{"resourceVersion":"1"},"items":[%s]}`, nodeJSON("1", "observe"))
+		case 2: // watch from 1: a change, then the stream ends
+			send("MODIFIED", nodeJSON("2", "remediate"))
+			<-step
+			send("BOOKMARK", `{"kind":"Node","metadata":{"resourceVersion":"3"}}`)
+		case 3: // watch from 3: too old
+			send("ERROR", `{"kind":"Status","status":"Failure","reason":"Expired","code":410,"message":"too old resource version: 3 (7)"}`)
+		case 4: // list anew
+			fmt.Fprintf(w, `{"kind":"NodeList","metadata":{"resourceVersion":"7"},"items":[%s]}`, nodeJSON("7", "bad"))
+		case 5: // watch from 7: deleted, then nothing until the test ends
+			<-step
+			send("DELETED", nodeJSON("8", "bad"))
+			<-r.Context().Done()
+		default:
+			<-r.Context().Done()
+		}
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, Path("", "v1", "", "nodes", ""), "n", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	select {
+	case <-w.Synced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no sync")
+	}
+	mode := func() string {
+		n, ok := w.Get()
+		if !ok {
+			return "<none>"
+		}
+		return n.Labels[ModeLabel]
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for mode() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("mode %s, want %s", mode(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("remediate")
+	step <- struct{}{}
+	waitFor("bad")
+	step <- struct{}{}
+	waitFor("<none>")
+	cancel()
+	<-done
+	want := []string{
+		"/api/v1/nodes metadata.name=n watch= rv=",
+		"/api/v1/nodes metadata.name=n watch=true rv=1",
+		"/api/v1/nodes metadata.name=n watch=true rv=3",
+		"/api/v1/nodes metadata.name=n watch= rv=",
+		"/api/v1/nodes metadata.name=n watch=true rv=7",
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(want, requests); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+// TestWatchBackoff: a failing list is tried again after the back-off, not
+// in a busy loop.
+func TestWatchBackoff(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `{"kind":"Status","reason":"Forbidden","code":403}`)
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	w.Run(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	// At 0, 0.8 s (and 2.4 s, past the end).
+	if calls != 2 {
+		t.Errorf("%d lists in 1.5 s, want 2", calls)
+	}
+	select {
+	case <-w.Synced():
+		t.Error("synced without a list")
+	default:
+	}
+}
+
+// TestWatchGoneAnswer: a watch request answered 410 itself (not with an
+// ERROR event) lists anew at once.
+func TestWatchGoneAnswer(t *testing.T) {
+	var mu sync.Mutex
+	var requests []string
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests = append(requests, "watch="+r.URL.Query().Get("watch")+" rv="+r.URL.Query().Get("resourceVersion"))
+		n := len(requests)
+		mu.Unlock()
+		switch {
+		case r.URL.Query().Get("watch") == "":
+			fmt.Fprintf(w, `{"metadata":{"resourceVersion":"%d"},"items":[]}`, n)
+		case n == 2:
+			w.WriteHeader(http.StatusGone)
+			io.WriteString(w, `{"kind":"Status","reason":"Expired","code":410,"message":"too old"}`)
+		default:
+			<-r.Context().Done()
+		}
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	w.Run(ctx) // no back-off after the 410: all within 500 ms
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"watch= rv=", "watch=true rv=1", "watch= rv=", "watch=true rv=3"}, requests); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+	if _, ok := w.Get(); ok {
+		t.Error("an object that was never listed")
+	}
+}
