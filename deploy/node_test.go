@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nodetune/nodetune/internal/nodetest"
 	"github.com/nodetune/nodetune/kube"
+	"github.com/nodetune/nodetune/kube/kubetest"
 	"github.com/nodetune/nodetune/testbed"
 	"github.com/nodetune/nodetune/tune"
 )
@@ -192,7 +194,7 @@ func TestDaemonSetOnNode(t *testing.T) {
 		return
 	}
 
-	t.Run("remediate", func(t *testing.T) {
+	if !t.Run("remediate", func(t *testing.T) {
 		n.Apply(t, forNode(t, vs["remediate"]))
 		rollout(t, n)
 		waitFor(t, "the agent fixes the tunnel", func() error {
@@ -236,7 +238,70 @@ func TestDaemonSetOnNode(t *testing.T) {
 			return probeSucceeded(n, again.Name, "Liveness")
 		})
 		agentPod(t, n, "remediate")
+	}) {
+		return
+	}
+
+	t.Run("helm", func(t *testing.T) { helmOnNode(t, n, vs["remediate"]) })
+}
+
+// helmOnNode replaces the kustomize install on n by the Helm chart,
+// installed with helm install as docs/deploy.md says, and checks that its
+// agent reports the tunnel's offload, switched off again, on the Node.
+func helmOnNode(t *testing.T, n *nodetest.Node, kustomized *variant) {
+	side := n.Side
+	if out, err := n.Kubectl(t, forNode(t, kustomized), "delete", "-f", "-", "--wait=true", "--timeout=180s"); err != nil {
+		t.Fatalf("kubectl delete the kustomize install: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{
+		{"create", "namespace", "nodetune"},
+		{"label", "namespace", "nodetune", "app.kubernetes.io/name=nodetune", "pod-security.kubernetes.io/enforce=privileged",
+			"pod-security.kubernetes.io/warn=privileged", "pod-security.kubernetes.io/audit=privileged"},
+	} {
+		if out, err := n.Kubectl(t, nil, args...); err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+	}
+	// The condition says False before the chart's agent runs, so that True
+	// afterwards is that agent's report.
+	ctx := context.Background()
+	node, err := n.Cluster.Admin.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range node.Status.Conditions {
+		if c.Type == kube.ConditionType {
+			node.Status.Conditions[i].Status, node.Status.Conditions[i].Reason = corev1.ConditionFalse, "BeforeHelmInstall"
+		}
+	}
+	if _, err := n.Cluster.Admin.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
+		t.Fatal(err)
+	}
+	repo, tag, _ := strings.Cut(testImage, ":")
+	helmArgs := []string{"install", "nodetune", chartDir, "--namespace", "nodetune", "--kubeconfig", filepath.Join(n.Dir, "kubeconfig"),
+		"--set", "image.repository=" + repo, "--set-string", "image.tag=" + tag}
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + side.NS, "--", kubetest.Tool(t, "helm")}, helmArgs...)...)
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CONFIG_HOME="+home, "HELM_CACHE_HOME="+home, "HELM_DATA_HOME="+home)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+	rollout(t, n)
+	pod := agentPod(t, n, "observe")
+	waitFor(t, "the chart's agent sets the Node condition", func() error {
+		c := condition(t, n)
+		if c == nil || c.Status != corev1.ConditionTrue || c.Reason != "TunnelTxChecksumOff" {
+			return fmt.Errorf("condition %+v; want True, TunnelTxChecksumOff", c)
+		}
+		return nil
 	})
+	if offload(t, side) {
+		t.Error("the chart's observe agent switched tx checksum offload on")
+	}
+	t.Logf("helm install: pod %s Ready and reporting", pod.Name)
 }
 
 // metricIs checks that the agent exports name with value.
