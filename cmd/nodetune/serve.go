@@ -83,12 +83,22 @@ func (f serveFlags) check() error {
 	switch {
 	case f.mode != "observe" && f.mode != "remediate":
 		return fmt.Errorf("--mode: want observe or remediate, got %q", f.mode)
-	case f.interval <= 0 || f.window <= 0 || f.debounce < 0:
-		return fmt.Errorf("--probe.interval and --probe.window must be positive, --probe.debounce not negative")
+	case f.interval < minInterval:
+		return fmt.Errorf("--probe.interval is %s; want at least %s", f.interval, minInterval)
+	case f.debounce < 0:
+		return fmt.Errorf("--probe.debounce must not be negative")
 	case f.backoff.Max < 1 || f.backoff.Window <= 0:
 		return fmt.Errorf("--remediation.max-reapplies must be at least 1 and --remediation.window positive")
 	case len(f.listen) == 0:
 		return fmt.Errorf("--web.listen-address: give at least one address")
+	}
+	if err := checkWindow("--probe.window", f.window); err != nil {
+		return err
+	}
+	// Remediate mode falls back to observing when the journal cannot be
+	// opened (serve.go); a directory that cannot be one is bad usage.
+	if f.stateDir == "" || f.mode == "remediate" {
+		return checkStateDir(f.stateDir, false)
 	}
 	return nil
 }
