@@ -72,7 +72,7 @@ func cpuNanos(b *testing.B, pid int) int64 {
 }
 
 // rssBytes is pid's resident set size.
-func rssBytes(b *testing.B, pid int) float64 {
+func rssBytes(b testing.TB, pid int) float64 {
 	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
