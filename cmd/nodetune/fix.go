@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -169,7 +170,7 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		fmt.Fprintf(out, "\nDry run: %d change(s) not applied.\n", approved)
 		return exitCode(max(partial, exitIncomplete))
 	case !f.yes:
-		ok, err := confirm(cmd.InOrStdin(), out, approved, "Apply")
+		ok, err := confirm(ctx, cmd.InOrStdin(), out, approved, "Apply")
 		if err != nil {
 			return &exitError{code: exitIncomplete, err: err}
 		}
@@ -224,8 +225,9 @@ func exitCode(code int) error {
 
 // confirm asks on a terminal whether to do verb to n changes ("Apply",
 // "Restore"). Without a terminal there is nobody to ask, and the answer is
-// an error.
-func confirm(in io.Reader, out io.Writer, n int, verb string) (bool, error) {
+// an error. Ctrl-C at the prompt ends it with ctx's error: the read of the
+// terminal would otherwise go on blocking after the signal.
+func confirm(ctx context.Context, in io.Reader, out io.Writer, n int, verb string) (bool, error) {
 	f, ok := in.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		done := map[string]string{"Apply": "applied", "Restore": "restored"}[verb]
@@ -236,11 +238,26 @@ func confirm(in io.Reader, out io.Writer, n int, verb string) (bool, error) {
 	} else {
 		fmt.Fprintf(out, "\n%s these %d changes? [y/N] ", verb, n)
 	}
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && line == "" {
+	type reply struct {
+		line string
+		err  error
+	}
+	replies := make(chan reply, 1)
+	go func() {
+		line, err := bufio.NewReader(in).ReadString('\n')
+		replies <- reply{line, err}
+	}()
+	var r reply
+	select {
+	case r = <-replies:
+	case <-ctx.Done():
+		fmt.Fprintln(out)
+		return false, ctx.Err()
+	}
+	if r.err != nil && r.line == "" {
 		return false, nil
 	}
-	answer := strings.ToLower(strings.TrimSpace(line))
+	answer := strings.ToLower(strings.TrimSpace(r.line))
 	return answer == "y" || answer == "yes", nil
 }
 

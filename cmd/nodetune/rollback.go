@@ -61,7 +61,7 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				}
 				if planned > 0 {
 					fmt.Fprintf(out, "Rollback would restore %d value(s) nodetune changed (see them with --dry-run).\n", planned)
-					ok, err := confirm(cmd.InOrStdin(), out, planned, "Restore")
+					ok, err := confirm(cmd.Context(), cmd.InOrStdin(), out, planned, "Restore")
 					if err != nil {
 						return &exitError{code: exitIncomplete, err: err}
 					}
