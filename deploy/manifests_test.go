@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
@@ -302,12 +305,61 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, want expectation) {
 			t.Errorf("memory request or limit missing: %+v", c.Resources)
 		}
 	}
+	checkProbes(t, c)
 	checkSecurityContext(t, c.SecurityContext, want.caps)
 	if sc := c.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != want.uid ||
 		sc.RunAsNonRoot == nil || *sc.RunAsNonRoot != (want.uid != 0) {
 		t.Errorf("the container does not run as uid %d with runAsNonRoot %v", want.uid, want.uid != 0)
 	}
 	checkMounts(t, spec, c, want.writable)
+}
+
+// checkProbes: the kubelet's probes go to the plain health listener that
+// the arguments start, on the node's loopback, never to the metrics port,
+// which --web.config.file may put behind TLS or basic auth.
+func checkProbes(t *testing.T, c corev1.Container) {
+	t.Helper()
+	var health string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--web.health-address="); ok {
+			health = v
+		}
+	}
+	host, port, err := net.SplitHostPort(health)
+	if err != nil || host != "127.0.0.1" {
+		t.Fatalf("args %v: want --web.health-address=127.0.0.1:PORT (%v)", c.Args, err)
+	}
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("%s probe is not an httpGet", name)
+			continue
+		}
+		g := p.HTTPGet
+		if want := map[string]string{"readiness": "/readyz", "liveness": "/healthz"}[name]; g.Path != want {
+			t.Errorf("%s probe path %s, want %s", name, g.Path, want)
+		}
+		if g.Host != host || (g.Scheme != "" && g.Scheme != corev1.URISchemeHTTP) {
+			t.Errorf("%s probe goes to host %q scheme %q; want %s over plain HTTP", name, g.Host, g.Scheme, host)
+		}
+		if got := probePort(t, c, g.Port); strconv.Itoa(int(got)) != port {
+			t.Errorf("%s probe port %d; the health listener is on %s", name, got, port)
+		}
+	}
+}
+
+// probePort resolves a probe's port, by name through the container's ports.
+func probePort(t *testing.T, c corev1.Container, p intstr.IntOrString) int32 {
+	t.Helper()
+	if p.Type == intstr.Int {
+		return p.IntVal
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return cp.ContainerPort
+		}
+	}
+	t.Fatalf("probe port %q names no container port", p.StrVal)
+	return 0
 }
 
 func checkSecurityContext(t *testing.T, sc *corev1.SecurityContext, caps []corev1.Capability) {

@@ -194,6 +194,10 @@ func TestDaemonSetOnNode(t *testing.T) {
 		return
 	}
 
+	if !t.Run("basic-auth", func(t *testing.T) { probesWithBasicAuth(t, n, vs["observe"]) }) {
+		return
+	}
+
 	if !t.Run("remediate", func(t *testing.T) {
 		n.Apply(t, forNode(t, vs["remediate"]))
 		rollout(t, n)

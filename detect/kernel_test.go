@@ -109,9 +109,13 @@ func TestClassify(t *testing.T) {
 		err  error
 		want error
 	}{
-		{fs.ErrNotExist, ErrNotSupported},
+		{fs.ErrNotExist, ErrGone},
+		{syscall.ENOENT, ErrGone},
+		{syscall.ENODEV, ErrGone},
+		{syscall.ENXIO, ErrGone},
+		{syscall.EROFS, ErrReadOnly},
 		{syscall.EOPNOTSUPP, ErrNotSupported},
-		{syscall.EROFS, ErrNotSupported},
+		{syscall.EPROTONOSUPPORT, ErrNotSupported},
 		{syscall.EACCES, ErrPermission},
 		{fs.ErrPermission, ErrPermission},
 	} {
@@ -119,6 +123,16 @@ func TestClassify(t *testing.T) {
 		if !errors.Is(got, tt.want) || !errors.Is(got, tt.err) || !strings.HasPrefix(got.Error(), "reading x: ") {
 			t.Errorf("Classify(%v) = %v, want it to wrap %v and %v", tt.err, got, tt.want, tt.err)
 		}
+		// Each failure has one kind: a missing device or a read-only
+		// mount is not "not supported".
+		for _, other := range []error{ErrGone, ErrReadOnly, ErrNotSupported, ErrPermission} {
+			if other != tt.want && errors.Is(got, other) {
+				t.Errorf("Classify(%v) = %q is also %q", tt.err, got, other)
+			}
+		}
+	}
+	if !Unavailable(Classify("x", syscall.ENODEV)) || !Unavailable(Classify("x", syscall.EOPNOTSUPP)) || Unavailable(Classify("x", syscall.EROFS)) {
+		t.Error("Unavailable: want true for gone and not supported, false for read-only")
 	}
 	if got := Classify("x", syscall.EIO); errors.Is(got, ErrNotSupported) || errors.Is(got, ErrPermission) {
 		t.Errorf("EIO classified as %v", got)

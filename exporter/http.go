@@ -53,22 +53,7 @@ func (e *Exporter) Handler(opts HandlerOptions) (http.Handler, error) {
 		// the bytes it saves.
 		DisableCompression: true,
 	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if why := e.stale(opts.StaleAfter); why != "" {
-			http.Error(w, why, http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !e.Ready() {
-			http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
+	e.handleHealth(mux, opts)
 	mux.HandleFunc("GET /findings", e.serveFindings)
 	links := []web.LandingLinks{
 		{Address: "/metrics", Text: "Metrics"},
@@ -104,6 +89,35 @@ func (e *Exporter) Handler(opts HandlerOptions) (http.Handler, error) {
 	}
 	mux.Handle("GET /{$}", landing)
 	return mux, nil
+}
+
+// HealthHandler serves /healthz and /readyz alone, as Handler does, for a
+// listener of their own: one without TLS or authentication, on an address
+// only the kubelet reaches, so that its probes work whatever
+// --web.config.file asks of the metrics listener (docs/serve.md).
+func (e *Exporter) HealthHandler(opts HandlerOptions) http.Handler {
+	mux := http.NewServeMux()
+	e.handleHealth(mux, opts)
+	return mux
+}
+
+func (e *Exporter) handleHealth(mux *http.ServeMux, opts HandlerOptions) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if why := e.stale(opts.StaleAfter); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !e.Ready() {
+			http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
 }
 
 // stale says why the serve loop looks stuck, or "" while it completes

@@ -221,7 +221,22 @@ func applyCPU(s *detect.Snapshot, prev, cur *sample) {
 	s.CPU.Total.Softirq = ratio(sumSirq, sumTotal)
 	s.CPU.Total.Steal = ratio(sumSteal, sumTotal)
 	s.CPU.Total.Idle = ratio(sumIdle, sumTotal)
+	// procfs gives CPU time in seconds, counted in ticks of 1/USER_HZ.
+	if ticks := sumTotal * userHZ / float64(max(len(ids), 1)); ticks < minCPUTicks {
+		s.CPU.Err = detect.Fail(fmt.Errorf("reading /proc/stat: %w: %.0f clock ticks per CPU (10 ms each) between the two readings, %d needed to tell a ratio",
+			detect.ErrTooShort, ticks, minCPUTicks))
+	}
 }
+
+// userHZ is the unit of /proc/stat (USER_HZ, 100 on every Linux
+// architecture nodetune runs on); procfs divides by it.
+const userHZ = 100
+
+// minCPUTicks is the fewest clock ticks per CPU a window must hold for its
+// CPU ratios to mean anything: with five, one tick more or less moves a
+// ratio by 20%, and with none every ratio reads 0, an "idle 0.0%" that
+// was never measured.
+const minCPUTicks = 5
 
 // counterDelta is cur[i]-prev[i], or 0 when either lacks CPU i.
 func counterDelta(cur, prev []uint64, i int) uint64 {

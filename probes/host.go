@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -49,8 +51,19 @@ type Host struct {
 	proc procfs.FS
 }
 
-// NewHost checks paths and returns a Host that reads through nl and et.
+// NewHost returns a Host that reads through nl and et. It refuses a
+// procfs root that is empty or unreadable (ErrNoProcFS): nodetune cannot
+// run there, and probing it would report every fact unknown and no finding.
 func NewHost(paths Paths, nl Netlink, et Ethtool) (*Host, error) {
+	if err := checkProcFS(paths.ProcFS); err != nil {
+		return nil, err
+	}
+	return newHost(paths, nl, et)
+}
+
+// newHost is NewHost without the check of the procfs root, for tests that
+// break a procfs file on purpose to see how one probe copes.
+func newHost(paths Paths, nl Netlink, et Ethtool) (*Host, error) {
 	fs, err := procfs.NewFS(paths.ProcFS)
 	if err != nil {
 		return nil, fmt.Errorf("opening procfs at %s: %w", paths.ProcFS, err)
@@ -63,6 +76,29 @@ func NewHost(paths Paths, nl Netlink, et Ethtool) (*Host, error) {
 		HTTP:         &http.Client{Timeout: 500 * time.Millisecond},
 		proc:         fs,
 	}, nil
+}
+
+// ErrNoProcFS marks a --path.procfs that is not a readable procfs: every
+// fact would be unknown, and a report of no findings would be a lie.
+var ErrNoProcFS = errors.New("not a readable procfs")
+
+// checkProcFS makes sure root is a procfs nodetune can read, by reading
+// its stat file, which every Linux procfs has: an empty or unreadable
+// directory is refused here, before any probe runs.
+func checkProcFS(root string) error {
+	f, err := os.Open(filepath.Join(root, "stat"))
+	if err != nil {
+		return fmt.Errorf("procfs at %s: %w: %w", root, ErrNoProcFS, classify("reading stat", err))
+	}
+	defer f.Close()
+	var b [8]byte
+	if n, err := io.ReadFull(f, b[:]); n < 4 || string(b[:4]) != "cpu " {
+		if err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("stat does not start with a cpu line")
+		}
+		return fmt.Errorf("procfs at %s: %w: %w", root, ErrNoProcFS, classify("reading stat", err))
+	}
+	return nil
 }
 
 func (h *Host) sys(parts ...string) string {

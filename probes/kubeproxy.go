@@ -135,7 +135,7 @@ func notListening(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial" ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		errors.Is(err, detect.ErrNotSupported)
+		detect.Unavailable(err)
 }
 
 // ParseProxyMode parses kube-proxy's /proxyMode answer: one word.

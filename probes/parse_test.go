@@ -106,7 +106,7 @@ func procTreeDir(t testing.TB, files map[string]string) (*Host, string) {
 	if err := os.Symlink("1", filepath.Join(dir, "self")); err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewHost(Paths{ProcFS: dir, SysFS: dir, RootFS: dir}, nil, nil)
+	h, err := newHost(Paths{ProcFS: dir, SysFS: dir, RootFS: dir}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +116,48 @@ func procTreeDir(t testing.TB, files map[string]string) (*Host, string) {
 func rates(h *Host) *detect.Snapshot {
 	s := &detect.Snapshot{}
 	t0 := time.Unix(0, 0)
-	applyRates(s, h.sample(t0), h.sample(t0.Add(time.Second)))
+	cur := h.sample(t0.Add(time.Second))
+	for id, c := range cur.cpu { // a second of CPU time went by
+		c.Idle++
+		cur.cpu[id] = c
+	}
+	applyRates(s, h.sample(t0), cur)
 	return s
+}
+
+// TestCPUWindowTooShort: a window in which the CPUs' clocks hardly moved
+// measures no ratio: CPU time is unknown, not "idle 0%".
+func TestCPUWindowTooShort(t *testing.T) {
+	h := procTree(t, counterFiles)
+	t0 := time.Unix(0, 0)
+	for name, add := range map[string]float64{"no tick": 0, "two ticks": 0.02} {
+		cur := h.sample(t0.Add(20 * time.Millisecond))
+		for id, c := range cur.cpu {
+			c.Idle += add
+			cur.cpu[id] = c
+		}
+		s := &detect.Snapshot{}
+		applyRates(s, h.sample(t0), cur)
+		if !errors.Is(s.CPU.Err, detect.ErrTooShort) {
+			t.Errorf("%s: CPU error %v, want %v", name, s.CPU.Err, detect.ErrTooShort)
+		}
+	}
+}
+
+// TestNewHostRefusesEmptyProcFS: a --path.procfs with no procfs in it is
+// refused when the host is opened, not probed into an empty report.
+func TestNewHostRefusesEmptyProcFS(t *testing.T) {
+	empty := t.TempDir()
+	garbled := t.TempDir()
+	if err := os.WriteFile(filepath.Join(garbled, "stat"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range map[string]string{"empty": empty, "garbled": garbled, "missing": filepath.Join(empty, "nope")} {
+		_, err := NewHost(Paths{ProcFS: dir, SysFS: dir, RootFS: dir}, nil, nil)
+		if !errors.Is(err, ErrNoProcFS) {
+			t.Errorf("%s procfs: NewHost error %v, want %v", name, err, ErrNoProcFS)
+		}
+	}
 }
 
 func TestCountersValid(t *testing.T) {
@@ -169,8 +209,8 @@ func TestCountersMalformed(t *testing.T) {
 				if err.Failed() && !strings.Contains(err.Error(), "reading") {
 					t.Errorf("error does not say what was read: %v", err)
 				}
-				if variant == "missing" && !errors.Is(err, detect.ErrNotSupported) {
-					t.Errorf("a missing file should be ErrNotSupported: %v", err)
+				if variant == "missing" && !errors.Is(err, detect.ErrGone) {
+					t.Errorf("a missing file should be ErrGone: %v", err)
 				}
 				for other, g := range part {
 					if other != file && g(s).Failed() {

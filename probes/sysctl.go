@@ -34,7 +34,7 @@ func (h *Host) Sysctl(key string) (int64, error) {
 // namespace without conntrack is not an error: c.Present stays false.
 func (h *Host) ConntrackTable(c *detect.Conntrack) {
 	count, err := h.Sysctl("net.netfilter.nf_conntrack_count")
-	if errors.Is(err, detect.ErrNotSupported) {
+	if detect.Unavailable(err) {
 		return
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package rules
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/nodetune/nodetune/detect"
@@ -39,9 +40,24 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks that every threshold is in range and that each warning
-// comes before its critical level.
+// Validate checks that every threshold is a finite number in range and that
+// each warning comes before its critical level. NaN and the infinities are
+// refused: NaN compares false with every bound, so it would pass a range
+// check and then make every comparison in the rules false.
 func (c Config) Validate() error {
+	finite := []struct {
+		flag string
+		v    float64
+	}{
+		{"--conntrack.warn", c.ConntrackWarn}, {"--conntrack.critical", c.ConntrackCritical},
+		{"--steal.warn", c.StealWarn}, {"--steal.critical", c.StealCritical}, {"--softirq.busy", c.SoftirqBusy},
+		{"--kube-proxy.sync-seconds", c.KubeProxySyncSeconds}, {"the measured loss", c.MeasuredLoss},
+	}
+	for _, f := range finite {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("%s is %v; want a finite number", f.flag, f.v)
+		}
+	}
 	ratios := []struct {
 		flag string
 		v    float64

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -679,6 +680,17 @@ func TestConfigValidate(t *testing.T) {
 		"zero ratio":          func(c *Config) { c.ConntrackWarn = 0 },
 		"negative rules":      func(c *Config) { c.KubeProxyNATRules = -1 },
 		"loss above 1":        func(c *Config) { c.MeasuredLoss = 2 },
+		// NaN compares false with everything, so a range check written as
+		// "reject if below or above" lets it through.
+		"NaN warn":          func(c *Config) { c.ConntrackWarn = math.NaN() },
+		"NaN critical":      func(c *Config) { c.ConntrackCritical = math.NaN() },
+		"NaN steal":         func(c *Config) { c.StealWarn = math.NaN() },
+		"NaN softirq":       func(c *Config) { c.SoftirqBusy = math.NaN() },
+		"NaN sync seconds":  func(c *Config) { c.KubeProxySyncSeconds = math.NaN() },
+		"+Inf sync seconds": func(c *Config) { c.KubeProxySyncSeconds = math.Inf(1) },
+		"-Inf warn":         func(c *Config) { c.ConntrackWarn = math.Inf(-1) },
+		"+Inf critical":     func(c *Config) { c.ConntrackCritical = math.Inf(1) },
+		"NaN loss":          func(c *Config) { c.MeasuredLoss = math.NaN() },
 	} {
 		c := DefaultConfig()
 		spoil(&c)

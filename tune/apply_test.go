@@ -279,7 +279,7 @@ func TestApplyMissingDevice(t *testing.T) {
 	dir := t.TempDir()
 	tu := openTuner(t, dir, n.host)
 	out := tu.Apply(ctx, p)
-	if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, detect.ErrNotSupported) {
+	if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, detect.ErrGone) {
 		t.Fatalf("apply on a missing device: %v", out)
 	}
 	if !strings.Contains(out[0].Err.Error(), "vxlan0") {
@@ -552,8 +552,8 @@ func TestHostFixtureErrors(t *testing.T) {
 	}{
 		{Key{Kind: rules.ChangeSysctl, Target: "kernel.panic"}, ErrNotAllowed},
 		{Key{Kind: rules.ChangeRPS, Target: "eth0/../../rx-0"}, ErrNotAllowed},
-		{Key{Kind: rules.ChangeRPS, Target: "eth9/rx-0"}, detect.ErrNotSupported},
-		{Key{Kind: rules.ChangeFeature, Target: "eth9", Setting: detect.FeatureTSO}, detect.ErrNotSupported},
+		{Key{Kind: rules.ChangeRPS, Target: "eth9/rx-0"}, detect.ErrGone},
+		{Key{Kind: rules.ChangeFeature, Target: "eth9", Setting: detect.FeatureTSO}, detect.ErrGone},
 		{Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: "tx-nonsense"}, ErrNotAllowed},
 		{Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: detect.FeatureGRO}, ErrNotAllowed},
 		{Key{Kind: rules.ChangeModule, Target: "ip_vs"}, detect.ErrNotSupported},
@@ -570,7 +570,7 @@ func TestHostFixtureErrors(t *testing.T) {
 	}
 	// go-sysctl would create a missing file; the host must not.
 	os.Remove(filepath.Join(n.proc, "sys/net/core/netdev_budget"))
-	if err := n.host.Write(ctx, Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, "600"); !errors.Is(err, detect.ErrNotSupported) {
+	if err := n.host.Write(ctx, Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, "600"); !errors.Is(err, detect.ErrGone) {
 		t.Errorf("writing a missing sysctl: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(n.proc, "sys/net/core/netdev_budget")); err == nil {

@@ -122,7 +122,7 @@ func TestMissingDeviceOnTheRealKernel(t *testing.T) {
 	dir := t.TempDir()
 	tu := openTuner(t, dir, NewHost("/proc", "/sys", a.Ethtool()))
 	out := tu.Apply(context.Background(), p)
-	if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, detect.ErrNotSupported) || !strings.Contains(out[0].Err.Error(), a.Tunnel) {
+	if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, detect.ErrGone) || !strings.Contains(out[0].Err.Error(), a.Tunnel) {
 		t.Fatalf("apply on a deleted device: %v", out)
 	}
 	if e := entries(t, dir); len(e) != 0 {
@@ -219,7 +219,7 @@ func readOnlyHelper(t *testing.T, proc string) {
 		t.Fatalf("the fixture is not mounted read-only")
 	}
 	k := Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}
-	if err := n.host.Writable(context.Background(), k); !errors.Is(err, detect.ErrNotSupported) || !strings.Contains(err.Error(), "read-only") {
+	if err := n.host.Writable(context.Background(), k); !errors.Is(err, detect.ErrReadOnly) {
 		t.Errorf("Writable on a read-only mount: %v", err)
 	}
 	s := n.snapshot(t)

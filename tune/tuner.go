@@ -187,8 +187,8 @@ func (t *Tuner) segmentation(ctx context.Context, c Change) ([]Outcome, error) {
 	for _, f := range SegmentationFeatures {
 		k := Key{Kind: rules.ChangeFeature, Target: c.Target, Setting: f}
 		v, err := t.sys.Read(ctx, k)
-		if errors.Is(err, detect.ErrNotSupported) {
-			continue // the device has no such feature
+		if detect.Unavailable(err) {
+			continue // the device has no such feature, or is gone
 		}
 		sub := Change{Key: k, From: v.Effective, To: on, Rule: c.Rule, Subject: c.Subject,
 			Why: "tx segmentation offload, dropped with tx checksum offload", vetted: true}
@@ -199,8 +199,8 @@ func (t *Tuner) segmentation(ctx context.Context, c Change) ([]Outcome, error) {
 		if v.Effective == on {
 			continue // back
 		}
-		if err := t.sys.Writable(ctx, k); errors.Is(err, detect.ErrNotSupported) {
-			continue // fixed by the driver
+		if err := t.sys.Writable(ctx, k); detect.Unavailable(err) || errors.Is(err, detect.ErrReadOnly) {
+			continue // fixed by the driver, gone, or on a read-only mount
 		} else if err != nil {
 			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed,
 				Err: fmt.Errorf("%s stays off on %s: %w", f, c.Target, err)})

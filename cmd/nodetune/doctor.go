@@ -48,8 +48,8 @@ func newDoctorCmd(g *globals) *cobra.Command {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("-o: want text or json, got %q", output)
 			}
-			if window <= 0 {
-				return fmt.Errorf("--window must be positive")
+			if err := checkWindow("--window", window); err != nil {
+				return err
 			}
 			s, err := g.snapshot(cmd.Context(), window)
 			if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -78,10 +79,10 @@ func newFixCmd(g *globals) *cobra.Command {
 			"arrive that are not traced to non-tunnel ports, or were counted since boot without a long quiet\n" +
 			"spell since. `nodetune rollback` undoes what fix did.\n\n" +
 			"Exit status: 0 every planned change was applied and verified (or nothing needed fixing),\n" +
-			"1 some changes were refused or not confirmed, or a value of an interrupted run was left alone,\n" +
-			"and nothing failed, 2 a change (or the recovery of an interrupted one) failed or was reverted,\n" +
-			"3 bad usage, 4 nodetune could not run or stopped (probes; the journal corrupt, foreign, locked\n" +
-			"or not writable).",
+			"1 some changes were refused, not confirmed or (--dry-run) only planned, or a value of an\n" +
+			"interrupted run was left alone, and nothing failed, 2 a change (or the recovery of an\n" +
+			"interrupted one) failed or was reverted, 3 bad usage, 4 nodetune could not run or stopped\n" +
+			"(probes; the journal corrupt, foreign, locked or not writable), 130 interrupted (Ctrl-C).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRuleIDs(append(slices.Clone(f.rules), f.exclude...)); err != nil {
@@ -90,8 +91,11 @@ func newFixCmd(g *globals) *cobra.Command {
 			if err := checkRelease(f.release); err != nil {
 				return err
 			}
-			if f.window <= 0 {
-				return fmt.Errorf("--window must be positive")
+			if err := checkWindow("--window", f.window); err != nil {
+				return err
+			}
+			if err := checkStateDir(f.stateDir, !f.dryRun); err != nil {
+				return err
 			}
 			return runFix(cmd, g, cfg, f)
 		},
@@ -201,10 +205,15 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		partial = max(partial, exitIncomplete)
 	}
 	switch {
-	case approved == 0 || f.dryRun:
+	case approved == 0:
 		return exitCode(partial)
+	case f.dryRun:
+		// Nothing planned was applied: the same status as a plan not
+		// confirmed, so that 0 always means the node needs nothing.
+		fmt.Fprintf(out, "\nDry run: %d change(s) not applied.\n", approved)
+		return exitCode(max(partial, exitIncomplete))
 	case !f.yes:
-		ok, err := confirm(cmd.InOrStdin(), out, approved)
+		ok, err := confirm(ctx, cmd.InOrStdin(), out, approved, "Apply")
 		if err != nil {
 			return &exitError{code: exitIncomplete, err: err}
 		}
@@ -257,23 +266,41 @@ func exitCode(code int) error {
 	return &exitError{code: code}
 }
 
-// confirm asks on a terminal whether to apply n changes. Without a
-// terminal there is nobody to ask, and the answer is an error.
-func confirm(in io.Reader, out io.Writer, n int) (bool, error) {
+// confirm asks on a terminal whether to do verb to n changes ("Apply",
+// "Restore"). Without a terminal there is nobody to ask, and the answer is
+// an error. Ctrl-C at the prompt ends it with ctx's error: the read of the
+// terminal would otherwise go on blocking after the signal.
+func confirm(ctx context.Context, in io.Reader, out io.Writer, n int, verb string) (bool, error) {
 	f, ok := in.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return false, errors.New("not applied: standard input is not a terminal to confirm on; run with --yes to apply, or --dry-run")
+		done := map[string]string{"Apply": "applied", "Restore": "restored"}[verb]
+		return false, fmt.Errorf("not %s: standard input is not a terminal to confirm on; run with --yes to %s, or --dry-run", done, strings.ToLower(verb))
 	}
 	if n == 1 {
-		fmt.Fprint(out, "\nApply this change? [y/N] ")
+		fmt.Fprintf(out, "\n%s this change? [y/N] ", verb)
 	} else {
-		fmt.Fprintf(out, "\nApply these %d changes? [y/N] ", n)
+		fmt.Fprintf(out, "\n%s these %d changes? [y/N] ", verb, n)
 	}
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && line == "" {
+	type reply struct {
+		line string
+		err  error
+	}
+	replies := make(chan reply, 1)
+	go func() {
+		line, err := bufio.NewReader(in).ReadString('\n')
+		replies <- reply{line, err}
+	}()
+	var r reply
+	select {
+	case r = <-replies:
+	case <-ctx.Done():
+		fmt.Fprintln(out)
+		return false, ctx.Err()
+	}
+	if r.err != nil && r.line == "" {
 		return false, nil
 	}
-	answer := strings.ToLower(strings.TrimSpace(line))
+	answer := strings.ToLower(strings.TrimSpace(r.line))
 	return answer == "y" || answer == "yes", nil
 }
 

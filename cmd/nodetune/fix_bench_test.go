@@ -118,7 +118,7 @@ func BenchmarkFixRestoresOffload(b *testing.B) {
 			}
 			fixed = append(fixed, iperf3Through(b, bed, secs))
 			for i, s := range sides {
-				if out, err := exec.Command("ip", "netns", "exec", s.NS, bin, "rollback", "--state-dir", dirs[i]).CombinedOutput(); err != nil {
+				if out, err := exec.Command("ip", "netns", "exec", s.NS, bin, "rollback", "--yes", "--state-dir", dirs[i]).CombinedOutput(); err != nil {
 					b.Fatalf("nodetune rollback in %s: %v\n%s", s.NS, err, out)
 				}
 				f, _ := s.Ethtool().FeaturesWithState(s.Tunnel)

@@ -60,7 +60,7 @@ func fixArgs(stateDir string, extra ...string) []string {
 }
 
 func rollbackArgs(stateDir string, extra ...string) []string {
-	return append([]string{"rollback", "--state-dir", stateDir}, extra...)
+	return append([]string{"rollback", "--yes", "--state-dir", stateDir}, extra...)
 }
 
 // features is the full requested/active state of every feature of dev.

@@ -11,7 +11,7 @@ import (
 
 func newRollbackCmd(g *globals) *cobra.Command {
 	var stateDir string
-	var dryRun, hold bool
+	var dryRun, hold, yes bool
 	cmd := &cobra.Command{
 		Use:   "rollback",
 		Short: "Restore every value nodetune changed and still owns, newest first",
@@ -24,13 +24,19 @@ func newRollbackCmd(g *globals) *cobra.Command {
 			"held: fix and serve --mode remediate do not make it again until nodetune fix --release RULE|all\n" +
 			"(--hold=false: no hold).\n" +
 			"--dry-run prints the ethtool, sysctl and other commands that would restore the values by hand; it\n" +
-			"reads the journal without locking or writing it, so it also works while nodetune serve runs.\n\n" +
+			"reads the journal without locking or writing it, so it also works while nodetune serve runs.\n" +
+			"Like fix, rollback restores with --yes or after you confirm on a terminal; without either it\n" +
+			"changes nothing.\n\n" +
 			"Exit status: 0 everything nodetune owned is back (or there was nothing to do), 1 some values were\n" +
-			"left alone because someone else changed them, 2 a restore failed, 3 bad usage, 4 nodetune could\n" +
-			"not run or stopped (the journal corrupt, foreign, locked or not writable).",
+			"left alone because someone else changed them, or the rollback was not confirmed, 2 a restore\n" +
+			"failed, 3 bad usage, 4 nodetune could not run or stopped (the journal corrupt, foreign, locked or\n" +
+			"not writable), 130 interrupted (Ctrl-C).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
+			if err := checkStateDir(stateDir, false); err != nil {
+				return err
+			}
 			if !tune.JournalExists(stateDir) {
 				fmt.Fprintf(out, "Nothing to roll back: there is no journal in %s.\n", stateDir)
 				return nil
@@ -49,6 +55,26 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				return &exitError{code: exitFailure, err: err}
 			}
 			defer tu.Close()
+			if !dryRun && !yes {
+				// Ask as fix does: show what would be restored first.
+				planned := 0
+				for _, o := range tu.Rollback(cmd.Context(), true) {
+					if o.Result == tune.Planned {
+						planned++
+					}
+				}
+				if planned > 0 {
+					fmt.Fprintf(out, "Rollback would restore %d value(s) nodetune changed (see them with --dry-run).\n", planned)
+					ok, err := confirm(cmd.Context(), cmd.InOrStdin(), out, planned, "Restore")
+					if err != nil {
+						return &exitError{code: exitIncomplete, err: err}
+					}
+					if !ok {
+						fmt.Fprintln(out, "Nothing was changed.")
+						return exitCode(exitIncomplete)
+					}
+				}
+			}
 			outcomes := tu.Rollback(cmd.Context(), dryRun)
 			if dryRun {
 				printRollbackCommands(out, outcomes)
@@ -70,6 +96,7 @@ func newRollbackCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "directory of the journal")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "restore without asking")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the commands that would restore the values, and change nothing")
 	cmd.Flags().BoolVar(&hold, "hold", true, "keep nodetune fix and serve --mode remediate from making the rolled-back changes again, until nodetune fix --release RULE|all")
 	return cmd

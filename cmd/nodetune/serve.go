@@ -32,6 +32,8 @@ type serveFlags struct {
 	debounce       time.Duration
 	listen         []string
 	webConfig      string
+	healthListen   string
+	maxConns       int
 	rollbackOnExit bool
 	force          bool
 	rules          []string
@@ -70,6 +72,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.DurationVar(&f.debounce, "probe.debounce", 100*time.Millisecond, "how long a link change waits for others before the tunnels are probed again")
 	fs.StringSliceVar(&f.listen, "web.listen-address", []string{defaultListen}, "addresses to serve metrics on (repeatable)")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
+	fs.StringVar(&f.healthListen, "web.health-address", "", "also serve /healthz and /readyz alone on this address, in plain HTTP without the web config's TLS or auth, for the kubelet's probes (e.g. 127.0.0.1:9849); empty: off")
+	fs.IntVar(&f.maxConns, "web.max-connections", defaultMaxConns, "most connections kept open on the listen addresses; past it the longest-idle one is closed")
 	fs.BoolVar(&f.rollbackOnExit, "rollback-on-exit", false, "restore every value nodetune changed when it stops")
 	fs.BoolVar(&f.force, "force", false, "in remediate mode, also change settings another agent (Calico Felix, kube-proxy) owns; the back-off still applies")
 	fs.StringArrayVar(&f.rules, "rule", nil, "in remediate mode, fix only findings of this rule ID (repeatable); findings of every rule are still exported")
@@ -91,14 +95,47 @@ func (f serveFlags) check() error {
 	switch {
 	case f.mode != "observe" && f.mode != "remediate":
 		return fmt.Errorf("--mode: want observe or remediate, got %q", f.mode)
-	case f.interval <= 0 || f.window <= 0 || f.debounce < 0:
-		return fmt.Errorf("--probe.interval and --probe.window must be positive, --probe.debounce not negative")
+	case f.interval < minInterval:
+		return fmt.Errorf("--probe.interval is %s; want at least %s", f.interval, minInterval)
+	case f.debounce < 0:
+		return fmt.Errorf("--probe.debounce must not be negative")
 	case f.backoff.Max < 1 || f.backoff.Window <= 0:
 		return fmt.Errorf("--remediation.max-reapplies must be at least 1 and --remediation.window positive")
 	case len(f.listen) == 0:
 		return fmt.Errorf("--web.listen-address: give at least one address")
+	case f.maxConns < minConns:
+		return fmt.Errorf("--web.max-connections is %d; want at least %d", f.maxConns, minConns)
+	}
+	if err := checkWindow("--probe.window", f.window); err != nil {
+		return err
+	}
+	// Remediate mode falls back to observing when the journal cannot be
+	// opened (serve.go); a directory that cannot be one is bad usage.
+	if f.stateDir == "" || f.mode == "remediate" {
+		return checkStateDir(f.stateDir, false)
 	}
 	return nil
+}
+
+// Connection limits of serve's listeners (docs/serve.md, "Connections").
+// Prometheus keeps one connection per target, the kubelet one per probe:
+// 128 leaves room for many scrapers and people, and bounds what idle
+// connections can cost to a few MiB.
+const (
+	defaultMaxConns = 128
+	minConns        = 4
+	healthConns     = 16
+)
+
+// newHTTPServer is an http.Server with the timeouts and connection limit
+// every listener of serve has.
+func newHTTPServer(h http.Handler, maxConns int) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: exporter.ReadHeaderTimeout,
+		IdleTimeout:       exporter.IdleTimeout,
+		ConnState:         exporter.NewConnLimit(maxConns).ConnState,
+	}
 }
 
 // listenAddress brackets an IPv6 host that lacks them, so that the
@@ -184,7 +221,23 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	for i, a := range f.listen {
 		listen[i] = listenAddress(a)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(handler, f.maxConns)
+	var health *http.Server
+	if f.healthListen != "" {
+		// Bound before the metrics listener, so that a bad address fails
+		// the start instead of leaving the probes to fail later.
+		l, err := net.Listen("tcp", listenAddress(f.healthListen))
+		if err != nil {
+			return &exitError{code: exitFailure, err: fmt.Errorf("--web.health-address: %w", err)}
+		}
+		health = newHTTPServer(exp.HealthHandler(hopts), healthConns)
+		go func() {
+			if err := health.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("serving health checks", "address", f.healthListen, "err", err)
+				cancel()
+			}
+		}()
+	}
 	webErr := make(chan error, 1)
 	go func() {
 		webErr <- web.ListenAndServe(srv, &web.FlagConfig{WebListenAddresses: &listen, WebConfigFile: &f.webConfig}, g.log)
@@ -196,6 +249,9 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = srv.Shutdown(shutCtx)
+	if health != nil {
+		_ = health.Shutdown(shutCtx)
+	}
 	select {
 	case err := <-webErr:
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {

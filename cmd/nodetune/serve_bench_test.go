@@ -74,12 +74,12 @@ func cpuNanos(b *testing.B, pid int) int64 {
 }
 
 // rssBytes is pid's resident set size.
-func rssBytes(b *testing.B, pid int) float64 { return statusBytes(b, pid, "VmRSS") }
+func rssBytes(b testing.TB, pid int) float64 { return statusBytes(b, pid, "VmRSS") }
 
 // statusBytes is one of the memory sizes of /proc/PID/status, in bytes:
 // VmRSS, or its parts RssAnon (heap, stacks) and RssFile (mapped pages of
 // the binary).
-func statusBytes(b *testing.B, pid int, field string) float64 {
+func statusBytes(b testing.TB, pid int, field string) float64 {
 	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -1,0 +1,108 @@
+package deploy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodetune/nodetune/internal/nodetest"
+)
+
+// webConfigSecret is the Secret that basicAuth mounts into the agent.
+const webConfigSecret = "nodetune-web-config"
+
+// basicAuth returns v's manifests for the node with basic auth on the
+// metrics port, as docs/deploy.md says to add it: a Secret holding the
+// exporter-toolkit web configuration, mounted read-only into the agent,
+// and --web.config.file pointing at it. The probes are left as shipped.
+func basicAuth(t *testing.T, v *variant, user, password string) []byte {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := v.daemonSet(t).DeepCopy()
+	spec := &ds.Spec.Template.Spec
+	c := &spec.Containers[0]
+	c.Image = imageFor(*c)
+	c.Args = append(c.Args, "--web.config.file=/etc/nodetune/web.yml")
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "web-config", MountPath: "/etc/nodetune", ReadOnly: true})
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "web-config", VolumeSource: corev1.VolumeSource{
+		Secret: &corev1.SecretVolumeSource{SecretName: webConfigSecret}}})
+	secret := corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: webConfigSecret, Namespace: ds.Namespace},
+		StringData: map[string]string{"web.yml": "basic_auth_users:\n  " + user + ": " + string(hash) + "\n"},
+	}
+	var b bytes.Buffer
+	for _, d := range v.docs {
+		data := d.data
+		if d.gvk.Kind == "DaemonSet" {
+			if data, err = json.Marshal(ds); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fmt.Fprintf(&b, "---\n%s\n", data)
+	}
+	s, err := json.Marshal(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "---\n%s\n", s)
+	return b.Bytes()
+}
+
+// metricsStatus is the HTTP status of GET /metrics on the agent of n,
+// with basic auth credentials when user is not empty.
+func metricsStatus(n *nodetest.Node, user, password string) (int, error) {
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext:       n.Side.DialContext,
+	}}
+	req, err := http.NewRequest(http.MethodGet, "http://"+n.IP()+":9848/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// probesWithBasicAuth puts basic auth on the observe agent's metrics port
+// on n and checks that the kubelet's readiness and liveness probes, as
+// shipped, still pass (they go to the plain health listener), while
+// /metrics refuses a client without credentials and serves one with them.
+func probesWithBasicAuth(t *testing.T, n *nodetest.Node, observe *variant) {
+	const user, password = "prometheus", "s3cret"
+	n.Apply(t, basicAuth(t, observe, user, password))
+	rollout(t, n)
+	pod := agentPod(t, n, "observe")
+	if !slices.ContainsFunc(pod.Spec.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, "--web.config.file=") }) {
+		t.Fatalf("pod %s runs without --web.config.file: %v", pod.Name, pod.Spec.Containers[0].Args)
+	}
+	waitFor(t, "a successful liveness probe with basic auth on the metrics port", func() error {
+		return probeSucceeded(n, pod.Name, "Liveness")
+	})
+	if code, err := metricsStatus(n, "", ""); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("/metrics without credentials: HTTP %d, %v; want 401 (auth is not on, so the test proves nothing)", code, err)
+	}
+	if code, err := metricsStatus(n, user, password); err != nil || code != http.StatusOK {
+		t.Errorf("/metrics with credentials: HTTP %d, %v; want 200", code, err)
+	}
+	agentPod(t, n, "observe") // still Ready, never restarted, no warning
+}
