@@ -72,7 +72,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.DurationVar(&f.debounce, "probe.debounce", 100*time.Millisecond, "how long a link change waits for others before the tunnels are probed again")
 	fs.StringSliceVar(&f.listen, "web.listen-address", []string{defaultListen}, "addresses to serve metrics on (repeatable)")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file for TLS and basic auth")
-	fs.StringVar(&f.healthListen, "web.health-address", "", "also serve /healthz and /readyz alone on this address, in plain HTTP without the web config's TLS or auth, for the kubelet's probes (e.g. 127.0.0.1:9849); empty: off")
+	fs.StringVar(&f.healthListen, "web.health-address", "", "also serve /healthz and /readyz alone on this address, in plain HTTP without the web config's TLS or auth, for the kubelet's probes (the DaemonSet uses 127.0.0.1:9847); empty: off")
 	fs.IntVar(&f.maxConns, "web.max-connections", defaultMaxConns, "most connections kept open on the listen addresses; past it the longest-idle one is closed")
 	fs.BoolVar(&f.rollbackOnExit, "rollback-on-exit", false, "restore every value nodetune changed when it stops")
 	fs.BoolVar(&f.force, "force", false, "in remediate mode, also change settings another agent (Calico Felix, kube-proxy) owns; the back-off still applies")
