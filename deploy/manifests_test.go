@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -23,8 +22,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
-
-	"github.com/nodetune/nodetune/kube/kubetest"
 )
 
 // document is one YAML document of a manifest file.
@@ -128,28 +125,9 @@ type variant struct {
 // and decodes every variant it writes.
 func render(t *testing.T) map[string]*variant {
 	t.Helper()
-	kubectl := kubetest.Tool(t, "kubectl")
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	cmd := exec.Command(filepath.Join(root, "hack/kube/manifests.sh"), out)
-	cmd.Env = append(os.Environ(), "KUBECTL="+kubectl, "IMAGE_TAG="+testTag)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("hack/kube/manifests.sh: %v\n%s", err, b)
-	}
-	files, err := filepath.Glob(filepath.Join(out, "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	vs := map[string]*variant{}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v := &variant{name: strings.TrimSuffix(filepath.Base(f), ".yaml")}
+	for name, data := range renderFiles(t) {
+		v := &variant{name: name}
 		v.docs = splitDocuments(t, v.name, data)
 		for _, d := range v.docs {
 			if o := decodeStrict(t, d); o != nil {
