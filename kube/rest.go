@@ -70,6 +70,16 @@ const (
 // serve's condition updates for good.
 const defaultTimeout = 30 * time.Second
 
+// maxAnswer bounds what nodetune reads of one answer, and of one event
+// of a watch: an object is at most about 1.5 MiB in etcd, and nodetune
+// reads single objects (lists filtered to one name), so 16 MiB is far
+// above any real answer while keeping a broken or hostile server from
+// filling the agent's memory on every node.
+const maxAnswer = 16 << 20
+
+// ErrAnswerTooLarge means an answer or a watch event exceeded maxAnswer.
+var ErrAnswerTooLarge = fmt.Errorf("the answer is larger than %d MiB", maxAnswer>>20)
+
 // maxRetries is how often a request the server asks to retry later (429
 // or 5xx with Retry-After) is tried again, as client-go does.
 const maxRetries = 10
@@ -214,7 +224,7 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		if err != nil {
 			return err
 		}
-		raw, err := io.ReadAll(resp.Body)
+		raw, err := readAnswer(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
@@ -287,4 +297,38 @@ func retryAfter(resp *http.Response) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(s) * time.Second, true
+}
+
+// readAnswer reads an answer whole, up to maxAnswer.
+func readAnswer(r io.Reader) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxAnswer+1))
+	if err == nil && len(raw) > maxAnswer {
+		err = ErrAnswerTooLarge
+	}
+	return raw, err
+}
+
+// eventReader bounds each event of a watch stream: it lets at most
+// maxAnswer bytes through until next is called (after each event), so
+// one event is at most that plus what the decoder had read ahead.
+type eventReader struct {
+	r    io.Reader
+	left int
+}
+
+func newEventReader(r io.Reader) *eventReader { return &eventReader{r: r, left: maxAnswer} }
+
+// next starts the allowance of the next event.
+func (e *eventReader) next() { e.left = maxAnswer }
+
+func (e *eventReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, ErrAnswerTooLarge
+	}
+	if len(p) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= n
+	return n, err
 }

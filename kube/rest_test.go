@@ -3,11 +3,13 @@ package kube
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,5 +291,28 @@ func TestClientTimeout(t *testing.T) {
 	start := time.Now()
 	if err := c.Get(context.Background(), "/hang", nil, nil); err == nil || time.Since(start) > 5*time.Second {
 		t.Errorf("a hung request ended after %s with %v", time.Since(start), err)
+	}
+}
+
+// TestClientAnswerBounded: an answer larger than maxAnswer, a success or
+// an error, is refused instead of read whole into memory.
+func TestClientAnswerBounded(t *testing.T) {
+	big := `{"metadata":{"name":"` + strings.Repeat("x", maxAnswer) + `"}}`
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/error" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		io.WriteString(w, big)
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n node
+	if err := c.Get(context.Background(), "/ok", nil, &n); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Errorf("a %d-byte answer: %v, want ErrAnswerTooLarge", len(big), err)
+	}
+	if err := c.Get(context.Background(), "/error", nil, nil); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Errorf("a %d-byte error answer: %v, want ErrAnswerTooLarge", len(big), err)
 	}
 }

@@ -152,7 +152,8 @@ func (w *Watch[T]) watch(ctx context.Context, rv string) (string, error) {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return rv, fmt.Errorf("watching %s: %w", w.path, decodeStatus(resp.StatusCode, raw))
 	}
-	dec := json.NewDecoder(resp.Body)
+	body := newEventReader(resp.Body)
+	dec := json.NewDecoder(body)
 	for {
 		var ev watchEvent
 		if err := dec.Decode(&ev); err != nil {
@@ -161,6 +162,7 @@ func (w *Watch[T]) watch(ctx context.Context, rv string) (string, error) {
 			}
 			return rv, fmt.Errorf("reading the watch of %s: %w", w.path, err)
 		}
+		body.next()
 		next, err := w.apply(ev)
 		if err != nil {
 			return rv, err

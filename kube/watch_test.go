@@ -2,9 +2,11 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -173,5 +175,33 @@ func TestWatchGoneAnswer(t *testing.T) {
 	}
 	if _, ok := w.Get(); ok {
 		t.Error("an object that was never listed")
+	}
+}
+
+// TestWatchEventBounded: one watch event larger than maxAnswer is refused
+// instead of decoded into memory.
+func TestWatchEventBounded(t *testing.T) {
+	big := `{"type":"ADDED","object":{"metadata":{"name":"n","resourceVersion":"2","annotations":{"a":"` + strings.Repeat("x", maxAnswer) + `"}}}}` + "\n"
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "" {
+			io.WriteString(w, `{"metadata":{"resourceVersion":"1"},"items":[]}`)
+			return
+		}
+		io.WriteString(w, big)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.watch(ctx, "1"); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Errorf("a %d-byte event: %v, want ErrAnswerTooLarge", len(big), err)
+	}
+	if _, ok := w.Get(); ok {
+		t.Error("the oversized object was taken into the cache")
 	}
 }
