@@ -51,8 +51,8 @@ type Config struct {
 	// zero means 5 and 10, client-go's defaults.
 	QPS   float32
 	Burst int
-	// Timeout bounds each request that is not a watch; zero means
-	// defaultTimeout. The caller's context may end it sooner.
+	// Timeout bounds each request that is not a watch, its retries
+	// included; zero means defaultTimeout. The caller's context may end it sooner.
 	Timeout time.Duration
 	// UserAgent names the client; empty means "nodetune".
 	UserAgent string
@@ -206,7 +206,7 @@ func (c *Client) Delete(ctx context.Context, path string, out any) error {
 // is not nil); any other answer becomes a *StatusError. body is sent as
 // is when it is a []byte, JSON-encoded otherwise. A 429 or 5xx answer
 // with Retry-After is tried again after that many seconds, up to
-// maxRetries times.
+// maxRetries times and while the timeout leaves time to wait.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, contentType string, body, out any) error {
 	var data []byte
 	if body != nil {
@@ -219,6 +219,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 			}
 		}
 	}
+	// The timeout covers the retries too, as client-go's does.
+	ctx, cancel := context.WithTimeout(ctx, c.http.Timeout)
+	defer cancel()
 	for try := 0; ; try++ {
 		resp, err := c.send(ctx, c.http, method, path, query, contentType, data)
 		if err != nil {
@@ -242,6 +245,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		wait, ok := retryAfter(resp)
 		if !ok || try >= maxRetries {
 			return serr
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return serr // no time left to wait for: the server's answer, not a timeout
 		}
 		select {
 		case <-ctx.Done():
@@ -296,7 +302,9 @@ func retryAfter(resp *http.Response) (time.Duration, bool) {
 	if err != nil || s < 0 {
 		return 0, false
 	}
-	return time.Duration(s) * time.Second, true
+	// Capped before the multiplication, which would overflow; no request
+	// waits a day.
+	return time.Duration(min(s, 86400)) * time.Second, true
 }
 
 // readAnswer reads an answer whole, up to maxAnswer.

@@ -316,3 +316,41 @@ func TestClientAnswerBounded(t *testing.T) {
 		t.Errorf("a %d-byte error answer: %v, want ErrAnswerTooLarge", len(big), err)
 	}
 }
+
+// TestClientRetryWithinTimeout: the request timeout covers the retries
+// too, and a Retry-After that would outlast the time left ends the
+// request at once with the server's answer instead of sleeping.
+func TestClientRetryWithinTimeout(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/later" {
+			w.Header().Set("Retry-After", "3600")
+		} else {
+			w.Header().Set("Retry-After", "1")
+		}
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	cfg.Timeout = 1500 * time.Millisecond
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, most := range map[string]time.Duration{"/later": 500 * time.Millisecond, "/soon": 3 * time.Second} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		err := c.Get(ctx, path, nil, nil)
+		cancel()
+		if d := time.Since(start); !errors.Is(err, ErrTooManyRequests) || d > most {
+			t.Errorf("%s: %v after %s, want the server's 429 within %s", path, err, d.Round(time.Millisecond), most)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["/later"] != 1 || calls["/soon"] > 2 {
+		t.Errorf("calls %v, want /later once and /soon at most twice in its 1.5 s", calls)
+	}
+}
