@@ -178,6 +178,38 @@ func TestWatchGoneAnswer(t *testing.T) {
 	}
 }
 
+// TestWatchShortClose: a watch the server ends at once with no event is a
+// failure and backs off, as client-go's reflector does, rather than
+// watching again in a busy loop that spends the rate limit the condition
+// updates share.
+func TestWatchShortClose(t *testing.T) {
+	var mu sync.Mutex
+	watches := 0
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "" {
+			io.WriteString(w, `{"metadata":{"resourceVersion":"1"},"items":[]}`)
+			return
+		}
+		mu.Lock()
+		watches++
+		mu.Unlock()
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	w.Run(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	// At 0 and 0.8 s (and 2.4 s, past the end).
+	if watches > 2 {
+		t.Errorf("%d watches in 1.5 s, want 2", watches)
+	}
+}
+
 // TestWatchEventBounded: one watch event larger than maxAnswer is refused
 // instead of decoded into memory.
 func TestWatchEventBounded(t *testing.T) {
