@@ -80,6 +80,17 @@ const maxAnswer = 16 << 20
 // ErrAnswerTooLarge means an answer or a watch event exceeded maxAnswer.
 var ErrAnswerTooLarge = fmt.Errorf("the answer is larger than %d MiB", maxAnswer>>20)
 
+// The HTTP/2 health check, as client-go's: a connection on which no frame
+// arrived for h2ReadIdle is pinged, and closed when the ping is not
+// answered within h2PingTimeout. Without it a connection that goes
+// silent (a lost route, an expired conntrack entry on the way) holds the
+// watch, and every request that shares it, until TCP gives up: up to 15
+// minutes when a request's data is unacknowledged.
+var (
+	h2ReadIdle    = 30 * time.Second
+	h2PingTimeout = 15 * time.Second
+)
+
 // maxRetries is how often a request the server asks to retry later (429
 // or 5xx with Retry-After) is tried again, as client-go does.
 const maxRetries = 10
@@ -127,6 +138,7 @@ func NewClient(cfg *Config) (*Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		MaxIdleConnsPerHost: 25,
 		ForceAttemptHTTP2:   true,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: h2ReadIdle, PingTimeout: h2PingTimeout},
 	}
 	timeout := cfg.Timeout
 	if timeout == 0 {

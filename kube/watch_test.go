@@ -2,12 +2,16 @@ package kube
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,5 +239,102 @@ func TestWatchEventBounded(t *testing.T) {
 	}
 	if _, ok := w.Get(); ok {
 		t.Error("the oversized object was taken into the cache")
+	}
+}
+
+// blackHole forwards TCP connections to addr until freeze is called;
+// after it, the connections stay open and everything sent on them is
+// dropped, as when a node loses its route to the API server or a
+// conntrack entry on the way expires.
+type blackHole struct {
+	ln     net.Listener
+	frozen atomic.Bool
+}
+
+func newBlackHole(t *testing.T, addr string) *blackHole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackHole{ln: ln}
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			if !b.frozen.Load() {
+				dst.Write(buf[:n])
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go pipe(s, c)
+			go pipe(c, s)
+		}
+	}()
+	return b
+}
+
+// TestWatchDeadConnection: a watch over HTTP/2 whose connection goes
+// silent (no RST, no FIN) ends with an error after the health check's
+// ping goes unanswered, instead of waiting for TCP to give up, which
+// takes up to 15 minutes while a request's data is unacknowledged.
+func TestWatchDeadConnection(t *testing.T) {
+	defer func(idle, ping time.Duration) { h2ReadIdle, h2PingTimeout = idle, ping }(h2ReadIdle, h2PingTimeout)
+	h2ReadIdle, h2PingTimeout = 300*time.Millisecond, 300*time.Millisecond
+	started := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		<-r.Context().Done()
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	hole := newBlackHole(t, srv.Listener.Addr().String())
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	c, err := NewClient(&Config{Host: "https://" + hole.ln.Addr().String(), CAData: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	go func() {
+		<-started
+		time.Sleep(200 * time.Millisecond) // the headers reach the client
+		hole.frozen.Store(true)
+	}()
+	start := time.Now()
+	_, err = w.watch(ctx, "1")
+	if d := time.Since(start); err == nil || d > 4*time.Second {
+		t.Errorf("a watch on a dead connection ended after %s with %v, want an error within about a second", d.Round(time.Millisecond), err)
 	}
 }
