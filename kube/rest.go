@@ -115,6 +115,12 @@ func NewClient(cfg *Config) (*Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, fmt.Errorf("kube: API server address %q is not an http(s) URL", cfg.Host)
 	}
+	if u.Scheme == "http" && (cfg.BearerToken != "" || cfg.BearerTokenFile != "") {
+		// The API server serves nothing over plain http since Kubernetes
+		// 1.20 (--insecure-port can only be 0); an http:// address is a
+		// proxy such as kubectl proxy, which adds the credentials itself.
+		return nil, fmt.Errorf("kube: refusing to send a bearer token in clear text to %s: use https", u.Redacted())
+	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.Insecure, ServerName: cfg.ServerName}
 	if len(cfg.CAData) > 0 {
 		pool := x509.NewCertPool()

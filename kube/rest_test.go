@@ -354,3 +354,20 @@ func TestClientRetryWithinTimeout(t *testing.T) {
 		t.Errorf("calls %v, want /later once and /soon at most twice in its 1.5 s", calls)
 	}
 }
+
+// TestClientNoCredentialsInClear: a token or client certificate is never
+// sent to an http:// server, where anyone on the path reads it; an
+// http:// server without credentials (kubectl proxy) is fine.
+func TestClientNoCredentialsInClear(t *testing.T) {
+	for _, bad := range []*Config{
+		{Host: "http://10.0.0.1:8080", BearerToken: "t"},
+		{Host: "http://10.0.0.1:8080", BearerTokenFile: "/var/run/token"},
+	} {
+		if _, err := NewClient(bad); err == nil {
+			t.Errorf("NewClient(%+v): no error", bad)
+		}
+	}
+	if _, err := NewClient(&Config{Host: "http://127.0.0.1:8001"}); err != nil {
+		t.Errorf("kubectl proxy's address: %v", err)
+	}
+}
