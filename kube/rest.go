@@ -51,8 +51,8 @@ type Config struct {
 	// zero means 5 and 10, client-go's defaults.
 	QPS   float32
 	Burst int
-	// Timeout bounds each request that is not a watch; zero means
-	// defaultTimeout. The caller's context may end it sooner.
+	// Timeout bounds each request that is not a watch, its retries
+	// included; zero means defaultTimeout. The caller's context may end it sooner.
 	Timeout time.Duration
 	// UserAgent names the client; empty means "nodetune".
 	UserAgent string
@@ -69,6 +69,27 @@ const (
 // API server that accepts a connection and never answers cannot hold up
 // serve's condition updates for good.
 const defaultTimeout = 30 * time.Second
+
+// maxAnswer bounds what nodetune reads of one answer, and of one event
+// of a watch: an object is at most about 1.5 MiB in etcd, and nodetune
+// reads single objects (lists filtered to one name), so 16 MiB is far
+// above any real answer while keeping a broken or hostile server from
+// filling the agent's memory on every node.
+const maxAnswer = 16 << 20
+
+// ErrAnswerTooLarge means an answer or a watch event exceeded maxAnswer.
+var ErrAnswerTooLarge = fmt.Errorf("the answer is larger than %d MiB", maxAnswer>>20)
+
+// The HTTP/2 health check, as client-go's: a connection on which no frame
+// arrived for h2ReadIdle is pinged, and closed when the ping is not
+// answered within h2PingTimeout. Without it a connection that goes
+// silent (a lost route, an expired conntrack entry on the way) holds the
+// watch, and every request that shares it, until TCP gives up: up to 15
+// minutes when a request's data is unacknowledged.
+var (
+	h2ReadIdle    = 30 * time.Second
+	h2PingTimeout = 15 * time.Second
+)
 
 // maxRetries is how often a request the server asks to retry later (429
 // or 5xx with Retry-After) is tried again, as client-go does.
@@ -94,6 +115,12 @@ func NewClient(cfg *Config) (*Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, fmt.Errorf("kube: API server address %q is not an http(s) URL", cfg.Host)
 	}
+	if u.Scheme == "http" && (cfg.BearerToken != "" || cfg.BearerTokenFile != "") {
+		// The API server serves nothing over plain http since Kubernetes
+		// 1.20 (--insecure-port can only be 0); an http:// address is a
+		// proxy such as kubectl proxy, which adds the credentials itself.
+		return nil, fmt.Errorf("kube: refusing to send a bearer token in clear text to %s: use https", u.Redacted())
+	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.Insecure, ServerName: cfg.ServerName}
 	if len(cfg.CAData) > 0 {
 		pool := x509.NewCertPool()
@@ -117,6 +144,7 @@ func NewClient(cfg *Config) (*Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		MaxIdleConnsPerHost: 25,
 		ForceAttemptHTTP2:   true,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: h2ReadIdle, PingTimeout: h2PingTimeout},
 	}
 	timeout := cfg.Timeout
 	if timeout == 0 {
@@ -196,7 +224,7 @@ func (c *Client) Delete(ctx context.Context, path string, out any) error {
 // is not nil); any other answer becomes a *StatusError. body is sent as
 // is when it is a []byte, JSON-encoded otherwise. A 429 or 5xx answer
 // with Retry-After is tried again after that many seconds, up to
-// maxRetries times.
+// maxRetries times and while the timeout leaves time to wait.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, contentType string, body, out any) error {
 	var data []byte
 	if body != nil {
@@ -209,12 +237,15 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 			}
 		}
 	}
+	// The timeout covers the retries too, as client-go's does.
+	ctx, cancel := context.WithTimeout(ctx, c.http.Timeout)
+	defer cancel()
 	for try := 0; ; try++ {
 		resp, err := c.send(ctx, c.http, method, path, query, contentType, data)
 		if err != nil {
 			return err
 		}
-		raw, err := io.ReadAll(resp.Body)
+		raw, err := readAnswer(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
@@ -232,6 +263,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		wait, ok := retryAfter(resp)
 		if !ok || try >= maxRetries {
 			return serr
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return serr // no time left to wait for: the server's answer, not a timeout
 		}
 		select {
 		case <-ctx.Done():
@@ -286,5 +320,41 @@ func retryAfter(resp *http.Response) (time.Duration, bool) {
 	if err != nil || s < 0 {
 		return 0, false
 	}
-	return time.Duration(s) * time.Second, true
+	// Capped before the multiplication, which would overflow; no request
+	// waits a day.
+	return time.Duration(min(s, 86400)) * time.Second, true
+}
+
+// readAnswer reads an answer whole, up to maxAnswer.
+func readAnswer(r io.Reader) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxAnswer+1))
+	if err == nil && len(raw) > maxAnswer {
+		err = ErrAnswerTooLarge
+	}
+	return raw, err
+}
+
+// eventReader bounds each event of a watch stream: it lets at most
+// maxAnswer bytes through until next is called (after each event), so
+// one event is at most that plus what the decoder had read ahead.
+type eventReader struct {
+	r    io.Reader
+	left int
+}
+
+func newEventReader(r io.Reader) *eventReader { return &eventReader{r: r, left: maxAnswer} }
+
+// next starts the allowance of the next event.
+func (e *eventReader) next() { e.left = maxAnswer }
+
+func (e *eventReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, ErrAnswerTooLarge
+	}
+	if len(p) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= n
+	return n, err
 }

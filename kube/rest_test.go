@@ -3,11 +3,13 @@ package kube
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,5 +291,83 @@ func TestClientTimeout(t *testing.T) {
 	start := time.Now()
 	if err := c.Get(context.Background(), "/hang", nil, nil); err == nil || time.Since(start) > 5*time.Second {
 		t.Errorf("a hung request ended after %s with %v", time.Since(start), err)
+	}
+}
+
+// TestClientAnswerBounded: an answer larger than maxAnswer, a success or
+// an error, is refused instead of read whole into memory.
+func TestClientAnswerBounded(t *testing.T) {
+	big := `{"metadata":{"name":"` + strings.Repeat("x", maxAnswer) + `"}}`
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/error" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		io.WriteString(w, big)
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n node
+	if err := c.Get(context.Background(), "/ok", nil, &n); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Errorf("a %d-byte answer: %v, want ErrAnswerTooLarge", len(big), err)
+	}
+	if err := c.Get(context.Background(), "/error", nil, nil); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Errorf("a %d-byte error answer: %v, want ErrAnswerTooLarge", len(big), err)
+	}
+}
+
+// TestClientRetryWithinTimeout: the request timeout covers the retries
+// too, and a Retry-After that would outlast the time left ends the
+// request at once with the server's answer instead of sleeping.
+func TestClientRetryWithinTimeout(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/later" {
+			w.Header().Set("Retry-After", "3600")
+		} else {
+			w.Header().Set("Retry-After", "1")
+		}
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	cfg.Timeout = 1500 * time.Millisecond
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, most := range map[string]time.Duration{"/later": 500 * time.Millisecond, "/soon": 3 * time.Second} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		err := c.Get(ctx, path, nil, nil)
+		cancel()
+		if d := time.Since(start); !errors.Is(err, ErrTooManyRequests) || d > most {
+			t.Errorf("%s: %v after %s, want the server's 429 within %s", path, err, d.Round(time.Millisecond), most)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["/later"] != 1 || calls["/soon"] > 2 {
+		t.Errorf("calls %v, want /later once and /soon at most twice in its 1.5 s", calls)
+	}
+}
+
+// TestClientNoCredentialsInClear: a token or client certificate is never
+// sent to an http:// server, where anyone on the path reads it; an
+// http:// server without credentials (kubectl proxy) is fine.
+func TestClientNoCredentialsInClear(t *testing.T) {
+	for _, bad := range []*Config{
+		{Host: "http://10.0.0.1:8080", BearerToken: "t"},
+		{Host: "http://10.0.0.1:8080", BearerTokenFile: "/var/run/token"},
+	} {
+		if _, err := NewClient(bad); err == nil {
+			t.Errorf("NewClient(%+v): no error", bad)
+		}
+	}
+	if _, err := NewClient(&Config{Host: "http://127.0.0.1:8001"}); err != nil {
+		t.Errorf("kubectl proxy's address: %v", err)
 	}
 }

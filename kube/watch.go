@@ -152,15 +152,26 @@ func (w *Watch[T]) watch(ctx context.Context, rv string) (string, error) {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return rv, fmt.Errorf("watching %s: %w", w.path, decodeStatus(resp.StatusCode, raw))
 	}
-	dec := json.NewDecoder(resp.Body)
+	body := newEventReader(resp.Body)
+	dec := json.NewDecoder(body)
+	start, events := time.Now(), 0
 	for {
 		var ev watchEvent
 		if err := dec.Decode(&ev); err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+			switch {
+			case ctx.Err() != nil:
+				return rv, nil
+			case errors.Is(err, io.EOF) && events == 0 && time.Since(start) < time.Second:
+				// As client-go's reflector: a server that ends every
+				// watch at once must not be watched in a busy loop.
+				return rv, fmt.Errorf("watching %s: the watch ended at once with no event", w.path)
+			case errors.Is(err, io.EOF):
 				return rv, nil // the server's timeout: watch again from rv
 			}
 			return rv, fmt.Errorf("reading the watch of %s: %w", w.path, err)
 		}
+		events++
+		body.next()
 		next, err := w.apply(ev)
 		if err != nil {
 			return rv, err

@@ -2,10 +2,16 @@ package kube
 
 import (
 	"context"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,5 +179,162 @@ func TestWatchGoneAnswer(t *testing.T) {
 	}
 	if _, ok := w.Get(); ok {
 		t.Error("an object that was never listed")
+	}
+}
+
+// TestWatchShortClose: a watch the server ends at once with no event is a
+// failure and backs off, as client-go's reflector does, rather than
+// watching again in a busy loop that spends the rate limit the condition
+// updates share.
+func TestWatchShortClose(t *testing.T) {
+	var mu sync.Mutex
+	watches := 0
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "" {
+			io.WriteString(w, `{"metadata":{"resourceVersion":"1"},"items":[]}`)
+			return
+		}
+		mu.Lock()
+		watches++
+		mu.Unlock()
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	w.Run(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	// At 0 and 0.8 s (and 2.4 s, past the end).
+	if watches > 2 {
+		t.Errorf("%d watches in 1.5 s, want 2", watches)
+	}
+}
+
+// TestWatchEventBounded: one watch event larger than maxAnswer is refused
+// instead of decoded into memory.
+func TestWatchEventBounded(t *testing.T) {
+	big := `{"type":"ADDED","object":{"metadata":{"name":"n","resourceVersion":"2","annotations":{"a":"` + strings.Repeat("x", maxAnswer) + `"}}}}` + "\n"
+	cfg := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "" {
+			io.WriteString(w, `{"metadata":{"resourceVersion":"1"},"items":[]}`)
+			return
+		}
+		io.WriteString(w, big)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.watch(ctx, "1"); !errors.Is(err, ErrAnswerTooLarge) {
+		t.Errorf("a %d-byte event: %v, want ErrAnswerTooLarge", len(big), err)
+	}
+	if _, ok := w.Get(); ok {
+		t.Error("the oversized object was taken into the cache")
+	}
+}
+
+// blackHole forwards TCP connections to addr until freeze is called;
+// after it, the connections stay open and everything sent on them is
+// dropped, as when a node loses its route to the API server or a
+// conntrack entry on the way expires.
+type blackHole struct {
+	ln     net.Listener
+	frozen atomic.Bool
+}
+
+func newBlackHole(t *testing.T, addr string) *blackHole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackHole{ln: ln}
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			if !b.frozen.Load() {
+				dst.Write(buf[:n])
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go pipe(s, c)
+			go pipe(c, s)
+		}
+	}()
+	return b
+}
+
+// TestWatchDeadConnection: a watch over HTTP/2 whose connection goes
+// silent (no RST, no FIN) ends with an error after the health check's
+// ping goes unanswered, instead of waiting for TCP to give up, which
+// takes up to 15 minutes while a request's data is unacknowledged.
+func TestWatchDeadConnection(t *testing.T) {
+	defer func(idle, ping time.Duration) { h2ReadIdle, h2PingTimeout = idle, ping }(h2ReadIdle, h2PingTimeout)
+	h2ReadIdle, h2PingTimeout = 300*time.Millisecond, 300*time.Millisecond
+	started := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		<-r.Context().Done()
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	hole := newBlackHole(t, srv.Listener.Addr().String())
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	c, err := NewClient(&Config{Host: "https://" + hole.ln.Addr().String(), CAData: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatch[node](c, "/api/v1/nodes", "n", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	go func() {
+		<-started
+		time.Sleep(200 * time.Millisecond) // the headers reach the client
+		hole.frozen.Store(true)
+	}()
+	start := time.Now()
+	_, err = w.watch(ctx, "1")
+	if d := time.Since(start); err == nil || d > 4*time.Second {
+		t.Errorf("a watch on a dead connection ended after %s with %v, want an error within about a second", d.Round(time.Millisecond), err)
 	}
 }
