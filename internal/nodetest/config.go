@@ -67,6 +67,7 @@ func kubeletConfig(dir string) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
+cgroupRoot: /%[2]s
 failCgroupV1: false
 containerRuntimeEndpoint: unix://%[1]s
 readOnlyPort: 0
@@ -84,7 +85,7 @@ evictionHard: {"memory.available": "50Mi", "nodefs.available": "1%%", "imagefs.a
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
-`, socket(dir))
+`, socket(dir), cgroupRoot)
 }
 
 // writeFiles writes name -> content under dir.

@@ -145,17 +145,60 @@ func killLeftovers() error {
 	return fmt.Errorf("processes %v survive SIGKILL", pids)
 }
 
-// cgroupRoots are the kubelet's pod cgroups in each hierarchy (cgroup v1)
-// or the one unified hierarchy.
+// cgroupRoot is the test kubelet's own cgroup parent (its cgroupRoot), in
+// every hierarchy. Its pods' cgroups live below it, and the sweep removes
+// only what is below it: on a machine that is itself a Kubernetes node, the
+// real kubelet's /kubepods is never touched.
+const cgroupRoot = "nodetune-nodetest"
+
+// cgroupRoots are the test kubelet's cgroup parents that exist, one per
+// hierarchy (cgroup v1) or the one in the unified hierarchy.
 func cgroupRoots() []string {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
-	if _, err := os.Stat("/sys/fs/cgroup/kubepods"); err == nil {
-		roots = append(roots, "/sys/fs/cgroup/kubepods")
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupRoot)
+	if _, err := os.Stat("/sys/fs/cgroup/" + cgroupRoot); err == nil {
+		roots = append(roots, "/sys/fs/cgroup/"+cgroupRoot)
 	}
 	return roots
 }
 
-// killPods kills every process in the kubelet's cgroups: the pods'
+// makeCgroupRoot creates cgroupRoot in every hierarchy, as the kubelet
+// requires of its cgroupRoot: under cgroup v2 in the unified one; under v1
+// in each mounted hierarchy (links such as cpu,cpuacct are the same one),
+// with the cpuset hierarchy's cpus and mems copied from its parent, since a
+// new v1 cpuset starts empty and takes no process.
+func makeCgroupRoot() error {
+	hierarchies := []string{"/sys/fs/cgroup"}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil { // cgroup v1
+		hierarchies = nil
+		entries, err := os.ReadDir("/sys/fs/cgroup")
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
+				hierarchies = append(hierarchies, filepath.Join("/sys/fs/cgroup", e.Name()))
+			}
+		}
+	}
+	for _, h := range hierarchies {
+		dir := filepath.Join(h, cgroupRoot)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("creating the kubelet's cgroup root: %w", err)
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			v, err := os.ReadFile(filepath.Join(h, f))
+			if err != nil {
+				continue // not the cpuset hierarchy
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+				return fmt.Errorf("creating the kubelet's cgroup root: %s: %w", f, err)
+			}
+		}
+	}
+	return nil
+}
+
+// killPods kills every process in the test kubelet's cgroups: the pods'
 // processes, which name no work directory and outlive their shims.
 func killPods() {
 	for _, root := range cgroupRoots() {
@@ -174,8 +217,9 @@ func killPods() {
 	}
 }
 
-// removeCgroups kills what is left in the kubelet's cgroups and removes
-// them, deepest first (rmdir fails while a process is in one).
+// removeCgroups kills what is left in the test kubelet's cgroups and
+// removes them, its cgroup root included, deepest first (rmdir fails while
+// a process is in one).
 func removeCgroups() error {
 	killPods()
 	var errs []error

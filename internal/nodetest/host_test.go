@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestRestoreHostAfterKilledRun(t *testing.T) {
 		t.Fatalf("%s exists: a killed node's record, which this test would overwrite", sysctlsFile)
 	}
 	if len(cgroupRoots()) != 0 {
-		t.Fatalf("kubepods cgroups exist (%v): a node is running or was killed", cgroupRoots())
+		t.Fatalf("the test kubelet's cgroups exist (%v): a node is running or was killed", cgroupRoots())
 	}
 	const key = "vm/overcommit_memory"
 	orig, err := os.ReadFile("/proc/sys/" + key)
@@ -49,12 +50,41 @@ func TestRestoreHostAfterKilledRun(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = shim.Wait(); close(done) }()
 	t.Cleanup(func() { _ = shim.Process.Kill() })
-	// A pod's process in a kubepods cgroup of the pids hierarchy.
-	cg := "/sys/fs/cgroup/pids/kubepods/besteffort/podkilled"
+	// A pod's process in a kubepods cgroup below the test kubelet's root.
+	if err := makeCgroupRoot(); err != nil {
+		t.Fatal(err)
+	}
+	cg := "/sys/fs/cgroup/pids/" + cgroupRoot + "/kubepods/besteffort/podkilled"
 	if _, err := os.Stat("/sys/fs/cgroup/pids"); err != nil {
-		cg = "/sys/fs/cgroup/kubepods/besteffort/podkilled" // cgroup v2
+		cg = "/sys/fs/cgroup/" + cgroupRoot + "/kubepods/besteffort/podkilled" // cgroup v2
 	}
 	if err := os.MkdirAll(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A real kubelet's pod on the same machine, in its /kubepods: the
+	// sweep leaves it alone.
+	hier := "/sys/fs/cgroup/pids"
+	if _, err := os.Stat(hier); err != nil {
+		hier = "/sys/fs/cgroup" // cgroup v2
+	}
+	if _, err := os.Stat(filepath.Join(hier, "kubepods")); err == nil {
+		t.Fatalf("%s/kubepods exists: a kubelet runs on this machine", hier)
+	}
+	other := filepath.Join(hier, "kubepods/besteffort/podreal")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, d := range []string{other, filepath.Dir(other), filepath.Dir(filepath.Dir(other))} {
+			_ = syscall.Rmdir(d)
+		}
+	})
+	bystander := exec.Command("sleep", "300")
+	if err := bystander.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bystander.Process.Kill(); _ = bystander.Wait() }) // before its cgroup is removed
+	if err := os.WriteFile(filepath.Join(other, "cgroup.procs"), []byte(strconv.Itoa(bystander.Process.Pid)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = removeCgroups() })
@@ -84,6 +114,9 @@ func TestRestoreHostAfterKilledRun(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Errorf("%s survived the sweep", name)
 		}
+	}
+	if err := bystander.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the sweep killed a process of another kubelet's pod: %v", err)
 	}
 	if roots := cgroupRoots(); len(roots) != 0 {
 		t.Errorf("cgroups %v survived the sweep", roots)

@@ -191,6 +191,9 @@ func (n *Node) start(t testing.TB, o Options) error {
 	if err := writeFiles(n.Dir, map[string]string{"kubelet/config.yaml": kubeletConfig(n.Dir)}); err != nil {
 		return err
 	}
+	if err := makeCgroupRoot(); err != nil {
+		return err
+	}
 	if err := n.run("kubelet", tool(t, "kubelet"), "--config="+filepath.Join(n.Dir, "kubelet/config.yaml"),
 		"--kubeconfig="+admin, "--root-dir="+filepath.Join(n.Dir, "kubelet/root"),
 		"--hostname-override="+n.Name, "--node-ip="+n.IP(), "--v=1"); err != nil {
