@@ -279,3 +279,31 @@ func TestDeletedDeviceOfAnEntryWithoutIdentityIsGone(t *testing.T) {
 		t.Errorf("second rollback: %v", again)
 	}
 }
+
+// TestNewChangeClosesTheGoneDevicesEntry: serve --mode remediate fixes a
+// tunnel, the CNI creates it again, and serve fixes the new one. The entry
+// of the old device, whose original went with it, is closed as gone when
+// the new one is made, so CNI restarts do not pile up open entries.
+func TestNewChangeClosesTheGoneDevicesEntry(t *testing.T) {
+	b := testbedtest.New(t, testbed.Options{})
+	a := b.A
+	dir := t.TempDir()
+	tu, _ := offloadOn(t, a, dir)
+	delLink(t, a, a.Tunnel)
+	addVXLAN(t, a, a.Tunnel, 42)
+	if err := a.Ethtool().Change(a.Tunnel, map[string]bool{detect.FeatureTxChecksumGeneric: false}); err != nil {
+		t.Fatal(err)
+	}
+	p := Propose(bedSnapshot(t, a), []rules.Finding{finding(rules.Change{Kind: rules.ChangeFeature, Target: a.Tunnel, Setting: detect.FeatureTxChecksumGeneric, Value: on})}, PlanOptions{})
+	if out := tu.Apply(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
+		t.Fatalf("apply on the new device: %v", out)
+	}
+	open := tu.Entries()
+	if len(open) != 1 {
+		t.Fatalf("open entries after the new device's fix: %+v", open)
+	}
+	e := entries(t, dir)
+	if len(e) != 2 || e[0].State != evGone || e[1].State != evVerified {
+		t.Errorf("journal: %+v", e)
+	}
+}
