@@ -518,6 +518,7 @@ func TestEntriesFromAnotherNetns(t *testing.T) {
 func TestEntriesFromAGoneNetns(t *testing.T) {
 	ctx := context.Background()
 	n := newNode(t)
+	seesKernelThreads(t, n)
 	dir := t.TempDir()
 	tu := openTuner(t, dir, n.host)
 	c := Change{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, To: "600"}
@@ -540,6 +541,42 @@ func TestEntriesFromAGoneNetns(t *testing.T) {
 	}
 	if again := tu.Rollback(ctx, false); len(again) != 0 {
 		t.Errorf("a second rollback: %v", again)
+	}
+}
+
+// seesKernelThreads gives n's procfs the kernel's kthreadd at PID 2, as a
+// procfs of the host's PID namespace shows it.
+func seesKernelThreads(t *testing.T, n *node) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(n.proc, "2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.proc, "2", "comm"), []byte("kthreadd\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNetNSInAPartialProcfsIsUnknown: a procfs that shows no kernel
+// threads is another PID namespace's (a pod without hostPID), which sees
+// only some of the node's processes. A namespace none of them holds may be
+// held by one it cannot see: the entry stays open, as unknown, and is never
+// closed as gone (the host's own namespace would be among them).
+func TestNetNSInAPartialProcfsIsUnknown(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	dir := t.TempDir()
+	tu := openTuner(t, dir, n.host)
+	c := Change{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, To: "600"}
+	if _, err := tu.j.intent(c, Value{Set: "300", Effective: "300"}, "other", "net:[1]", nil); err != nil {
+		t.Fatal(err)
+	}
+	tu.netns = "net:[2]"
+	out := tu.Rollback(ctx, false)
+	if len(out) != 1 || out[0].Result != Failed || errors.Is(out[0].Err, ErrGone) || !strings.Contains(out[0].Err.Error(), "PID namespace") {
+		t.Fatalf("rollback of an entry whose namespace a partial procfs does not show: %v", out)
+	}
+	if len(tu.Entries()) != 1 {
+		t.Errorf("the entry was closed")
 	}
 }
 

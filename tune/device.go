@@ -146,12 +146,19 @@ func linkErr(what string, err error) error {
 // now: k itself while the device still has its name, k with the new name
 // when the device was renamed, and an error wrapping ErrGone when no
 // device in this namespace is the one the entry recorded (deleted, or
-// deleted and created again). A key with no device, or an entry without an
-// identity (journal version 1, or a host without netlink), is returned as
-// it is.
+// deleted and created again). A key with no device is returned as it is,
+// and so is an entry without an identity (journal version 1, or a host
+// without netlink) while a device has its name; when none has, the entry
+// is gone too: by name it can never be restored.
 func (t *Tuner) locate(ctx context.Context, k Key, want *Device) (Key, string, error) {
 	name := deviceOf(k)
-	if name == "" || want == nil {
+	if name == "" {
+		return k, "", nil
+	}
+	if want == nil {
+		if _, err := t.sys.Device(ctx, name); errors.Is(err, ErrGone) {
+			return k, "", fmt.Errorf("%s: %w: no device is named %s now, and the entry records no identity (made by an earlier nodetune, or without netlink) to follow a rename by, so it cannot be restored", k, ErrGone, shell.Escape(name))
+		}
 		return k, "", nil
 	}
 	got, err := t.sys.Device(ctx, name)

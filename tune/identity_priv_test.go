@@ -237,3 +237,73 @@ func closeFds(t *testing.T) {
 	}
 	heldFds = nil
 }
+
+// TestDeletedDeviceOfAnEntryWithoutIdentityIsGone: an entry made without a
+// device identity (a version 1 journal, written before identities were
+// recorded) whose device no longer exists under its name can never be
+// restored by that name: it closes as gone, saying so, instead of failing
+// every rollback for ever.
+func TestDeletedDeviceOfAnEntryWithoutIdentityIsGone(t *testing.T) {
+	b := testbedtest.New(t, testbed.Options{})
+	a := b.A
+	dir := t.TempDir()
+	if err := a.Ethtool().Change(a.Tunnel, map[string]bool{detect.FeatureTxChecksumGeneric: false}); err != nil {
+		t.Fatal(err)
+	}
+	byName := NewHost("/proc", "/sys", a.Ethtool()) // no netlink: no identity
+	p := Propose(bedSnapshot(t, a), []rules.Finding{finding(rules.Change{Kind: rules.ChangeFeature, Target: a.Tunnel, Setting: detect.FeatureTxChecksumGeneric, Value: on})}, PlanOptions{})
+	tu, err := Open(dir, byName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := tu.Apply(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
+		t.Fatalf("apply: %v", out)
+	}
+	tu.Close()
+	if e := entries(t, dir); len(e) != 1 || e[0].Device != nil {
+		t.Fatalf("journal: %+v", e)
+	}
+	delLink(t, a, a.Tunnel)
+	h := NewHost("/proc", "/sys", a.Ethtool())
+	h.Links = a.Netlink()
+	tu = openTuner(t, dir, h)
+	ctx := context.Background()
+	if dry := tu.Rollback(ctx, true); len(dry) != 1 || dry[0].Result != Gone {
+		t.Fatalf("dry run: %v", dry)
+	}
+	out := tu.Rollback(ctx, false)
+	if len(out) != 1 || out[0].Result != Gone || !errors.Is(out[0].Err, ErrGone) || !strings.Contains(out[0].Err.Error(), "no device is named") {
+		t.Fatalf("rollback: %v", out)
+	}
+	if again := tu.Rollback(ctx, false); len(again) != 0 {
+		t.Errorf("second rollback: %v", again)
+	}
+}
+
+// TestNewChangeClosesTheGoneDevicesEntry: serve --mode remediate fixes a
+// tunnel, the CNI creates it again, and serve fixes the new one. The entry
+// of the old device, whose original went with it, is closed as gone when
+// the new one is made, so CNI restarts do not pile up open entries.
+func TestNewChangeClosesTheGoneDevicesEntry(t *testing.T) {
+	b := testbedtest.New(t, testbed.Options{})
+	a := b.A
+	dir := t.TempDir()
+	tu, _ := offloadOn(t, a, dir)
+	delLink(t, a, a.Tunnel)
+	addVXLAN(t, a, a.Tunnel, 42)
+	if err := a.Ethtool().Change(a.Tunnel, map[string]bool{detect.FeatureTxChecksumGeneric: false}); err != nil {
+		t.Fatal(err)
+	}
+	p := Propose(bedSnapshot(t, a), []rules.Finding{finding(rules.Change{Kind: rules.ChangeFeature, Target: a.Tunnel, Setting: detect.FeatureTxChecksumGeneric, Value: on})}, PlanOptions{})
+	if out := tu.Apply(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
+		t.Fatalf("apply on the new device: %v", out)
+	}
+	open := tu.Entries()
+	if len(open) != 1 {
+		t.Fatalf("open entries after the new device's fix: %+v", open)
+	}
+	e := entries(t, dir)
+	if len(e) != 2 || e[0].State != evGone || e[1].State != evVerified {
+		t.Errorf("journal: %+v", e)
+	}
+}

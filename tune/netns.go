@@ -20,8 +20,9 @@ import (
 // a bind mount (such as /run/netns/NAME, in any mount namespace) pins it;
 // each is visible under <ProcFS>: task/*/ns/net, fd/* and mountinfo of
 // every process. Processes that exit during the scan are skipped; a
-// process whose entries cannot be read makes a namespace that no other
-// process holds unknown (an error), never "gone".
+// process whose entries cannot be read, or a procfs that does not show every
+// process (seesEveryProcess), makes a namespace that no process holds
+// unknown (an error), never "gone".
 func (h *Host) NetNSAlive(ctx context.Context, id string) (bool, error) {
 	procs, err := os.ReadDir(h.ProcFS)
 	if err != nil {
@@ -51,7 +52,23 @@ func (h *Host) NetNSAlive(ctx context.Context, id string) (bool, error) {
 			unknown = classify(fmt.Sprintf("looking for network namespace %s in %s", id, dir), err)
 		}
 	}
+	if unknown == nil {
+		unknown = h.seesEveryProcess()
+	}
 	return false, unknown
+}
+
+// seesEveryProcess checks that <ProcFS> is a procfs of the node's initial
+// PID namespace, the only one that shows every process: there, and only
+// there, PID 2 is the kernel's kthreadd. A procfs of a pod without hostPID
+// shows some processes, and a namespace none of them holds may still be
+// held by another (the node's own namespace, for one).
+func (h *Host) seesEveryProcess() error {
+	comm, err := os.ReadFile(filepath.Join(h.ProcFS, "2", "comm"))
+	if err == nil && strings.TrimSpace(string(comm)) == "kthreadd" {
+		return nil
+	}
+	return fmt.Errorf("%s does not show the kernel's threads (no kthreadd at PID 2): it is the procfs of another PID namespace, which sees only some of the node's processes; give the host's with --path.procfs", h.ProcFS)
 }
 
 // holdsNetNS reports whether the process at dir is in, holds or mounts

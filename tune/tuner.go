@@ -246,6 +246,10 @@ func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
 	if err != nil {
 		return fail(Failed, err)
 	}
+	if err := t.closeGone(ctx, c.Key, dev); err != nil {
+		o.Result, o.Err = Failed, fmt.Errorf("%w; nothing was written", err)
+		return o, errJournalDown
+	}
 	e, err := t.j.intent(c, cur, t.run, t.netns, dev)
 	if err != nil {
 		o.Result, o.Err = Failed, fmt.Errorf("recording the original value of %s: %w; nothing was written", c.Key, err)
@@ -373,6 +377,33 @@ func (t *Tuner) sameDevice(ctx context.Context, k Key, dev *Device) error {
 		err = fmt.Errorf("%s: the device was renamed to %s since nodetune read it", k, shell.Escape(deviceOf(now)))
 	}
 	return err
+}
+
+// closeGone closes, as gone, the open entries of k's setting in this
+// network namespace that were made on another device than dev (one the
+// CNI deleted, whose name the device nodetune is about to change now
+// has): their original went with that device, and without this each
+// re-creation of a tunnel that serve fixes again would leave one more
+// entry open for ever. The error is set only when the journal could not
+// be written.
+func (t *Tuner) closeGone(ctx context.Context, k Key, dev *Device) error {
+	if dev == nil {
+		return nil
+	}
+	for _, e := range t.j.open() {
+		if e.Key != k || e.Device == nil || e.Device.Is(*dev) || t.otherNetns(e) != "" {
+			continue
+		}
+		_, _, err := t.locate(ctx, e.Key, e.Device)
+		if !errors.Is(err, ErrGone) {
+			continue
+		}
+		if jerr := t.j.event(e, evGone, nil, err.Error()); jerr != nil {
+			return fmt.Errorf("recording %s for %s: %w", evGone, e.Key, jerr)
+		}
+		t.log.Info("closed the entry of a device that is gone", "entry", e.ID, "key", e.Key.String(), "err", err)
+	}
+	return nil
 }
 
 // otherNetns says why e cannot be handled from this network namespace, or "".

@@ -186,9 +186,13 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	if tu != nil {
 		plan = tu.Plan(s, findings, opts)
 	}
-	if tu != nil && !f.dryRun && len(f.release) > 0 {
-		// The user's word lifts the holds of an earlier rollback; the plan
-		// above already left them out.
+	// The user's word lifts the holds of an earlier rollback (the plan
+	// above already left them out), once the plan is confirmed, or at once
+	// when there is nothing to apply: a plan declined changes nothing.
+	release := func() error {
+		if tu == nil || f.dryRun || len(f.release) == 0 {
+			return nil
+		}
 		released, err := tu.Release(f.release)
 		for _, h := range released {
 			fmt.Fprintf(out, "Released the hold that rollback put on %s [%s] at %s.\n", h.Key, esc(h.Rule), h.At.Format(time.RFC3339))
@@ -196,6 +200,7 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		if err != nil {
 			return &exitError{code: exitFailure, err: err}
 		}
+		return nil
 	}
 	held := heldBack(findings, f.rules)
 	printPlan(out, plan, held)
@@ -206,6 +211,9 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	}
 	switch {
 	case approved == 0:
+		if err := release(); err != nil {
+			return err
+		}
 		return exitCode(partial)
 	case f.dryRun:
 		// Nothing planned was applied: the same status as a plan not
@@ -221,6 +229,9 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 			fmt.Fprintln(out, "Nothing was changed.")
 			return exitCode(exitIncomplete)
 		}
+	}
+	if err := release(); err != nil {
+		return err
 	}
 	if tu == nil {
 		if tu, err = tune.Open(f.stateDir, sys); err != nil {

@@ -133,7 +133,7 @@ func TestFixOffloadRoundTrip(t *testing.T) {
 			}
 
 			r = nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir, "--dry-run")...)
-			expectCode(t, r, exitOK, "rollback --dry-run")
+			expectCode(t, r, exitIncomplete, "rollback --dry-run")
 			if !strings.Contains(r.out, "ethtool -K vxlan0 tx-checksum-ip-generic off") {
 				t.Errorf("dry run does not print the ethtool command:\n%s", r.out)
 			}
@@ -480,7 +480,7 @@ func TestRollbackDryRunWhileLocked(t *testing.T) {
 	journal, _ := os.ReadFile(path)
 
 	r := nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir, "--dry-run")...)
-	expectCode(t, r, exitOK, "rollback --dry-run while the journal is locked")
+	expectCode(t, r, exitIncomplete, "rollback --dry-run while the journal is locked")
 	if !strings.Contains(r.out, "ethtool -K "+a.Tunnel+" tx-checksum-ip-generic off") {
 		t.Errorf("dry run does not print the ethtool command:\n%s", r.out)
 	}

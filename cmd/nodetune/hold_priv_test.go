@@ -60,3 +60,25 @@ func TestRollbackIsTheUsersWord(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestReleaseNotConfirmedKeepsTheHold: `fix --release` whose plan is not
+// confirmed (no --yes, and no terminal to ask on) changes nothing, the
+// hold included: a later fix still refuses the held change.
+func TestReleaseNotConfirmedKeepsTheHold(t *testing.T) {
+	b := testbedtest.New(t, testbed.Options{})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	dir := t.TempDir()
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...), exitOK, "fix")
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
+	r := nodetuneIn(t, a.NS, nil, nil, "fix", "--window", "200ms", "--kube-proxy.url=", "--state-dir", dir, "--release", "all")
+	expectCode(t, r, exitIncomplete, "fix --release all, not confirmed")
+	if strings.Contains(r.out, "Released the hold") {
+		t.Errorf("a release that was not confirmed says it released the hold:\n%s", r.out)
+	}
+	r = nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...)
+	expectCode(t, r, exitIncomplete, "fix after the unconfirmed release")
+	if !strings.Contains(r.out, "held after rollback") || features(t, a, a.Tunnel)[detect.FeatureTxChecksumGeneric].Active {
+		t.Errorf("the hold did not survive a release that was not confirmed:\n%s", r.out)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,13 +40,14 @@ func TestHostileDeviceNames(t *testing.T) {
 			}
 
 			r = nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir, "--dry-run")...)
-			expectCode(t, r, exitOK, "rollback --dry-run")
+			expectCode(t, r, exitIncomplete, "rollback --dry-run")
 			if !strings.Contains(r.out, quoted+" off") {
 				t.Fatalf("rollback --dry-run does not quote the name:\n%s", r.out)
 			}
 			// The script is what goes to standard output; logs go to stderr.
 			script, err := exec.Command("ip", append([]string{"netns", "exec", a.NS, nodetuneBinary(t)}, rollbackArgs(dir, "--dry-run")...)...).Output()
-			if err != nil {
+			var ee *exec.ExitError
+			if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == exitIncomplete) {
 				t.Fatalf("rollback --dry-run: %v", err)
 			}
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -28,9 +29,9 @@ func newRollbackCmd(g *globals) *cobra.Command {
 			"Like fix, rollback restores with --yes or after you confirm on a terminal; without either it\n" +
 			"changes nothing.\n\n" +
 			"Exit status: 0 everything nodetune owned is back (or there was nothing to do), 1 some values were\n" +
-			"left alone because someone else changed them, or the rollback was not confirmed, 2 a restore\n" +
-			"failed, 3 bad usage, 4 nodetune could not run or stopped (the journal corrupt, foreign, locked or\n" +
-			"not writable), 130 interrupted (Ctrl-C).",
+			"left alone because someone else changed them, the rollback was not confirmed, or (--dry-run)\n" +
+			"restores are pending, 2 a restore failed, 3 bad usage, 4 nodetune could not run or stopped (the\n" +
+			"journal corrupt, foreign, locked or not writable), 130 interrupted (Ctrl-C).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
@@ -85,6 +86,10 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				printOutcomes(out, outcomes)
 			}
 			code := outcomeCode(outcomes)
+			if dryRun && slices.ContainsFunc(outcomes, func(o tune.Outcome) bool { return o.Result == tune.Planned }) {
+				// As with fix --dry-run: 0 only when nothing is left to restore.
+				code = max(code, exitIncomplete)
+			}
 			if hold && !dryRun {
 				held, err := tu.Hold(outcomes)
 				printHolds(out, held)

@@ -86,3 +86,22 @@ func TestRollbackAsksOnATerminal(t *testing.T) {
 		t.Errorf("answering y: exit %d, offload on %v\n%s", code, offloadOn(), out)
 	}
 }
+
+// TestRollbackDryRunExitStatus: like fix --dry-run, rollback --dry-run
+// exits 0 only when there is nothing to restore, so that it answers "is
+// everything nodetune owned back?": 1 while a restore is pending, 0 once
+// the rollback was made.
+func TestRollbackDryRunExitStatus(t *testing.T) {
+	b := testbedtest.New(t, testbed.Options{})
+	a := b.A
+	setFeatures(t, a, map[string]bool{detect.FeatureTxChecksumGeneric: false})
+	dir := t.TempDir()
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, fixArgs(dir)...), exitOK, "fix")
+	r := nodetuneIn(t, a.NS, nil, nil, "rollback", "--dry-run", "--state-dir", dir)
+	expectCode(t, r, exitIncomplete, "rollback --dry-run with a restore pending")
+	if !strings.Contains(r.out, "ethtool -K "+a.Tunnel) {
+		t.Errorf("the dry run does not print the restore:\n%s", r.out)
+	}
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, rollbackArgs(dir)...), exitOK, "rollback")
+	expectCode(t, nodetuneIn(t, a.NS, nil, nil, "rollback", "--dry-run", "--state-dir", dir), exitOK, "rollback --dry-run after the rollback")
+}

@@ -13,7 +13,8 @@ import (
 // remediation, checked as fix checks --rule: only rules nodetune fixes by
 // itself.
 func TestServeRuleFlags(t *testing.T) {
-	base := serveFlags{mode: "remediate", interval: 30 * time.Second, window: time.Second, backoff: daemon.DefaultBackoff, listen: []string{defaultListen}, maxConns: defaultMaxConns, stateDir: defaultStateDir}
+	base := serveFlags{mode: "remediate", interval: 30 * time.Second, window: time.Second, backoff: daemon.DefaultBackoff,
+		listen: []string{defaultListen}, maxConns: defaultMaxConns, stateDir: t.TempDir()}
 	ok := base
 	ok.rules = []string{rules.TunnelTxChecksumOff}
 	ok.excludeRules = []string{rules.SoftnetDrops}
