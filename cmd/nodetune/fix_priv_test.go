@@ -240,9 +240,10 @@ func TestFixRefusesWhatFelixOwns(t *testing.T) {
 	}
 }
 
-// TestFixHoldsBackWhileChecksumsFail sends UDP packets with bad checksums
-// to side B while fix measures it: B must keep tx checksum offload off and
-// say why.
+// TestFixHoldsBackWhileChecksumsFail sends tunnel packets with bad outer
+// checksums from side A to side B's VXLAN port while fix measures B: B
+// must keep tx checksum offload off and name A. (Junk to another port is
+// no evidence about the tunnel: TestDoctorTracesBadChecksums.)
 func TestFixHoldsBackWhileChecksumsFail(t *testing.T) {
 	b := testbedtest.New(t, testbed.Options{})
 	setFeatures(t, b.B, map[string]bool{detect.FeatureTxChecksumGeneric: false})
@@ -252,12 +253,13 @@ func TestFixHoldsBackWhileChecksumsFail(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := features(t, b.B, b.B.Tunnel)
-	stop := sendBadUDP(t, b.A, b.B.UnderlayIP)
+	stop := sendBadUDP(t, b.A, b.B.UnderlayIP, vxlanPort)
 	r := nodetuneIn(t, b.B.NS, nil, nil, fixArgs(t.TempDir(), "--window", "1s")...)
 	stop()
 	expectCode(t, r, exitIncomplete, "fix")
-	if !strings.Contains(r.out, "bad checksums") || !strings.Contains(r.out, "not fixed automatically") {
-		t.Errorf("fix does not say why offload stays off:\n%s", r.out)
+	if !strings.Contains(r.out, "bad outer checksums") || !strings.Contains(r.out, b.A.UnderlayIP.String()) ||
+		!strings.Contains(r.out, "not fixed automatically") {
+		t.Errorf("fix does not say why offload stays off, naming %s:\n%s", b.A.UnderlayIP, r.out)
 	}
 	if diff := cmp.Diff(before, features(t, b.B, b.B.Tunnel)); diff != "" {
 		t.Errorf("fix changed features while checksums failed:\n%s", diff)
@@ -294,9 +296,12 @@ func fakeKernelRelease(t *testing.T, release string) []string {
 		`mount --bind "$1" /proc/sys/kernel/osrelease && shift && exec "$@"`, "sh", f}
 }
 
-// sendBadUDP sends UDP datagrams with a wrong checksum from side s to dst
-// every 10 ms until the returned func is called.
-func sendBadUDP(t *testing.T, s *testbed.Side, dst netip.Addr) func() {
+// vxlanPort is the testbed's VXLAN UDP port.
+const vxlanPort = 4789
+
+// sendBadUDP sends UDP datagrams with a wrong checksum from side s to
+// dst:port every 10 ms until the returned func is called.
+func sendBadUDP(t *testing.T, s *testbed.Side, dst netip.Addr, port uint16) func() {
 	t.Helper()
 	var fd int
 	err := s.Do(func() error {
@@ -309,7 +314,7 @@ func sendBadUDP(t *testing.T, s *testbed.Side, dst netip.Addr) func() {
 	}
 	payload := []byte("bad checksum")
 	pkt := binary.BigEndian.AppendUint16(nil, 40000)
-	pkt = binary.BigEndian.AppendUint16(pkt, 9999)
+	pkt = binary.BigEndian.AppendUint16(pkt, port)
 	pkt = binary.BigEndian.AppendUint16(pkt, uint16(8+len(payload)))
 	pkt = binary.BigEndian.AppendUint16(pkt, 0xdead) // wrong, and not 0 (which means "none")
 	pkt = append(pkt, payload...)
