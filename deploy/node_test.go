@@ -194,7 +194,7 @@ func TestDaemonSetOnNode(t *testing.T) {
 		return
 	}
 
-	if !t.Run("basic-auth", func(t *testing.T) { probesWithBasicAuth(t, n, vs["observe"]) }) {
+	if !t.Run("tls-basic-auth", func(t *testing.T) { probesWithTLSAndBasicAuth(t, n, vs["observe"]) }) {
 		return
 	}
 
