@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 )
 
 // receivingNIC picks the device whose receive work lands on cpu: one with
@@ -78,7 +79,7 @@ func spreadFix(f *Finding, s *detect.Snapshot, busy int, cpus []int) {
 		f.Evidence = append(f.Evidence, Evidence{"rx_queues", fmt.Sprintf("%d of %d allowed (%s)", cur, most, kind)})
 		if want := min(most, uint32(len(cpus))); cur < want {
 			hardwareCanSpread = true
-			cmds = append(cmds, fmt.Sprintf("ethtool -L %s %s %d", nic.Name, kind, want))
+			cmds = append(cmds, shell.Join("ethtool", "-L", nic.Name, kind, fmt.Sprint(want)))
 			notes = append(notes, fmt.Sprintf("%s receives on %d %s queue(s) and its driver allows %d: give it %d, one per CPU up to that; "+
 				"the device resets its rings while it changes, so do it in a quiet moment", nic.Name, cur, kind, most, want))
 		}

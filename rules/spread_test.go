@@ -114,3 +114,18 @@ func TestSoftirqWithoutNICSaysWhatSettlesIt(t *testing.T) {
 		t.Errorf("got %+v", r.Findings)
 	}
 }
+
+// TestSoftirqFixQuotesTheNIC: the kernel accepts shell metacharacters in
+// a device name; the printed ethtool -L command quotes it.
+func TestSoftirqFixQuotesTheNIC(t *testing.T) {
+	s := busyNode(detect.NIC{Channels: &detect.Channels{MaxCombined: 8, Combined: 1}, IRQs: irqsOn(0, 1)})
+	s.NICs.Devices[0].Name = "v;id"
+	r := Evaluate(s, DefaultConfig())
+	if len(r.Findings) != 1 {
+		t.Fatalf("got %v", fired(r))
+	}
+	if got, want := r.Findings[0].Fix.Command, "ethtool -L 'v;id' combined 4"; got != want {
+		t.Errorf("command %q, want %q", got, want)
+	}
+}
+
