@@ -11,21 +11,21 @@ import (
 )
 
 // receivingNIC picks the device whose receive work lands on cpu: one with
-// an interrupt delivered to cpu, else the first the probe found (tunnel
-// underlays come first).
-func receivingNIC(s *detect.Snapshot, cpu int) *detect.NIC {
+// an interrupt delivered to cpu (byIRQ), else the first the probe found
+// (tunnel underlays come first), which is a guess.
+func receivingNIC(s *detect.Snapshot, cpu int) (nic *detect.NIC, byIRQ bool) {
 	devs := s.NICs.Devices
 	for i := range devs {
 		for _, irq := range devs[i].IRQs {
 			if slices.Contains(irq.CPUs, cpu) {
-				return &devs[i]
+				return &devs[i], true
 			}
 		}
 	}
 	if len(devs) > 0 {
-		return &devs[0]
+		return &devs[0], false
 	}
-	return nil
+	return nil, false
 }
 
 // pinnedTo reports whether every IRQ of nic is delivered to one and the
@@ -52,10 +52,11 @@ func pinnedTo(nic *detect.NIC) (int, bool) {
 // them; and only when the hardware cannot spread the work further, RPS.
 // RPS is automatic only when that is established for the named device:
 // its queues are at their maximum (or it is a virtual device with one
-// queue) and its interrupts are not all on one CPU.
+// queue), its interrupts are not all on one CPU, and it was picked because
+// one of them lands on the saturated CPU (or it has none, being virtual).
 func spreadFix(f *Finding, s *detect.Snapshot, busy int, cpus []int) {
 	mask := CPUMask(cpus)
-	nic := receivingNIC(s, busy)
+	nic, byIRQ := receivingNIC(s, busy)
 	if nic == nil {
 		reason := "the probe found no device with a default route or under a tunnel"
 		if s.NICs.Err.Failed() {
@@ -72,6 +73,14 @@ func spreadFix(f *Finding, s *detect.Snapshot, busy int, cpus []int) {
 	var cmds, notes []string
 	hardwareCanSpread := false
 	known := true
+	if !byIRQ && len(nic.IRQs) > 0 {
+		// Its interrupts go elsewhere: what saturates the CPU may be
+		// another device, or work steered there; RPS on this one is a guess.
+		known = false
+		notes = append(notes, fmt.Sprintf("none of the interrupts of %s lands on CPU %d, so its receive work may not be what "+
+			"saturates that CPU; what would settle it: which device's packets CPU %d processes (/proc/interrupts, the rps_cpus "+
+			"of every device)", nic.Name, busy, busy))
+	}
 
 	switch {
 	case nic.Channels != nil:

@@ -129,3 +129,17 @@ func TestSoftirqFixQuotesTheNIC(t *testing.T) {
 	}
 }
 
+// TestSoftirqRPSNotAutoOnAnUnrelatedNIC: when none of the NIC's
+// interrupts lands on the saturated CPU, nothing says its receive work is
+// what saturates that CPU, so RPS on it is not automatic.
+func TestSoftirqRPSNotAutoOnAnUnrelatedNIC(t *testing.T) {
+	irqs := []detect.IRQ{{Number: 24, CPUs: []int{1}}, {Number: 25, CPUs: []int{2}}, {Number: 26, CPUs: []int{3}}}
+	s := busyNode(detect.NIC{Channels: &detect.Channels{MaxCombined: 3, Combined: 3}, IRQs: irqs})
+	r := Evaluate(s, DefaultConfig())
+	if diff := cmp.Diff([]string{"softirq-saturated cpu0 warning auto=false"}, fired(r)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if m := r.Findings[0].Fix.Manual; !strings.Contains(m, "none of the interrupts of eth0 lands on CPU 0") {
+		t.Errorf("manual %q does not say why", m)
+	}
+}
