@@ -74,6 +74,8 @@ type DeviceMatch struct {
 	// Kinds are link kinds or drivers (vxlan, geneve, ipip) of which the
 	// device must be one; empty means any.
 	Kinds []string `json:"kinds,omitempty"`
+	// NotKinds are link kinds or drivers the device must be none of.
+	NotKinds []string `json:"not_kinds,omitempty"`
 	// Never reports a condition that no tunnel device meets (a udev rule
 	// for another subsystem or for removal only; a .link file with an empty
 	// [Match], which systemd ignores).
@@ -118,6 +120,9 @@ func (m DeviceMatch) match(dev, kind string) matchResult {
 		return matchNo
 	}
 	if len(m.Kinds) > 0 && !anyGlob(m.Kinds, kind) {
+		return matchNo
+	}
+	if anyGlob(m.NotKinds, kind) {
 		return matchNo
 	}
 	if len(m.Unchecked) > 0 {

@@ -53,6 +53,14 @@ func TestOffloadOwnersFromFiles(t *testing.T) {
 			want: []string{"systemd-link-file /etc/systemd/network/50-flannel.link"},
 		},
 		{
+			name: "a .link for every kind but vxlan is not an owner, and hides nothing",
+			files: []OffloadFile{
+				{Kind: FileLinkFile, Path: "/etc/systemd/network/10-notvxlan.link", Match: DeviceMatch{NotKinds: []string{"vxlan"}}, Settings: txOff},
+				flannelLink,
+			},
+			want: []string{"systemd-link-file /etc/systemd/network/50-flannel.link"},
+		},
+		{
 			name: "a rule for another device is not an owner",
 			files: []OffloadFile{{Kind: FileUdevRule, Path: "/etc/udev/rules.d/70-nic.rules", Line: 1,
 				Match: DeviceMatch{Names: []string{"eth*|en*"}}, Settings: []FeatureSetting{{"tx", false}}}},

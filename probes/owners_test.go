@@ -123,6 +123,16 @@ func TestLinkFile(t *testing.T) {
 				Settings: []detect.FeatureSetting{{Feature: "TCPSegmentationOffload"}}},
 		},
 		{
+			// systemd.link(5): a "!" before the list inverts every pattern
+			// in it, for Kind= and Driver= as for OriginalName=.
+			name: "a list inverted by its leading !, for names and kinds",
+			text: "[Match]\nOriginalName=!flannel* cni0\nKind=!vxlan\n[Link]\nTransmitChecksumOffload=false\n",
+			want: detect.OffloadFile{Kind: detect.FileLinkFile, Path: "/etc/systemd/network/10-flannel.link", Line: 5, Text: "TransmitChecksumOffload=false",
+				OnlyAction: true, Match: detect.DeviceMatch{NotNames: []string{"flannel*", "cni0"}, NotKinds: []string{"vxlan"},
+					By: "OriginalName=!flannel* cni0, Kind=!vxlan"},
+				Settings: []detect.FeatureSetting{{Feature: "TransmitChecksumOffload"}}},
+		},
+		{
 			name: "an empty [Match] is ignored by systemd",
 			text: "[Match]\n[Link]\nTransmitChecksumOffload=false\n",
 			want: detect.OffloadFile{Kind: detect.FileLinkFile, Path: "/etc/systemd/network/10-flannel.link", Line: 3, Text: "TransmitChecksumOffload=false",
