@@ -172,8 +172,24 @@ func TestDispatcherScript(t *testing.T) {
 			text: "#!/bin/bash\nDEV=flannel.1\n[ \"$DEVICE_IFACE\" != \"eth0\" ] && exit 0\nethtool -K $DEV tx-checksum-ip-generic off\nif [[ $1 == ens* ]]; then ethtool --features \"$1\" tx off; fi\n",
 			want: []detect.DeviceMatch{
 				{Names: []string{"flannel.1"}, By: "its ethtool command's device flannel.1"},
-				{Names: []string{"ens*", "eth0"}, By: "the names the script compares $1 with"},
+				{Names: []string{"ens*"}, By: "the names the script compares $1 with"},
 			},
+		},
+		{
+			name: "guarded by [ = ] && and by if [ = ]",
+			text: "#!/bin/sh\n[ \"$1\" = flannel.1 ] && ethtool -K \"$1\" tx off\nif [ \"$1\" = cni0 ]; then\n  ethtool -K \"$1\" tx off\nfi\n",
+			want: []detect.DeviceMatch{
+				{Names: []string{"flannel.1"}, By: "the names the script compares $1 with"},
+				{Names: []string{"cni0"}, By: "the names the script compares $1 with"},
+			},
+		},
+		{
+			// The comparison skips eth0 and the call runs for every other
+			// interface: the compared name is not where it applies.
+			name: "a comparison that skips a name, the call outside it",
+			text: "#!/bin/sh\n[ \"$1\" = eth0 ] && exit 0\nethtool -K \"$1\" tx off\n",
+			want: []detect.DeviceMatch{{Unchecked: []string{"the device $1 is whichever interface NetworkManager calls the script for " +
+				"(the script compares it with eth0, but not around this call)"}}},
 		},
 		{
 			name: "unguarded",
