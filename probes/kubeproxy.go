@@ -110,7 +110,12 @@ func (h *Host) kubeProxyConfig(kp *detect.KubeProxy) {
 
 func (h *Host) get(path string) (string, error) {
 	url := strings.TrimRight(h.KubeProxyURL, "/") + path
-	resp, err := h.HTTP.Get(url)
+	// kube-proxy answers in place and never redirects: a redirect is
+	// returned as the answer (an HTTP 3xx error below), not followed to
+	// wherever it points.
+	client := *h.HTTP
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Get(url)
 	if err != nil {
 		return "", fmt.Errorf("asking kube-proxy at %s: %w", url, err)
 	}
