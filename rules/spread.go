@@ -92,6 +92,16 @@ func spreadFix(f *Finding, s *detect.Snapshot, busy int, cpus []int) {
 			notes = append(notes, fmt.Sprintf("%s receives on %d %s queue(s) and its driver allows %d: give it %d, one per CPU up to that; "+
 				"the device resets its rings while it changes, so do it in a quiet moment", nic.Name, cur, kind, most, want))
 		}
+	case errors.Is(nic.ChannelsErr, detect.ErrNotSupported) && len(nic.IRQs) == 0 && !nic.IRQErr.Failed() && len(nic.Lower) > 0:
+		// A bond, bridge or VLAN: packets arrive on the devices under it,
+		// whose receive work (and RPS: get_rps_cpu runs for the device a
+		// packet arrives on; a bond or VLAN hands it up in the same pass,
+		// with no RPS of its own) comes before it.
+		known = false
+		notes = append(notes, fmt.Sprintf("%s is stacked on %s (a bond, bridge or VLAN): its packets arrive on the queues of the "+
+			"devices under it, whose interrupts and RPS decide where the receive work runs (RPS on a bond or VLAN itself does "+
+			"nothing), so look at those (ethtool -l, their interrupts, their rps_cpus)",
+			nic.Name, strings.Join(nic.Lower, ", ")))
 	case errors.Is(nic.ChannelsErr, detect.ErrNotSupported) && len(nic.IRQs) == 0 && !nic.IRQErr.Failed():
 		// A virtual device (veth, a tunnel): one queue, no interrupts.
 		f.Evidence = append(f.Evidence, Evidence{"rx_queues", fmt.Sprintf("%d (a virtual device: ethtool -l not supported)", len(nic.RxQueues))})

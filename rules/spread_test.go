@@ -143,3 +143,17 @@ func TestSoftirqRPSNotAutoOnAnUnrelatedNIC(t *testing.T) {
 		t.Errorf("manual %q does not say why", m)
 	}
 }
+
+// TestSoftirqRPSNotAutoOnAStackedDevice: a bond, bridge or VLAN has no
+// queues of its own to spread; its packets arrive, and RPS steers them,
+// on the devices under it, so RPS on it is not automatic.
+func TestSoftirqRPSNotAutoOnAStackedDevice(t *testing.T) {
+	s := busyNode(detect.NIC{ChannelsErr: detect.Fail(detect.ErrNotSupported), Lower: []string{"ens1f0", "ens1f1"}})
+	r := Evaluate(s, DefaultConfig())
+	if diff := cmp.Diff([]string{"softirq-saturated cpu0 warning auto=false"}, fired(r)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if m := r.Findings[0].Fix.Manual; !strings.Contains(m, "eth0 is stacked on ens1f0, ens1f1") {
+		t.Errorf("manual %q does not name the devices under it", m)
+	}
+}
