@@ -99,13 +99,58 @@ const (
 
 // globMatch reports whether name matches pattern, a udev or systemd glob
 // where | separates alternatives.
-func globMatch(pattern, name string) bool {
+func globMatch(pattern, name string) bool { return GlobMatch(pattern, name) }
+
+// GlobMatch reports whether s matches pattern, a udev or systemd glob
+// (fnmatch(3), where | separates alternatives and "[!" negates a bracket
+// expression as "[^" does).
+func GlobMatch(pattern, s string) bool {
 	for alt := range strings.SplitSeq(pattern, "|") {
-		if ok, err := path.Match(alt, name); err == nil && ok {
+		if ok, err := path.Match(fnmatchClasses(alt), s); err == nil && ok {
 			return true
 		}
 	}
 	return false
+}
+
+// fnmatchClasses rewrites fnmatch's bracket expressions in the form
+// path.Match takes: "[!" as "[^", and a '-' that fnmatch takes literally
+// (first or last in the brackets) escaped.
+func fnmatchClasses(p string) string {
+	var b strings.Builder
+	inClass, first := false, false
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\' && i+1 < len(p):
+			b.WriteByte(c)
+			i++
+			b.WriteByte(p[i])
+			first = false
+			continue
+		case c == '[' && !inClass:
+			inClass, first = true, true
+			b.WriteByte(c)
+			if i+1 < len(p) && p[i+1] == '!' {
+				b.WriteByte('^')
+				i++
+			}
+			continue
+		case c == ']' && inClass && first:
+			b.WriteString("\\]") // fnmatch: a ']' first in the brackets is literal
+			first = false
+			continue
+		case c == ']' && inClass:
+			inClass = false
+		case c == '-' && inClass && (first || i+1 < len(p) && p[i+1] == ']'):
+			b.WriteString("\\-")
+			first = false
+			continue
+		}
+		first = false
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // match says whether m selects device dev of link kind.

@@ -145,3 +145,37 @@ func TestGlobMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestGlobNegatedClass: udev and systemd match names with fnmatch(3),
+// whose bracket expressions are negated by '!' as well as '^'.
+func TestGlobNegatedClass(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"[!e]*", "flannel.1", true},
+		{"[!e]*", "eth0", false},
+		{"[^e]*", "flannel.1", true},
+		{"flannel[!-]*", "flannel.1", true},
+		{"[!]", "x", false},
+		{"[]x]", "]", true},
+		{"eth[0-9]", "eth3", true},
+		{`\[x`, "[x", true},
+	} {
+		if got := globMatch(tt.pattern, tt.name); got != tt.want {
+			t.Errorf("globMatch(%q, %q) = %v, want %v", tt.pattern, tt.name, got, tt.want)
+		}
+	}
+}
+
+func FuzzGlobMatch(f *testing.F) {
+	for _, s := range []string{"[!e]*", "[]x]", "flannel[!-]*", "a|b", `\[`, "[", "[!", "[-]"} {
+		f.Add(s, "flannel.1")
+	}
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		GlobMatch(pattern, name) // must not panic
+		if GlobMatch(pattern, name) != GlobMatch(pattern, name) {
+			t.Fatal("not deterministic")
+		}
+	})
+}
