@@ -21,6 +21,10 @@ type NIC struct {
 	IRQErr Err   `json:"irq_error,omitzero"`
 	// RxQueues are its receive queues and their RPS masks.
 	RxQueues []RxQueue `json:"rx_queues,omitempty"`
+	// Lower are the devices it is stacked on (a bond's slaves, a bridge's
+	// ports, a VLAN's parent), from sysfs lower_* links: its packets
+	// arrive, and RPS steers them, on those devices' queues.
+	Lower []string `json:"lower,omitempty"`
 }
 
 // Channels are a device's queue counts: the maximum the driver allows and

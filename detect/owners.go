@@ -74,6 +74,8 @@ type DeviceMatch struct {
 	// Kinds are link kinds or drivers (vxlan, geneve, ipip) of which the
 	// device must be one; empty means any.
 	Kinds []string `json:"kinds,omitempty"`
+	// NotKinds are link kinds or drivers the device must be none of.
+	NotKinds []string `json:"not_kinds,omitempty"`
 	// Never reports a condition that no tunnel device meets (a udev rule
 	// for another subsystem or for removal only; a .link file with an empty
 	// [Match], which systemd ignores).
@@ -97,13 +99,58 @@ const (
 
 // globMatch reports whether name matches pattern, a udev or systemd glob
 // where | separates alternatives.
-func globMatch(pattern, name string) bool {
+func globMatch(pattern, name string) bool { return GlobMatch(pattern, name) }
+
+// GlobMatch reports whether s matches pattern, a udev or systemd glob
+// (fnmatch(3), where | separates alternatives and "[!" negates a bracket
+// expression as "[^" does).
+func GlobMatch(pattern, s string) bool {
 	for alt := range strings.SplitSeq(pattern, "|") {
-		if ok, err := path.Match(alt, name); err == nil && ok {
+		if ok, err := path.Match(fnmatchClasses(alt), s); err == nil && ok {
 			return true
 		}
 	}
 	return false
+}
+
+// fnmatchClasses rewrites fnmatch's bracket expressions in the form
+// path.Match takes: "[!" as "[^", and a '-' that fnmatch takes literally
+// (first or last in the brackets) escaped.
+func fnmatchClasses(p string) string {
+	var b strings.Builder
+	inClass, first := false, false
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\' && i+1 < len(p):
+			b.WriteByte(c)
+			i++
+			b.WriteByte(p[i])
+			first = false
+			continue
+		case c == '[' && !inClass:
+			inClass, first = true, true
+			b.WriteByte(c)
+			if i+1 < len(p) && p[i+1] == '!' {
+				b.WriteByte('^')
+				i++
+			}
+			continue
+		case c == ']' && inClass && first:
+			b.WriteString("\\]") // fnmatch: a ']' first in the brackets is literal
+			first = false
+			continue
+		case c == ']' && inClass:
+			inClass = false
+		case c == '-' && inClass && (first || i+1 < len(p) && p[i+1] == ']'):
+			b.WriteString("\\-")
+			first = false
+			continue
+		}
+		first = false
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // match says whether m selects device dev of link kind.
@@ -118,6 +165,9 @@ func (m DeviceMatch) match(dev, kind string) matchResult {
 		return matchNo
 	}
 	if len(m.Kinds) > 0 && !anyGlob(m.Kinds, kind) {
+		return matchNo
+	}
+	if anyGlob(m.NotKinds, kind) {
 		return matchNo
 	}
 	if len(m.Unchecked) > 0 {

@@ -53,6 +53,14 @@ func TestOffloadOwnersFromFiles(t *testing.T) {
 			want: []string{"systemd-link-file /etc/systemd/network/50-flannel.link"},
 		},
 		{
+			name: "a .link for every kind but vxlan is not an owner, and hides nothing",
+			files: []OffloadFile{
+				{Kind: FileLinkFile, Path: "/etc/systemd/network/10-notvxlan.link", Match: DeviceMatch{NotKinds: []string{"vxlan"}}, Settings: txOff},
+				flannelLink,
+			},
+			want: []string{"systemd-link-file /etc/systemd/network/50-flannel.link"},
+		},
+		{
 			name: "a rule for another device is not an owner",
 			files: []OffloadFile{{Kind: FileUdevRule, Path: "/etc/udev/rules.d/70-nic.rules", Line: 1,
 				Match: DeviceMatch{Names: []string{"eth*|en*"}}, Settings: []FeatureSetting{{"tx", false}}}},
@@ -136,4 +144,38 @@ func TestGlobMatch(t *testing.T) {
 			t.Errorf("globMatch(%q, %q) = %v", tt.p, tt.s, got)
 		}
 	}
+}
+
+// TestGlobNegatedClass: udev and systemd match names with fnmatch(3),
+// whose bracket expressions are negated by '!' as well as '^'.
+func TestGlobNegatedClass(t *testing.T) {
+	for _, tt := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"[!e]*", "flannel.1", true},
+		{"[!e]*", "eth0", false},
+		{"[^e]*", "flannel.1", true},
+		{"flannel[!-]*", "flannel.1", true},
+		{"[!]", "x", false},
+		{"[]x]", "]", true},
+		{"eth[0-9]", "eth3", true},
+		{`\[x`, "[x", true},
+	} {
+		if got := globMatch(tt.pattern, tt.name); got != tt.want {
+			t.Errorf("globMatch(%q, %q) = %v, want %v", tt.pattern, tt.name, got, tt.want)
+		}
+	}
+}
+
+func FuzzGlobMatch(f *testing.F) {
+	for _, s := range []string{"[!e]*", "[]x]", "flannel[!-]*", "a|b", `\[`, "[", "[!", "[-]"} {
+		f.Add(s, "flannel.1")
+	}
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		GlobMatch(pattern, name) // must not panic
+		if GlobMatch(pattern, name) != GlobMatch(pattern, name) {
+			t.Fatal("not deterministic")
+		}
+	})
 }

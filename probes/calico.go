@@ -39,15 +39,7 @@ type nodeNameSign struct{ name, source string }
 
 // readRoot reads a small file under the root filesystem.
 func (h *Host) readRoot(hostPath string) ([]byte, error) {
-	p := filepath.Join(h.RootFS, hostPath)
-	fi, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > maxOwnerFileBytes {
-		return nil, fmt.Errorf("%s is too large (%d bytes)", hostPath, fi.Size())
-	}
-	return os.ReadFile(p)
+	return readRegular(filepath.Join(h.RootFS, hostPath), hostPath, maxOwnerFileBytes)
 }
 
 // calico reads the signs of how Calico was installed, and the node names

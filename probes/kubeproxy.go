@@ -110,7 +110,12 @@ func (h *Host) kubeProxyConfig(kp *detect.KubeProxy) {
 
 func (h *Host) get(path string) (string, error) {
 	url := strings.TrimRight(h.KubeProxyURL, "/") + path
-	resp, err := h.HTTP.Get(url)
+	// kube-proxy answers in place and never redirects: a redirect is
+	// returned as the answer (an HTTP 3xx error below), not followed to
+	// wherever it points.
+	client := *h.HTTP
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Get(url)
 	if err != nil {
 		return "", fmt.Errorf("asking kube-proxy at %s: %w", url, err)
 	}
@@ -280,8 +285,23 @@ func (h *Host) ipvsModules() (map[string]bool, detect.Err) {
 		return nil, detect.Fail(err)
 	}
 	out := make(map[string]bool, len(detect.IPVSModuleNames))
+	var unknown []string
 	for _, name := range detect.IPVSModuleNames {
 		out[name] = m.Has(name)
+		if !out[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	// ip_vs built in (in /sys/module, for its parameters, but not in
+	// /proc/modules) lets its schedulers be built in too, and they show
+	// nowhere but in modules.builtin. Without that file, a scheduler not
+	// loaded may be built in: unknown. (ip_vs loaded as a module means
+	// its schedulers are modules too; no ip_vs at all means none.)
+	ipvsBuiltin := m.SysFS[detect.ModuleName("ip_vs")] && !m.Loaded[detect.ModuleName("ip_vs")]
+	if m.Builtin == nil && ipvsBuiltin && len(unknown) > 0 {
+		return nil, detect.Fail(fmt.Errorf("ip_vs is built into this kernel and the release's modules.builtin was not found, "+
+			"so whether %s are built in too cannot be told (/sys/module shows a built-in module only if it has parameters): %w",
+			strings.Join(unknown, ", "), detect.ErrNotSupported))
 	}
 	return out, detect.Err{}
 }

@@ -23,6 +23,12 @@ func TestKubeProxyProbe(t *testing.T) {
 	defer broken.Close()
 	missing := httptest.NewServer(http.NotFoundHandler())
 	defer missing.Close()
+	// kube-proxy never redirects; whatever answers its port with a
+	// redirect is not it, and nodetune asks nowhere else.
+	redirects := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, running.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer redirects.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +46,7 @@ func TestKubeProxyProbe(t *testing.T) {
 		{"nothing listens", closed, false, false, "", -1},
 		{"not kube-proxy", missing.URL, false, false, "", -1},
 		{"server error", broken.URL, false, true, "", -1},
+		{"redirects elsewhere", redirects.URL, false, true, "", -1},
 		{"disabled", "", false, false, "", -1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -124,10 +124,15 @@ func linkMatch(m *detect.DeviceMatch, by *[]string, key, value string) {
 			return
 		}
 		*by = append(*by, key+"="+value)
-		for _, p := range strings.Fields(value) {
-			neg := strings.HasPrefix(p, "!")
+		// A "!" before the list inverts every pattern in it; one before a
+		// later pattern inverts that one (systemd's config_parse_match_strv).
+		list, inverted := strings.CutPrefix(value, "!")
+		for _, p := range strings.Fields(list) {
+			neg := inverted || strings.HasPrefix(p, "!")
 			p = strings.TrimPrefix(p, "!")
 			switch {
+			case key != "OriginalName" && neg:
+				m.NotKinds = append(m.NotKinds, p)
 			case key != "OriginalName":
 				m.Kinds = append(m.Kinds, p)
 			case neg:

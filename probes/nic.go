@@ -51,7 +51,7 @@ func (h *Host) NICs(tunnels []detect.Tunnel) detect.NICs {
 	out := detect.NICs{Devices: []detect.NIC{}}
 	irqNames := h.irqNames()
 	for _, name := range names {
-		nic := detect.NIC{Name: name, RxQueues: h.rxQueues(name)}
+		nic := detect.NIC{Name: name, RxQueues: h.rxQueues(name), Lower: h.lowerDevices(name)}
 		nic.Channels, nic.ChannelsErr = h.channels(name)
 		nic.IRQs, nic.IRQErr = h.deviceIRQs(name, irqNames)
 		out.Devices = append(out.Devices, nic)
@@ -217,4 +217,21 @@ func ParseCPUList(s string) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// lowerDevices returns the devices dev is stacked on, from its sysfs
+// lower_NAME links (a bond's slaves, a bridge's ports, a VLAN's parent);
+// none when it has none or they cannot be listed.
+func (h *Host) lowerDevices(dev string) []string {
+	entries, err := os.ReadDir(h.sys("class/net", dev))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if name, ok := strings.CutPrefix(e.Name(), "lower_"); ok && name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
 }

@@ -1,6 +1,8 @@
 package probes
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -76,4 +78,25 @@ func FuzzParseInterruptNames(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLowerDevices: a bond's slaves (a bridge's ports, a VLAN's parent)
+// are its sysfs lower_NAME links; a device with none has none.
+func TestLowerDevices(t *testing.T) {
+	h, dir := procTreeDir(t, map[string]string{
+		"class/net/bond0/mtu": "1500\n",
+		"class/net/eth1/mtu":  "1500\n",
+		"class/net/eth2/mtu":  "1500\n",
+	})
+	for _, l := range []string{"eth1", "eth2"} {
+		if err := os.Symlink("../"+l, filepath.Join(dir, "class/net/bond0/lower_"+l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff([]string{"eth1", "eth2"}, h.lowerDevices("bond0")); diff != "" {
+		t.Errorf("bond0 (-want +got):\n%s", diff)
+	}
+	if got := h.lowerDevices("eth1"); got != nil {
+		t.Errorf("eth1 has lower devices %v", got)
+	}
 }

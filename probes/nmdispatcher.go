@@ -38,22 +38,34 @@ func parseDispatcherScript(r io.Reader, hostPath string) ([]detect.OffloadFile, 
 		case !strings.ContainsAny(dev, "$?"):
 			f.Match = detect.DeviceMatch{Names: []string{dev}, By: "its ethtool command's device " + dev}
 		default:
-			var names []string
+			// Only a test around the call says where it applies: a name
+			// compared elsewhere may be one the script skips.
 			v := strings.TrimPrefix(dev, "$")
-			for _, name := range append([]string{v}, nmDeviceVars...) {
-				for _, g := range sc.guards[name] {
-					if !slices.Contains(names, g) {
-						names = append(names, g)
-					}
-				}
-			}
-			if len(names) > 0 {
+			vars := append([]string{v}, nmDeviceVars...)
+			if names := guardNames(c.Guards, vars); len(names) > 0 {
 				f.Match = detect.DeviceMatch{Names: names, By: "the names the script compares " + dev + " with"}
-			} else {
-				f.Match = detect.DeviceMatch{Unchecked: []string{"the device " + dev + " is whichever interface NetworkManager calls the script for"}}
+				break
 			}
+			why := "the device " + dev + " is whichever interface NetworkManager calls the script for"
+			if compared := guardNames(sc.guards, vars); len(compared) > 0 {
+				why += " (the script compares it with " + strings.Join(compared, ", ") + ", but not around this call)"
+			}
+			f.Match = detect.DeviceMatch{Unchecked: []string{why}}
 		}
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// guardNames returns the literals guards holds for any of vars, once each.
+func guardNames(guards map[string][]string, vars []string) []string {
+	var names []string
+	for _, name := range vars {
+		for _, g := range guards[name] {
+			if !slices.Contains(names, g) {
+				names = append(names, g)
+			}
+		}
+	}
+	return names
 }

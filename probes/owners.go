@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nodetune/nodetune/detect"
 )
@@ -196,12 +199,41 @@ func (h *Host) readOwnerFile(dir, name string, exec bool) (*ownerFile, bool, err
 	if fi.Size() == 0 {
 		return nil, true, nil
 	}
-	if fi.Size() > maxOwnerFileBytes {
-		return nil, false, fmt.Errorf("%s is %d bytes; nodetune reads files up to %d", hostPath, fi.Size(), maxOwnerFileBytes)
-	}
-	data, err := os.ReadFile(p)
+	data, err := readRegular(p, hostPath, maxOwnerFileBytes)
 	if err != nil {
-		return nil, false, detect.Classify("reading "+hostPath, err)
+		return nil, false, err
 	}
 	return &ownerFile{name: name, hostPath: hostPath, data: data}, false, nil
+}
+
+// readRegular reads the regular file at p (hostPath where the node sees
+// it) if it holds at most limit bytes. It opens without blocking and
+// checks what it opened, so a FIFO (which would wait for a writer) or a
+// device (which may read without end) put where a file was expected is
+// refused, and it reads no more than limit+1 bytes whatever the file's
+// size said a moment before.
+func readRegular(p, hostPath string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, detect.Classify("reading "+hostPath, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, detect.Classify("reading "+hostPath, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", hostPath, fi.Mode().Type())
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s is %d bytes; nodetune reads files up to %d", hostPath, fi.Size(), limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, detect.Classify("reading "+hostPath, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s grew past %d bytes while read", hostPath, limit)
+	}
+	return data, nil
 }

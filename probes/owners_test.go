@@ -123,6 +123,16 @@ func TestLinkFile(t *testing.T) {
 				Settings: []detect.FeatureSetting{{Feature: "TCPSegmentationOffload"}}},
 		},
 		{
+			// systemd.link(5): a "!" before the list inverts every pattern
+			// in it, for Kind= and Driver= as for OriginalName=.
+			name: "a list inverted by its leading !, for names and kinds",
+			text: "[Match]\nOriginalName=!flannel* cni0\nKind=!vxlan\n[Link]\nTransmitChecksumOffload=false\n",
+			want: detect.OffloadFile{Kind: detect.FileLinkFile, Path: "/etc/systemd/network/10-flannel.link", Line: 5, Text: "TransmitChecksumOffload=false",
+				OnlyAction: true, Match: detect.DeviceMatch{NotNames: []string{"flannel*", "cni0"}, NotKinds: []string{"vxlan"},
+					By: "OriginalName=!flannel* cni0, Kind=!vxlan"},
+				Settings: []detect.FeatureSetting{{Feature: "TransmitChecksumOffload"}}},
+		},
+		{
 			name: "an empty [Match] is ignored by systemd",
 			text: "[Match]\n[Link]\nTransmitChecksumOffload=false\n",
 			want: detect.OffloadFile{Kind: detect.FileLinkFile, Path: "/etc/systemd/network/10-flannel.link", Line: 3, Text: "TransmitChecksumOffload=false",
@@ -162,8 +172,24 @@ func TestDispatcherScript(t *testing.T) {
 			text: "#!/bin/bash\nDEV=flannel.1\n[ \"$DEVICE_IFACE\" != \"eth0\" ] && exit 0\nethtool -K $DEV tx-checksum-ip-generic off\nif [[ $1 == ens* ]]; then ethtool --features \"$1\" tx off; fi\n",
 			want: []detect.DeviceMatch{
 				{Names: []string{"flannel.1"}, By: "its ethtool command's device flannel.1"},
-				{Names: []string{"ens*", "eth0"}, By: "the names the script compares $1 with"},
+				{Names: []string{"ens*"}, By: "the names the script compares $1 with"},
 			},
+		},
+		{
+			name: "guarded by [ = ] && and by if [ = ]",
+			text: "#!/bin/sh\n[ \"$1\" = flannel.1 ] && ethtool -K \"$1\" tx off\nif [ \"$1\" = cni0 ]; then\n  ethtool -K \"$1\" tx off\nfi\n",
+			want: []detect.DeviceMatch{
+				{Names: []string{"flannel.1"}, By: "the names the script compares $1 with"},
+				{Names: []string{"cni0"}, By: "the names the script compares $1 with"},
+			},
+		},
+		{
+			// The comparison skips eth0 and the call runs for every other
+			// interface: the compared name is not where it applies.
+			name: "a comparison that skips a name, the call outside it",
+			text: "#!/bin/sh\n[ \"$1\" = eth0 ] && exit 0\nethtool -K \"$1\" tx off\n",
+			want: []detect.DeviceMatch{{Unchecked: []string{"the device $1 is whichever interface NetworkManager calls the script for " +
+				"(the script compares it with eth0, but not around this call)"}}},
 		},
 		{
 			name: "unguarded",

@@ -21,6 +21,12 @@ type ethtoolOffload struct {
 	Line     int
 	LastLine int
 	Text     string
+	// Guards are, by variable, the literals an enclosing test compares it
+	// with for the call to run: a case item, the then-branch of an if, or
+	// the right side of && whose test is `$v = literal` (see scanShell).
+	Guards map[string][]string
+
+	start, end uint // the call's byte offsets in its script
 }
 
 // parseEthtoolOffload reads an ethtool command line, already split into
@@ -55,11 +61,22 @@ func parseEthtoolOffload(words []string) (ethtoolOffload, bool) {
 
 // shellScan is what a shell script says about the devices it changes:
 // its ethtool offload calls, the literal values of its variables, and the
-// names it compares each variable with (its guards).
+// names it compares each variable with (its guards) anywhere.
 type shellScan struct {
 	calls  []ethtoolOffload
 	vars   map[string]string
 	guards map[string][]string
+	// regions are the parts of the script that run only when a variable
+	// equals one of some literals.
+	regions []guardRegion
+}
+
+// guardRegion is a span of a script that runs only when variable v
+// matches one of lits.
+type guardRegion struct {
+	start, end uint
+	v          string
+	lits       []string
 }
 
 // scanShell parses a POSIX or bash script and scans it. It reads no more
@@ -81,14 +98,86 @@ func scanShell(r io.Reader, name string) (shellScan, error) {
 		case *syntax.CaseClause:
 			v := wordText(n.Word)
 			for _, item := range n.Items {
+				var lits []string
 				for _, p := range item.Patterns {
 					sc.guard(v, wordText(p))
+					lits = append(lits, wordText(p))
+				}
+				if name, ok := strings.CutPrefix(v, "$"); ok && len(item.Stmts) > 0 {
+					sc.regions = append(sc.regions, guardRegion{item.Stmts[0].Pos().Offset(), item.Stmts[len(item.Stmts)-1].End().Offset(), name, lits})
+				}
+			}
+		case *syntax.IfClause:
+			if len(n.Cond) == 1 && len(n.Then) > 0 {
+				if v, lit, ok := equalityTest(n.Cond[0]); ok {
+					sc.regions = append(sc.regions, guardRegion{n.Then[0].Pos().Offset(), n.Then[len(n.Then)-1].End().Offset(), v, []string{lit}})
+				}
+			}
+		case *syntax.BinaryCmd:
+			if n.Op == syntax.AndStmt {
+				if v, lit, ok := equalityTest(n.X); ok {
+					sc.regions = append(sc.regions, guardRegion{n.Y.Pos().Offset(), n.Y.End().Offset(), v, []string{lit}})
 				}
 			}
 		}
 		return true
 	})
+	for i := range sc.calls {
+		c := &sc.calls[i]
+		for _, r := range sc.regions {
+			if r.start <= c.start && c.end <= r.end {
+				if c.Guards == nil {
+					c.Guards = map[string][]string{}
+				}
+				c.Guards[r.v] = append(c.Guards[r.v], r.lits...)
+			}
+		}
+	}
 	return sc, nil
+}
+
+// equalityTest reports whether st is a test that holds only when a
+// variable equals a literal ([ "$v" = lit ], test, [[ $v == lit ]]),
+// and which. Negated tests, inequalities and compound tests are not.
+func equalityTest(st *syntax.Stmt) (v, lit string, ok bool) {
+	if st == nil || st.Negated {
+		return "", "", false
+	}
+	var a, op, b string
+	switch c := st.Cmd.(type) {
+	case *syntax.CallExpr:
+		words := make([]string, len(c.Args))
+		for i, w := range c.Args {
+			words[i] = wordText(w)
+		}
+		switch {
+		case len(words) == 5 && words[0] == "[" && words[4] == "]", len(words) == 4 && words[0] == "test":
+			a, op, b = words[1], words[2], words[3]
+		default:
+			return "", "", false
+		}
+	case *syntax.TestClause:
+		t, isBinary := c.X.(*syntax.BinaryTest)
+		if !isBinary || (t.Op != syntax.TsMatch && t.Op != syntax.TsMatchShort) {
+			return "", "", false
+		}
+		x, _ := t.X.(*syntax.Word)
+		y, _ := t.Y.(*syntax.Word)
+		a, op, b = wordText(x), "=", wordText(y)
+	default:
+		return "", "", false
+	}
+	if op != "=" && op != "==" {
+		return "", "", false
+	}
+	if strings.HasPrefix(b, "$") {
+		a, b = b, a
+	}
+	name, isVar := strings.CutPrefix(a, "$")
+	if !isVar || b == "" || strings.ContainsAny(b, "$?") {
+		return "", "", false
+	}
+	return name, b, true
 }
 
 func (sc *shellScan) call(c *syntax.CallExpr) {
@@ -119,6 +208,7 @@ func (sc *shellScan) call(c *syntax.CallExpr) {
 		return
 	}
 	e.Line, e.LastLine = int(c.Pos().Line()), int(c.End().Line())
+	e.start, e.end = c.Pos().Offset(), c.End().Offset()
 	e.Text = strings.Join(words, " ")
 	sc.calls = append(sc.calls, e)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
@@ -258,11 +257,4 @@ func udevOffloadFiles(rule udevRule, hostPath string, read scriptReader) []detec
 }
 
 // globAny reports whether udev pattern p (with | alternatives) matches s.
-func globAny(p, s string) bool {
-	for alt := range strings.SplitSeq(p, "|") {
-		if ok, err := path.Match(alt, s); err == nil && ok {
-			return true
-		}
-	}
-	return false
-}
+func globAny(p, s string) bool { return detect.GlobMatch(p, s) }

@@ -57,7 +57,11 @@ func evalConntrackFull(s *detect.Snapshot, c Config, r *Result) {
 		sysctlStep(&f, "net.netfilter.nf_conntrack_max", ct.Max, ConntrackMaxCap(s.Memory.TotalBytes))
 	}
 	if f.Owner != nil {
-		f.Fix.Manual = f.Owner.Why + "; make it durable there: " + f.Owner.DurableFix
+		owner := f.Owner.Why + "; make it durable there: " + f.Owner.DurableFix
+		if f.Fix.Manual != "" {
+			owner = f.Fix.Manual + "; " + owner // why nothing is automatic comes first
+		}
+		f.Fix.Manual = owner
 	}
 	r.add(f)
 }

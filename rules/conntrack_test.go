@@ -120,3 +120,26 @@ func TestConntrackOwnerFollowsKubeProxy(t *testing.T) {
 		})
 	}
 }
+
+// TestConntrackOwnerKeepsWhyNotAutomatic: naming kube-proxy as the owner
+// does not wipe out why the raise is not automatic.
+func TestConntrackOwnerKeepsWhyNotAutomatic(t *testing.T) {
+	s := conntrackNode("6.1.0", detect.ConntrackCounters{})
+	s.Conntrack.Count = 260000
+	s.KubeProxy = detect.KubeProxy{Running: true, NATRules: -1, SyncSeconds: -1}
+	s.Memory.Err = detect.Fail(detect.ErrPermission)
+	r := Evaluate(s, DefaultConfig())
+	for _, f := range r.Findings {
+		if f.Rule != ConntrackNearFull {
+			continue
+		}
+		if f.Fix.Auto || f.Owner == nil {
+			t.Fatalf("auto=%v owner=%v, want a manual fix with kube-proxy as owner", f.Fix.Auto, f.Owner)
+		}
+		if !strings.Contains(f.Fix.Manual, "memory size unreadable") || !strings.Contains(f.Fix.Manual, "kube-proxy") {
+			t.Errorf("manual %q lacks why it is not automatic or the owner", f.Fix.Manual)
+		}
+		return
+	}
+	t.Fatalf("no %s in %v", ConntrackNearFull, fired(r))
+}

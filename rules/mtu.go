@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 )
 
 // EncapOverhead is the bytes a tunnel of kind adds to each packet, with an
@@ -105,7 +106,7 @@ func judgeDevice(j mtuJudge, r *Result) {
 		fmt.Sprintf("%s has MTU %d but its underlay %s allows at most %d", t.Name, t.MTU, t.Underlay.Name, j.limit),
 		"the CNI sets the tunnel MTU; change it in the CNI's configuration (Calico: FelixConfiguration vxlanMTU, or vxlanMTUV6 over IPv6; flannel: the network config) so it survives restarts",
 		[]Evidence{{"tunnel_mtu", fmt.Sprint(t.MTU)}})
-	f.Fix.Command = fmt.Sprintf("ip link set dev %s mtu %d", t.Name, j.limit)
+	f.Fix.Command = shell.Join("ip", "link", "set", "dev", t.Name, "mtu", fmt.Sprint(j.limit))
 	r.add(f)
 }
 

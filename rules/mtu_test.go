@@ -132,3 +132,19 @@ func TestMTUWherePodPacketsGetIt(t *testing.T) {
 		})
 	}
 }
+
+// TestMTUCommandQuotesTheDevice: the printed ip link command quotes the
+// tunnel's name, which the kernel lets hold shell metacharacters.
+func TestMTUCommandQuotesTheDevice(t *testing.T) {
+	s := tunnelNode(detect.Tunnel{Name: "v;id", Kind: detect.KindVXLAN, MTU: 1500})
+	r := Evaluate(s, DefaultConfig())
+	for _, f := range r.Findings {
+		if f.Rule == TunnelMTUMismatch {
+			if want := "ip link set dev 'v;id' mtu 1450"; f.Fix.Command != want {
+				t.Errorf("command %q, want %q", f.Fix.Command, want)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %s finding: %v", TunnelMTUMismatch, fired(r))
+}

@@ -7,24 +7,25 @@ import (
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/shell"
 )
 
 // receivingNIC picks the device whose receive work lands on cpu: one with
-// an interrupt delivered to cpu, else the first the probe found (tunnel
-// underlays come first).
-func receivingNIC(s *detect.Snapshot, cpu int) *detect.NIC {
+// an interrupt delivered to cpu (byIRQ), else the first the probe found
+// (tunnel underlays come first), which is a guess.
+func receivingNIC(s *detect.Snapshot, cpu int) (nic *detect.NIC, byIRQ bool) {
 	devs := s.NICs.Devices
 	for i := range devs {
 		for _, irq := range devs[i].IRQs {
 			if slices.Contains(irq.CPUs, cpu) {
-				return &devs[i]
+				return &devs[i], true
 			}
 		}
 	}
 	if len(devs) > 0 {
-		return &devs[0]
+		return &devs[0], false
 	}
-	return nil
+	return nil, false
 }
 
 // pinnedTo reports whether every IRQ of nic is delivered to one and the
@@ -51,10 +52,11 @@ func pinnedTo(nic *detect.NIC) (int, bool) {
 // them; and only when the hardware cannot spread the work further, RPS.
 // RPS is automatic only when that is established for the named device:
 // its queues are at their maximum (or it is a virtual device with one
-// queue) and its interrupts are not all on one CPU.
+// queue), its interrupts are not all on one CPU, and it was picked because
+// one of them lands on the saturated CPU (or it has none, being virtual).
 func spreadFix(f *Finding, s *detect.Snapshot, busy int, cpus []int) {
 	mask := CPUMask(cpus)
-	nic := receivingNIC(s, busy)
+	nic, byIRQ := receivingNIC(s, busy)
 	if nic == nil {
 		reason := "the probe found no device with a default route or under a tunnel"
 		if s.NICs.Err.Failed() {
@@ -71,6 +73,14 @@ func spreadFix(f *Finding, s *detect.Snapshot, busy int, cpus []int) {
 	var cmds, notes []string
 	hardwareCanSpread := false
 	known := true
+	if !byIRQ && len(nic.IRQs) > 0 {
+		// Its interrupts go elsewhere: what saturates the CPU may be
+		// another device, or work steered there; RPS on this one is a guess.
+		known = false
+		notes = append(notes, fmt.Sprintf("none of the interrupts of %s lands on CPU %d, so its receive work may not be what "+
+			"saturates that CPU; what would settle it: which device's packets CPU %d processes (/proc/interrupts, the rps_cpus "+
+			"of every device)", nic.Name, busy, busy))
+	}
 
 	switch {
 	case nic.Channels != nil:
@@ -78,10 +88,20 @@ func spreadFix(f *Finding, s *detect.Snapshot, busy int, cpus []int) {
 		f.Evidence = append(f.Evidence, Evidence{"rx_queues", fmt.Sprintf("%d of %d allowed (%s)", cur, most, kind)})
 		if want := min(most, uint32(len(cpus))); cur < want {
 			hardwareCanSpread = true
-			cmds = append(cmds, fmt.Sprintf("ethtool -L %s %s %d", nic.Name, kind, want))
+			cmds = append(cmds, shell.Join("ethtool", "-L", nic.Name, kind, fmt.Sprint(want)))
 			notes = append(notes, fmt.Sprintf("%s receives on %d %s queue(s) and its driver allows %d: give it %d, one per CPU up to that; "+
 				"the device resets its rings while it changes, so do it in a quiet moment", nic.Name, cur, kind, most, want))
 		}
+	case errors.Is(nic.ChannelsErr, detect.ErrNotSupported) && len(nic.IRQs) == 0 && !nic.IRQErr.Failed() && len(nic.Lower) > 0:
+		// A bond, bridge or VLAN: packets arrive on the devices under it,
+		// whose receive work (and RPS: get_rps_cpu runs for the device a
+		// packet arrives on; a bond or VLAN hands it up in the same pass,
+		// with no RPS of its own) comes before it.
+		known = false
+		notes = append(notes, fmt.Sprintf("%s is stacked on %s (a bond, bridge or VLAN): its packets arrive on the queues of the "+
+			"devices under it, whose interrupts and RPS decide where the receive work runs (RPS on a bond or VLAN itself does "+
+			"nothing), so look at those (ethtool -l, their interrupts, their rps_cpus)",
+			nic.Name, strings.Join(nic.Lower, ", ")))
 	case errors.Is(nic.ChannelsErr, detect.ErrNotSupported) && len(nic.IRQs) == 0 && !nic.IRQErr.Failed():
 		// A virtual device (veth, a tunnel): one queue, no interrupts.
 		f.Evidence = append(f.Evidence, Evidence{"rx_queues", fmt.Sprintf("%d (a virtual device: ethtool -l not supported)", len(nic.RxQueues))})

@@ -114,3 +114,46 @@ func TestSoftirqWithoutNICSaysWhatSettlesIt(t *testing.T) {
 		t.Errorf("got %+v", r.Findings)
 	}
 }
+
+// TestSoftirqFixQuotesTheNIC: the kernel accepts shell metacharacters in
+// a device name; the printed ethtool -L command quotes it.
+func TestSoftirqFixQuotesTheNIC(t *testing.T) {
+	s := busyNode(detect.NIC{Channels: &detect.Channels{MaxCombined: 8, Combined: 1}, IRQs: irqsOn(0, 1)})
+	s.NICs.Devices[0].Name = "v;id"
+	r := Evaluate(s, DefaultConfig())
+	if len(r.Findings) != 1 {
+		t.Fatalf("got %v", fired(r))
+	}
+	if got, want := r.Findings[0].Fix.Command, "ethtool -L 'v;id' combined 4"; got != want {
+		t.Errorf("command %q, want %q", got, want)
+	}
+}
+
+// TestSoftirqRPSNotAutoOnAnUnrelatedNIC: when none of the NIC's
+// interrupts lands on the saturated CPU, nothing says its receive work is
+// what saturates that CPU, so RPS on it is not automatic.
+func TestSoftirqRPSNotAutoOnAnUnrelatedNIC(t *testing.T) {
+	irqs := []detect.IRQ{{Number: 24, CPUs: []int{1}}, {Number: 25, CPUs: []int{2}}, {Number: 26, CPUs: []int{3}}}
+	s := busyNode(detect.NIC{Channels: &detect.Channels{MaxCombined: 3, Combined: 3}, IRQs: irqs})
+	r := Evaluate(s, DefaultConfig())
+	if diff := cmp.Diff([]string{"softirq-saturated cpu0 warning auto=false"}, fired(r)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if m := r.Findings[0].Fix.Manual; !strings.Contains(m, "none of the interrupts of eth0 lands on CPU 0") {
+		t.Errorf("manual %q does not say why", m)
+	}
+}
+
+// TestSoftirqRPSNotAutoOnAStackedDevice: a bond, bridge or VLAN has no
+// queues of its own to spread; its packets arrive, and RPS steers them,
+// on the devices under it, so RPS on it is not automatic.
+func TestSoftirqRPSNotAutoOnAStackedDevice(t *testing.T) {
+	s := busyNode(detect.NIC{ChannelsErr: detect.Fail(detect.ErrNotSupported), Lower: []string{"ens1f0", "ens1f1"}})
+	r := Evaluate(s, DefaultConfig())
+	if diff := cmp.Diff([]string{"softirq-saturated cpu0 warning auto=false"}, fired(r)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	if m := r.Findings[0].Fix.Manual; !strings.Contains(m, "eth0 is stacked on ens1f0, ens1f1") {
+		t.Errorf("manual %q does not name the devices under it", m)
+	}
+}
