@@ -41,7 +41,7 @@ func ParseKubeVersion(git string) (KubeVersion, error) {
 	s := strings.TrimPrefix(strings.TrimSpace(git), "v")
 	majorText, rest, ok := strings.Cut(s, ".")
 	if !ok {
-		return KubeVersion{}, fmt.Errorf("kubernetes version %q: want vMAJOR.MINOR", truncateText(git, 40))
+		return KubeVersion{}, fmt.Errorf("kubernetes version %q: want vMAJOR.MINOR", Truncate(git, 40))
 	}
 	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
 	if end < 0 {
@@ -50,12 +50,14 @@ func ParseKubeVersion(git string) (KubeVersion, error) {
 	major, err1 := strconv.Atoi(majorText)
 	minor, err2 := strconv.Atoi(rest[:end])
 	if err1 != nil || err2 != nil || major < 0 || minor < 0 || major > 1000 || minor > 1000 {
-		return KubeVersion{}, fmt.Errorf("kubernetes version %q: want vMAJOR.MINOR", truncateText(git, 40))
+		return KubeVersion{}, fmt.Errorf("kubernetes version %q: want vMAJOR.MINOR", Truncate(git, 40))
 	}
 	return KubeVersion{Major: major, Minor: minor, Git: strings.TrimSpace(git)}, nil
 }
 
-func truncateText(s string, n int) string {
+// Truncate shortens s to its first n bytes and "..." for an error message
+// that quotes input nodetune could not parse.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

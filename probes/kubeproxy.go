@@ -157,12 +157,8 @@ func ParseProxyMode(body string) (string, error) {
 	return strings.ToLower(mode), nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
+// truncate is detect.Truncate.
+var truncate = detect.Truncate
 
 // ParseKubeProxyMetrics reads kube-proxy's /metrics page and returns the
 // nat table's rule count (-1 when absent) and the rule sync histogram's

@@ -166,12 +166,8 @@ func udevQuoted(s string) (val, rest string, err error) {
 	return "", "", errors.New("no closing quote")
 }
 
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
-}
+// clip quotes at most 40 bytes of a line that could not be parsed.
+func clip(s string) string { return detect.Truncate(s, 40) }
 
 // udevEventDevice reports whether an ethtool device argument in a RUN key
 // stands for the device of the event (udev substitutes %k, $kernel, $name
