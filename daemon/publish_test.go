@@ -2,11 +2,15 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/safchain/ethtool"
+	"github.com/vishvananda/netlink"
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/probes"
@@ -177,5 +181,69 @@ func TestPausedAppliesNothing(t *testing.T) {
 	d.remediate(context.Background(), &detect.Snapshot{}, offloadOff(h, nil))
 	if len(h.applied) != 1 {
 		t.Errorf("resumed: %d applies, want 1", len(h.applied))
+	}
+}
+
+// noLinks is a netlink without devices, and noEthtool an ethtool that
+// supports nothing: the fixture node's files are all the daemon reads.
+type (
+	noLinks   struct{}
+	noEthtool struct{}
+)
+
+func (noLinks) LinkList() ([]netlink.Link, error) { return nil, nil }
+func (noLinks) RouteList(netlink.Link, int) ([]netlink.Route, error) {
+	return nil, nil
+}
+func (noEthtool) FeaturesWithState(string) (map[string]ethtool.FeatureState, error) {
+	return nil, fmt.Errorf("fake ethtool: %w", detect.ErrNotSupported)
+}
+
+// TestRunPublishesEachCycle: a running daemon hands its output every
+// cycle, each after that cycle's remediation step, with no exporter.
+func TestRunPublishesEachCycle(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "nodes", "busy-node")
+	host, err := probes.NewHost(probes.Paths{ProcFS: filepath.Join(dir, "proc"), SysFS: filepath.Join(dir, "sys"), RootFS: dir}, noLinks{}, noEthtool{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	d, err := New(Options{Host: host, Outputs: []Publisher{rec}, Interval: 20 * time.Millisecond,
+		Window: time.Millisecond, Remediator: newFakeHost(time.Now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := len(rec.cycles)
+		rec.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d cycles published in 10 s at a 20 ms interval", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for i, e := range rec.events {
+		if e == "publish" && (i == 0 || rec.events[i-1] != "remediated") {
+			t.Fatalf("a cycle published without its remediation step before it: %v", rec.events)
+		}
+	}
+	for i := 1; i < len(rec.cycles); i++ {
+		if !rec.cycles[i].Snapshot.Taken.After(rec.cycles[i-1].Snapshot.Taken) {
+			t.Errorf("cycle %d taken at %v, not after cycle %d at %v", i, rec.cycles[i].Snapshot.Taken, i-1, rec.cycles[i-1].Snapshot.Taken)
+		}
 	}
 }
