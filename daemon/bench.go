@@ -3,15 +3,16 @@ package daemon
 import (
 	"context"
 	"errors"
-
-	"github.com/nodetune/nodetune/exporter"
 )
+
+// ErrBusy is what Bench returns while another benchmark runs.
+var ErrBusy = errors.New("a benchmark is already running")
 
 // BenchResult is what an on-demand benchmark measured on this node.
 type BenchResult struct {
 	// Paths are the measured throughputs, such as tunnel traffic with
 	// offload on and with it off.
-	Paths []exporter.Throughput `json:"paths"`
+	Paths []Throughput `json:"paths"`
 	// LossRatio is the share of throughput measured lost with tx checksum
 	// offload off; 0 when the benchmark could not tell.
 	LossRatio float64 `json:"loss_ratio"`
@@ -24,7 +25,7 @@ type BenchRunner func(ctx context.Context) (BenchResult, error)
 
 // measurement is the last benchmark's result, as the cycles use it.
 type measurement struct {
-	paths []exporter.Throughput
+	paths []Throughput
 	loss  float64
 }
 
@@ -35,15 +36,15 @@ func (d *Daemon) measurement() measurement {
 }
 
 // Bench runs the on-demand benchmark, one at a time, and makes its figures
-// the exporter's nodetune_measured_throughput_bps and the loss the
-// tunnel-tx-checksum-off finding quotes. It returns exporter.ErrBusy while
-// another benchmark runs.
+// the Throughput of the cycles it publishes (the exporter's
+// nodetune_measured_throughput_bps) and the loss the tunnel-tx-checksum-off
+// finding quotes. It returns ErrBusy while another benchmark runs.
 func (d *Daemon) Bench(ctx context.Context) (BenchResult, error) {
 	if d.opt.Bench == nil {
 		return BenchResult{}, errors.New("daemon: Bench called without Options.Bench")
 	}
 	if !d.benchMu.TryLock() {
-		return BenchResult{}, exporter.ErrBusy
+		return BenchResult{}, ErrBusy
 	}
 	defer d.benchMu.Unlock()
 	r, err := d.opt.Bench(ctx)

@@ -1,8 +1,8 @@
 // Package daemon is nodetune's serve loop: it probes the node on an
 // interval and whenever rtnetlink reports a change to a tunnel device,
-// judges each snapshot with the rule catalog, hands the result to the
-// exporter and, in remediate mode, applies the safe fixes while backing off
-// from agents that undo them.
+// judges each snapshot with the rule catalog, hands the result to its
+// outputs (Publisher) and, in remediate mode, applies the safe fixes while
+// backing off from agents that undo them.
 package daemon
 
 import (
@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nodetune/nodetune/detect"
-	"github.com/nodetune/nodetune/exporter"
 	"github.com/nodetune/nodetune/probes"
 	"github.com/nodetune/nodetune/rules"
 )
@@ -61,8 +60,10 @@ type Remediator interface {
 
 // Options configure a Daemon.
 type Options struct {
-	Host     *probes.Host
-	Exporter *exporter.Exporter
+	Host *probes.Host
+	// Outputs receive each cycle's result and each remediation step, in
+	// order; serve's are Prometheus and, in a cluster, the Node.
+	Outputs []Publisher
 	// Rules are the thresholds the catalog judges with.
 	Rules rules.Config
 	// Interval is the time between full probe cycles.
@@ -77,6 +78,10 @@ type Options struct {
 	Subscribe Subscriber
 	// Remediator applies fixes; nil is observe mode, which never writes.
 	Remediator Remediator
+	// Paused, when set, is asked before each apply: while it reports true
+	// no fix is applied (the Node's nodetune.io/mode=observe label).
+	// Reconcile, rollback and the review of what nodetune holds go on.
+	Paused func() bool
 	// Backoff bounds re-applying fixes another agent undoes.
 	Backoff Backoff
 	// StateFile, when set, is where the back-off is kept across restarts
@@ -120,8 +125,8 @@ type Daemon struct {
 // New checks opts and returns a Daemon.
 func New(opts Options) (*Daemon, error) {
 	switch {
-	case opts.Host == nil || opts.Exporter == nil:
-		return nil, errors.New("daemon: Host and Exporter are required")
+	case opts.Host == nil:
+		return nil, errors.New("daemon: Host is required")
 	case opts.Interval <= 0 || opts.Window <= 0:
 		return nil, fmt.Errorf("daemon: interval (%s) and window (%s) must be positive", opts.Interval, opts.Window)
 	case opts.Debounce < 0:
@@ -290,7 +295,7 @@ func (d *Daemon) conclude(ctx context.Context, s *detect.Snapshot) {
 		res.Findings = append(res.Findings, d.remediate(ctx, s, res.Findings)...)
 	}
 	d.logChanges(res.Findings)
-	d.opt.Exporter.Update(&exporter.State{Snapshot: s, Result: res, Throughput: m.paths})
+	d.publish(&Cycle{Snapshot: s, Result: res, Throughput: m.paths})
 }
 
 // remediate applies the fixes the back-off still allows and returns the
@@ -302,9 +307,9 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 		// The journal cannot be written: tune refuses every change, so
 		// say so rather than plan fixes that cannot be made.
 		d.log.Error("remediation stopped: the journal cannot be written", "err", err)
-		d.opt.Exporter.SetRemediation(&exporter.Remediation{
+		d.remediated(&Remediation{State: &RemediationState{
 			JournalOK: false, GivenUp: d.conflicts.givenUp(), LastSuccess: d.lastSuccess,
-		})
+		}})
 		return nil
 	}
 	if d.lastSuccess.IsZero() {
@@ -315,8 +320,8 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 		}
 	}
 	rv := d.conflicts.review(findings, held, now)
+	step := &Remediation{Reverted: rv.reverted}
 	for _, h := range rv.reverted {
-		d.opt.Exporter.RecordConflict(h.Rule, h.Subject)
 		d.log.Warn("a value nodetune set was changed by someone else", "rule", h.Rule, "subject", h.Subject,
 			"setting", settingName(h.Change), "set", h.Change.Value, "now", h.Live)
 	}
@@ -333,7 +338,7 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 		d.log.Debug("a fix that failed waits for its retry", "rule", f.Rule, "subject", f.Subject)
 	}
 	if len(rv.fix) > 0 {
-		d.apply(ctx, s, rv.fix, now)
+		step.Outcomes = d.apply(ctx, s, rv.fix, now)
 		if held, err = d.opt.Remediator.Holdings(ctx); err != nil {
 			d.log.Error("remediation stopped: the journal cannot be written", "err", err)
 		}
@@ -343,17 +348,22 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 			d.log.Error("keeping the remediation back-off across restarts", "err", err)
 		}
 	}
-	d.opt.Exporter.SetRemediation(&exporter.Remediation{
+	step.State = &RemediationState{
 		JournalOK: err == nil, Owned: len(held), GivenUp: d.conflicts.givenUp(), LastSuccess: d.lastSuccess,
-	})
+	}
+	d.remediated(step)
 	return rv.conflicts
 }
 
-// apply applies the fixes of findings and counts and logs each outcome.
-func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding, now time.Time) {
-	outcomes, err := d.opt.Remediator.Apply(ctx, s, findings)
-	if err != nil {
-		d.log.Error("remediation failed", "err", err)
+// apply applies the fixes of findings, unless remediation is paused, and
+// logs and returns each outcome.
+func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding, now time.Time) []Outcome {
+	var outcomes []Outcome
+	if d.opt.Paused == nil || !d.opt.Paused() {
+		var err error
+		if outcomes, err = d.opt.Remediator.Apply(ctx, s, findings); err != nil {
+			d.log.Error("remediation failed", "err", err)
+		}
 	}
 	// A fix failed when a write of it failed and none of it was made: one
 	// whose main write was verified, while a follow-up failed (another
@@ -380,7 +390,6 @@ func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules
 	}
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
-		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
 		switch {
 		case o.Result == refused:
 			// A plan refusal (an owner without --force, an unsafe kernel)
@@ -399,6 +408,7 @@ func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules
 			d.log.Debug("remediation", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
 		}
 	}
+	return outcomes
 }
 
 // logWaiting says once per step that a finding persists after nodetune
@@ -485,13 +495,13 @@ func (d *Daemon) shutdown() error {
 }
 
 // record runs a journal-wide remediator step (reconcile, rollback) with a
-// deadline of its own, and counts and logs its outcomes.
+// deadline of its own, and publishes and logs its outcomes.
 func (d *Daemon) record(what string, step func(context.Context) ([]Outcome, error)) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	outcomes, err := step(ctx)
+	d.remediated(&Remediation{Outcomes: outcomes})
 	for _, o := range outcomes {
-		d.opt.Exporter.RecordRemediation(o.Rule, o.Action, o.Result)
 		lvl := slog.LevelInfo
 		if !o.Ok {
 			lvl = slog.LevelError

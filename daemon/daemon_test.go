@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/nodetune/nodetune/detect"
-	"github.com/nodetune/nodetune/exporter"
 	"github.com/nodetune/nodetune/probes"
 	"github.com/nodetune/nodetune/rules"
 )
@@ -20,11 +17,10 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
-func newTestDaemon(t *testing.T, r Remediator, c *clock, stateFile string) (*Daemon, *exporter.Exporter) {
+func newTestDaemon(t *testing.T, r Remediator, c *clock, stateFile string) (*Daemon, *recorder) {
 	t.Helper()
-	exp := exporter.New("test")
-	exp.Update(&exporter.State{Snapshot: &detect.Snapshot{}}) // the remediation gauges follow the first snapshot
-	d, err := New(Options{Host: &probes.Host{}, Exporter: exp, Interval: time.Minute, Window: time.Second,
+	rec := &recorder{}
+	d, err := New(Options{Host: &probes.Host{}, Outputs: []Publisher{rec}, Interval: time.Minute, Window: time.Second,
 		Remediator: r, Backoff: Backoff{Max: 3, Window: 10 * time.Minute}, StateFile: stateFile})
 	if err != nil {
 		t.Fatal(err)
@@ -32,33 +28,7 @@ func newTestDaemon(t *testing.T, r Remediator, c *clock, stateFile string) (*Dae
 	if c != nil {
 		d.now = c.now
 	}
-	return d, exp
-}
-
-func counter(t *testing.T, exp *exporter.Exporter, name string, labels ...string) float64 {
-	t.Helper()
-	families, err := exp.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range families {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i, l := range m.GetLabel() {
-				if i < len(labels) && l.GetValue() != labels[i] {
-					continue next
-				}
-			}
-			if m.GetGauge() != nil {
-				return m.GetGauge().GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return -1
+	return d, rec
 }
 
 // TestRemediateStepsPersistingSysctlOncePerWindow: drops go on after
@@ -160,7 +130,7 @@ func TestRemediateCountsRevertsOnlyOfVerifiedValues(t *testing.T) {
 	if got := counter(t, exp, "nodetune_remediations_total", "apply", "verified", rules.TunnelTxChecksumOff); got != 4 {
 		t.Errorf("verified applies counted %v, want 4", got)
 	}
-	if got := testutil.CollectAndCount(exp.Registry(), "nodetune_remediations_total"); got != 3 {
+	if got := series(exp); got != 3 {
 		t.Errorf("remediation series = %d, want refused, failed and verified", got)
 	}
 	if got := counter(t, exp, "nodetune_remediation_settings_given_up"); got != 1 {

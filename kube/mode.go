@@ -24,7 +24,7 @@ func (r *Reporter) Mode() (string, bool) {
 		return "", false
 	}
 	if v != ModeObserve && v != ModeRemediate {
-		// Mode is asked every second; one warning per bad value is enough.
+		// Mode is asked before each apply and each cycle; one warning per bad value is enough.
 		r.modeMu.Lock()
 		if r.badMode != v {
 			r.badMode = v

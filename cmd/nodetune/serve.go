@@ -164,7 +164,7 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	defer closeHost()
 	exp := exporter.New(version)
 	opts := daemon.Options{
-		Host: h, Exporter: exp, Rules: cfg,
+		Host: h, Outputs: []daemon.Publisher{promOutput{exp}}, Rules: cfg,
 		Interval: f.interval, Window: f.window, Debounce: f.debounce,
 		Subscribe:      daemon.NetlinkSubscriber,
 		Backoff:        f.backoff,
@@ -189,7 +189,7 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 		}
 	}
 	// Kubernetes: node condition, events, mode label (serve_kube.go).
-	kh, err := startKube(g, f.kube, f.mode, exp, &opts)
+	kh, err := startKube(g, f.kube, f.mode, &opts)
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
 	}
@@ -208,7 +208,13 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	// window mean the loop is stuck (docs/serve.md).
 	hopts := exporter.HandlerOptions{Log: g.log, StaleAfter: 3*f.interval + f.window}
 	if opts.Bench != nil {
-		hopts.Bench = func(ctx context.Context) (any, error) { return d.Bench(ctx) }
+		hopts.Bench = func(ctx context.Context) (any, error) {
+			r, err := d.Bench(ctx)
+			if errors.Is(err, daemon.ErrBusy) {
+				err = exporter.ErrBusy // the HTTP handler answers 429 to it
+			}
+			return r, err
+		}
 	}
 	handler, err := exp.Handler(hopts)
 	if err != nil {

@@ -30,7 +30,7 @@ func benchRunner(exp *exporter.Exporter, duration time.Duration, log *slog.Logge
 		out := daemon.BenchResult{Run: res}
 		byCase := res.ThroughputByCase()
 		for _, name := range slices.Sorted(maps.Keys(byCase)) {
-			out.Paths = append(out.Paths, exporter.Throughput{Path: name, BitsPerSecond: byCase[name]})
+			out.Paths = append(out.Paths, daemon.Throughput{Path: name, BitsPerSecond: byCase[name]})
 		}
 		if loss, ok := res.Loss(); ok && loss > 0 {
 			out.LossRatio = loss

@@ -17,8 +17,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nodetune/nodetune/daemon"
-	"github.com/nodetune/nodetune/detect"
-	"github.com/nodetune/nodetune/exporter"
 	"github.com/nodetune/nodetune/kube"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/tune"
@@ -35,19 +33,30 @@ func (k *kubeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&k.nodeName, "kube.node-name", "", "the Node to report on (default $NODE_NAME, else, with --kubeconfig, the host name)")
 }
 
-// kubeHook is a running Reporter and what feeds it; its methods do nothing
-// on a nil hook, which is serve outside a cluster.
+// kubeHook is a running Reporter and what feeds it: it is one of the
+// daemon's outputs (daemon.Publisher). Its methods do nothing on a nil
+// hook, which is serve outside a cluster.
 type kubeHook struct {
-	rep    *kube.Reporter
-	log    *slog.Logger
+	rep  *kube.Reporter
+	log  *slog.Logger
+	mode string
+	// next holds the newest cycle not yet written to the Node; a newer
+	// one replaces it, so a slow API server delays the condition but
+	// never the daemon.
+	next   chan *daemon.Cycle
 	cancel context.CancelFunc
 	done   chan struct{}
+	// paused and labelled are the label as last seen by Paused and by
+	// the check of each cycle.
+	paused   bool
+	labelled string
 }
 
-// startKube connects serve to the API server, if there is one, and wraps
-// opts.Remediator so remediations become events. It returns nil when
-// serve runs outside a cluster without --kubeconfig.
-func startKube(g *globals, k kubeFlags, mode string, exp *exporter.Exporter, opts *daemon.Options) (*kubeHook, error) {
+// startKube connects serve to the API server, if there is one, and adds
+// the Node as an output of opts: its condition follows each cycle, each
+// remediation becomes an event, and its label can pause remediation. It
+// returns nil when serve runs outside a cluster without --kubeconfig.
+func startKube(g *globals, k kubeFlags, mode string, opts *daemon.Options) (*kubeHook, error) {
 	name := k.nodeName
 	if name == "" {
 		name = os.Getenv("NODE_NAME")
@@ -85,14 +94,21 @@ func startKube(g *globals, k kubeFlags, mode string, exp *exporter.Exporter, opt
 	if err := rep.Start(context.Background()); err != nil {
 		g.log.Warn("the API server does not answer yet; serving metrics meanwhile", "err", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &kubeHook{rep: rep, log: g.log, cancel: cancel, done: make(chan struct{})}
+	h := newKubeHook(rep, g.log, mode)
+	opts.Outputs = append(opts.Outputs, h)
 	if opts.Remediator != nil {
-		opts.Remediator = &kubeRemediator{inner: opts.Remediator, hook: h}
+		opts.Paused = h.Paused
 	}
-	go h.publish(ctx, exp, mode)
 	g.log.Info("reporting to Kubernetes", "node", name, "condition", kube.ConditionType)
 	return h, nil
+}
+
+// newKubeHook starts writing the cycles handed to the hook to rep.
+func newKubeHook(rep *kube.Reporter, log *slog.Logger, mode string) *kubeHook {
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &kubeHook{rep: rep, log: log, mode: mode, next: make(chan *daemon.Cycle, 1), cancel: cancel, done: make(chan struct{})}
+	go h.run(ctx)
+	return h
 }
 
 // close stops publishing and writes the events still queued.
@@ -115,38 +131,41 @@ func (h *kubeHook) journalUnusable(stateDir string, err error) {
 		fmt.Sprintf("remediation is off, the agent only observes: the journal in %s cannot be used: %v", stateDir, err))
 }
 
-// publish keeps the node condition in step with the exporter's state,
-// which the serve loop replaces after every cycle, and records an event
-// when a remediation conflict appears.
-func (h *kubeHook) publish(ctx context.Context, exp *exporter.Exporter, mode string) {
-	defer close(h.done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var last *exporter.State
-	conflicts := map[string]bool{}
-	labelled := ""
+// Publish hands c to the goroutine that writes the Node's condition, in
+// place of a cycle it has not written yet. It does not wait for the API
+// server.
+func (h *kubeHook) Publish(c *daemon.Cycle) {
 	for {
+		select {
+		case h.next <- c:
+			return
+		default:
+		}
+		select {
+		case <-h.next: // superseded by c
+		default:
+		}
+	}
+}
+
+// run keeps the node condition in step with each cycle as it is
+// published, and records an event when a remediation conflict appears.
+func (h *kubeHook) run(ctx context.Context) {
+	defer close(h.done)
+	conflicts := map[string]bool{}
+	for {
+		var c *daemon.Cycle
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case c = <-h.next:
 		}
-		if m, _ := h.rep.Mode(); m != labelled {
-			labelled = m
-			if m == kube.ModeRemediate && mode != kube.ModeRemediate {
-				h.log.Warn("the Node's label asks for remediate mode, but this agent runs --mode=observe without the privileges to write; the label can only pause remediation", "label", kube.ModeLabel)
-			}
-		}
-		st := exp.State()
-		if st == nil || st == last {
-			continue
-		}
-		last = st
-		if _, err := h.rep.Update(ctx, st.Result.Findings); err != nil && ctx.Err() == nil {
+		h.checkLabel()
+		if _, err := h.rep.Update(ctx, c.Result.Findings); err != nil && ctx.Err() == nil {
 			h.log.Warn("updating the node condition", "err", err)
 		}
 		now := map[string]bool{}
-		for _, f := range st.Result.Findings {
+		for _, f := range c.Result.Findings {
 			if f.Rule != rules.RemediationConflict {
 				continue
 			}
@@ -159,64 +178,45 @@ func (h *kubeHook) publish(ctx context.Context, exp *exporter.Exporter, mode str
 	}
 }
 
-// kubeRemediator records the outcome of each remediation as an event on
-// the Node, and applies no fix while the Node is labelled
-// nodetune.io/mode=observe. Rollback and reconcile always run.
-type kubeRemediator struct {
-	inner  daemon.Remediator
-	hook   *kubeHook
-	paused bool
-}
-
-// Apply applies the fixes unless the Node's label pauses remediation.
-func (k *kubeRemediator) Apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) ([]daemon.Outcome, error) {
-	m, _ := k.hook.rep.Mode()
-	if paused := m == kube.ModeObserve; paused != k.paused {
-		k.paused = paused
-		k.hook.log.Info("remediation on this node set by its label", "label", kube.ModeLabel, "value", m, "paused", paused)
+// checkLabel warns when the Node's label asks for more than this agent
+// can do.
+func (h *kubeHook) checkLabel() {
+	m, _ := h.rep.Mode()
+	if m == h.labelled {
+		return
 	}
-	if k.paused {
-		return nil, nil
+	h.labelled = m
+	if m == kube.ModeRemediate && h.mode != kube.ModeRemediate {
+		h.log.Warn("the Node's label asks for remediate mode, but this agent runs --mode=observe without the privileges to write; the label can only pause remediation", "label", kube.ModeLabel)
 	}
-	out, err := k.inner.Apply(ctx, s, findings)
-	k.events(out)
-	return out, err
 }
 
-// Rollback restores what nodetune changed.
-func (k *kubeRemediator) Rollback(ctx context.Context) ([]daemon.Outcome, error) {
-	out, err := k.inner.Rollback(ctx)
-	k.events(out)
-	return out, err
+// Paused reports whether the Node's label nodetune.io/mode=observe pauses
+// remediation on this node. The daemon asks it before each apply;
+// rollback and reconcile always run.
+func (h *kubeHook) Paused() bool {
+	m, _ := h.rep.Mode()
+	if paused := m == kube.ModeObserve; paused != h.paused {
+		h.paused = paused
+		h.log.Info("remediation on this node set by its label", "label", kube.ModeLabel, "value", m, "paused", paused)
+	}
+	return h.paused
 }
 
-// Reconcile finishes what a nodetune that died mid-apply left behind.
-func (k *kubeRemediator) Reconcile(ctx context.Context) ([]daemon.Outcome, error) {
-	out, err := k.inner.Reconcile(ctx)
-	k.events(out)
-	return out, err
-}
-
-// Holdings lists the settings nodetune holds; the label does not change them.
-func (k *kubeRemediator) Holdings(ctx context.Context) ([]daemon.Holding, error) {
-	return k.inner.Holdings(ctx)
-}
-
-// events records one event per outcome that changed something or failed.
-// Refusals and no-ops repeat every cycle and are left to the logs.
-func (k *kubeRemediator) events(out []daemon.Outcome) {
-	rep := k.hook.rep
-	for _, o := range out {
+// Remediated records one event per outcome that changed something or
+// failed. Refusals and no-ops repeat every cycle and are left to the logs.
+func (h *kubeHook) Remediated(r *daemon.Remediation) {
+	for _, o := range r.Outcomes {
 		switch tune.Result(o.Result) {
 		case tune.Verified:
-			rep.Event(kube.Applied, o.Rule, o.Subject, o.Detail)
-			rep.Event(kube.Verified, o.Rule, o.Subject, o.Detail)
+			h.rep.Event(kube.Applied, o.Rule, o.Subject, o.Detail)
+			h.rep.Event(kube.Verified, o.Rule, o.Subject, o.Detail)
 		case tune.Restored:
-			rep.Event(kube.RolledBack, o.Rule, o.Subject, o.Detail)
+			h.rep.Event(kube.RolledBack, o.Rule, o.Subject, o.Detail)
 		case tune.Conflict:
-			rep.Event(kube.Conflict, o.Rule, o.Subject, o.Detail)
+			h.rep.Event(kube.Conflict, o.Rule, o.Subject, o.Detail)
 		case tune.Failed, tune.Reverted:
-			rep.Event(kube.Failed, o.Rule, o.Subject, o.Detail)
+			h.rep.Event(kube.Failed, o.Rule, o.Subject, o.Detail)
 		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nodetune/nodetune/daemon"
-	"github.com/nodetune/nodetune/exporter"
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/kube"
 	"github.com/nodetune/nodetune/kube/kubetest"
@@ -30,17 +29,16 @@ import (
 // error rather than silence.
 func TestStartKubeOutsideCluster(t *testing.T) {
 	g := &globals{log: slog.New(slog.DiscardHandler)}
-	exp := exporter.New("test")
 	t.Setenv("NODE_NAME", "")
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	if h, err := startKube(g, kubeFlags{}, "observe", exp, &daemon.Options{}); h != nil || err != nil {
+	if h, err := startKube(g, kubeFlags{}, "observe", &daemon.Options{}); h != nil || err != nil {
 		t.Errorf("on a plain host: startKube = %v, %v; want nothing", h, err)
 	}
 	t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
 	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
 	var logs strings.Builder
 	g.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if h, err := startKube(g, kubeFlags{}, "observe", exp, &daemon.Options{}); h != nil || err != nil {
+	if h, err := startKube(g, kubeFlags{}, "observe", &daemon.Options{}); h != nil || err != nil {
 		t.Errorf("in a pod without a node name: startKube = %v, %v; want nothing", h, err)
 	}
 	// It must not even look for the in-cluster configuration.
@@ -48,7 +46,7 @@ func TestStartKubeOutsideCluster(t *testing.T) {
 		t.Errorf("in a pod without a node name, serve logged:\n%s", logs.String())
 	}
 	missing := filepath.Join(t.TempDir(), "kubeconfig")
-	if h, err := startKube(g, kubeFlags{kubeconfig: missing}, "observe", exp, &daemon.Options{}); h != nil || err == nil {
+	if h, err := startKube(g, kubeFlags{kubeconfig: missing}, "observe", &daemon.Options{}); h != nil || err == nil {
 		t.Errorf("with an unreadable --kubeconfig: startKube = %v, %v; want an error", h, err)
 	}
 }

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"github.com/nodetune/nodetune/daemon"
+	"github.com/nodetune/nodetune/exporter"
+)
+
+// promOutput is serve's Prometheus output: each cycle becomes the state the
+// exporter serves, each remediation step its counters and gauges.
+type promOutput struct{ exp *exporter.Exporter }
+
+// Publish makes c the state every later scrape sees.
+func (p promOutput) Publish(c *daemon.Cycle) {
+	st := &exporter.State{Snapshot: c.Snapshot, Result: c.Result}
+	for _, t := range c.Throughput {
+		st.Throughput = append(st.Throughput, exporter.Throughput{Path: t.Path, BitsPerSecond: t.BitsPerSecond})
+	}
+	p.exp.Update(st)
+}
+
+// Remediated counts each revert and outcome of r and sets the remediation
+// gauges from its state.
+func (p promOutput) Remediated(r *daemon.Remediation) {
+	for _, h := range r.Reverted {
+		p.exp.RecordConflict(h.Rule, h.Subject)
+	}
+	for _, o := range r.Outcomes {
+		p.exp.RecordRemediation(o.Rule, o.Action, o.Result)
+	}
+	if s := r.State; s != nil {
+		p.exp.SetRemediation(&exporter.Remediation{
+			JournalOK: s.JournalOK, Owned: s.Owned, GivenUp: s.GivenUp, LastSuccess: s.LastSuccess,
+		})
+	}
+}
