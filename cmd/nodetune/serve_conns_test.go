@@ -8,14 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/testbed"
@@ -113,14 +110,7 @@ func TestServeHealthWithoutAuth(t *testing.T) {
 	bin := nodetuneBinary(t)
 	bed := testbedtest.New(t, testbed.Options{Prefix: "ntsh"})
 	side := bed.A
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "web.yml")
-	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := basicAuthConfig(t, "prometheus", "s3cret")
 	const health = "127.0.0.1:9751"
 	startIn(t, side.NS, bin, "serve", "--web.listen-address="+serveAddr, "--web.config.file="+cfg,
 		"--web.health-address="+health, "--probe.interval=30s", "--probe.window=100ms", "--kube-proxy.url=")

@@ -504,14 +504,7 @@ func TestServeBasicAuth(t *testing.T) {
 	bin := nodetuneBinary(t)
 	bed := testbedtest.New(t, testbed.Options{Prefix: "ntsa"})
 	side := bed.A
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "web.yml")
-	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := basicAuthConfig(t, "prometheus", "s3cret")
 	startIn(t, side.NS, bin, "serve", "--web.listen-address="+serveAddr, "--web.config.file="+cfg,
 		"--probe.interval=30s", "--probe.window=100ms", "--kube-proxy.url=")
 	client := nsClient(side)
@@ -599,4 +592,19 @@ func TestServeListenAddress(t *testing.T) {
 			t.Errorf("listenAddress(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// basicAuthConfig writes an exporter-toolkit web configuration that lets
+// user in with password, and returns its path.
+func basicAuthConfig(t *testing.T, user, password string) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(cfg, []byte("basic_auth_users:\n  "+user+": "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
