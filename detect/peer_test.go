@@ -1,0 +1,22 @@
+package detect
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestPeerMeasurementOffloadEffect(t *testing.T) {
+	m := PeerMeasurement{Cases: []PeerCase{
+		{Name: PeerCaseOffloadOn, Direction: PeerReceive, BitsPerSecond: 9e9},
+		{Name: PeerCaseOffloadOn, Direction: PeerSend, BitsPerSecond: 2e8},
+		{Name: PeerCaseOffloadOff, Direction: PeerSend, BitsPerSecond: 6e9},
+	}}
+	on, off, ok := m.OffloadEffect()
+	if !ok || on != 2e8 || off != 6e9 {
+		t.Errorf("OffloadEffect() = %v, %v, %v; want the send direction: 2e8, 6e9, true", on, off, ok)
+	}
+	m.Cases[2].Err = Fail(errors.New("peer refused"))
+	if _, _, ok := m.OffloadEffect(); ok {
+		t.Error("OffloadEffect() is ok with a failed offload-off case")
+	}
+}
