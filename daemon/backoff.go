@@ -35,10 +35,10 @@ type key struct{ rule, subject string }
 
 func keyOf(f rules.Finding) key { return key{f.Rule, f.Subject} }
 
-// setting names one setting on the host, as a finding's fix names it.
-type setting struct{ kind, target, feature string }
+// setting names one setting on the host: the identity rules and tune share.
+type setting = rules.SettingKey
 
-func settingOf(c rules.Change) setting { return setting{c.Kind, c.Target, c.Setting} }
+func settingOf(c rules.Change) setting { return c.Key() }
 
 // given is a setting nodetune stopped managing.
 type given struct {

@@ -72,7 +72,7 @@ type givenUpRecord struct {
 func (c *conflicts) marshal() ([]byte, error) {
 	st := backoffState{Format: backoffFormat, Version: backoffVersion}
 	for s, id := range c.counted {
-		st.Counted = append(st.Counted, countedEntry{Kind: s.kind, Target: s.target, Setting: s.feature, Entry: id})
+		st.Counted = append(st.Counted, countedEntry{Kind: s.Kind, Target: s.Target, Setting: s.Setting, Entry: id})
 	}
 	for k, ts := range c.reverts {
 		st.Reverts = append(st.Reverts, revertRecord{Rule: k.rule, Subject: k.subject, At: ts})
@@ -97,7 +97,7 @@ func (c *conflicts) unmarshal(data []byte) error {
 	}
 	fresh := newConflicts(c.policy)
 	for _, e := range st.Counted {
-		fresh.counted[setting{e.Kind, e.Target, e.Setting}] = e.Entry
+		fresh.counted[setting{Kind: e.Kind, Target: e.Target, Setting: e.Setting}] = e.Entry
 	}
 	for _, r := range st.Reverts {
 		fresh.reverts[key{r.Rule, r.Subject}] = r.At

@@ -111,6 +111,29 @@ const (
 	ChangeModule  = "kernel-module"
 )
 
+// SettingKey is the identity of one setting nodetune may change, the one
+// spelling shared by rules (Change.Key), tune (its Key, the journal's
+// "kind"/"target"/"setting" fields) and the daemon (what it holds and
+// counts).
+type SettingKey struct {
+	// Kind names the kind of setting: ChangeFeature, ChangeSysctl,
+	// ChangeRPS, ChangeModule, or a kind tune registers later.
+	Kind string `json:"kind"`
+	// Target is a device, a sysctl key, "DEV/rx-N" for RPS, or a module.
+	Target string `json:"target"`
+	// Setting is the ethtool feature, for feature changes.
+	Setting string `json:"setting,omitempty"`
+}
+
+// String names the key the way a person would, escaped for a terminal: a
+// device name may hold control characters or bytes that are not UTF-8.
+func (k SettingKey) String() string {
+	if k.Setting != "" {
+		return shell.Escape(k.Target) + " " + shell.Escape(k.Setting)
+	}
+	return shell.Escape(k.Target)
+}
+
 // Change is one write to the host that a fix is made of.
 type Change struct {
 	Kind string `json:"kind"`
@@ -120,6 +143,11 @@ type Change struct {
 	Setting string `json:"setting,omitempty"`
 	// Value is the value to write: "on"/"off", a number, a hex mask.
 	Value string `json:"value"`
+}
+
+// Key is the identity of the setting c writes.
+func (c Change) Key() SettingKey {
+	return SettingKey{Kind: c.Kind, Target: c.Target, Setting: c.Setting}
 }
 
 // Command renders the change as the shell command a person would type,

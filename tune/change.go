@@ -5,29 +5,13 @@ import (
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
-	"github.com/nodetune/nodetune/internal/shell"
 	"github.com/nodetune/nodetune/rules"
 )
 
-// Key names one setting on the host that tune may write.
-type Key struct {
-	// Kind is one of rules.ChangeFeature, rules.ChangeSysctl,
-	// rules.ChangeRPS and rules.ChangeModule.
-	Kind string `json:"kind"`
-	// Target is a device, a sysctl key, "DEV/rx-N" for RPS, or a module.
-	Target string `json:"target"`
-	// Setting is the ethtool feature, for feature changes.
-	Setting string `json:"setting,omitempty"`
-}
-
-// String names the key the way a person would, escaped for a terminal: a
-// device name may hold control characters or bytes that are not UTF-8.
-func (k Key) String() string {
-	if k.Setting != "" {
-		return shell.Escape(k.Target) + " " + shell.Escape(k.Setting)
-	}
-	return shell.Escape(k.Target)
-}
+// Key names one setting on the host that tune may write: rules'
+// SettingKey, the identity rules, tune and the daemon share. Its fields
+// are the journal's "kind", "target" and "setting".
+type Key = rules.SettingKey
 
 // Value is a setting's state as read from the host.
 type Value struct {

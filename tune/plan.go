@@ -47,7 +47,7 @@ func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 		}
 		for _, rc := range f.Fix.Changes {
 			c := Change{
-				Key:  Key{Kind: rc.Kind, Target: rc.Target, Setting: rc.Setting},
+				Key:  rc.Key(),
 				To:   rc.Value,
 				Rule: f.Rule, Subject: f.Subject, Why: f.Summary, Owner: f.Owner,
 			}
