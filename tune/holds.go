@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
 )
 
 // ErrHeld marks a change refused because the user rolled it back: after

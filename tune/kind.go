@@ -152,11 +152,11 @@ func (u unknownKind) Writable(ctx context.Context, k Key) error {
 	return fmt.Errorf("writing %s: change kind %q: %w", k, u.name, ErrNotAllowed)
 }
 func (u unknownKind) Write(ctx context.Context, k Key, value string) error { return u.Writable(ctx, k) }
-func (unknownKind) Equal(a, b string) bool                               { return a == b }
-func (unknownKind) Command(k Key, value string) string                   { return ruleCommand(k, value) }
-func (unknownKind) Irreversible() string                                 { return "" }
-func (unknownKind) PerNetNS() bool                                       { return true }
-func (unknownKind) Stepwise() bool                                       { return false }
+func (unknownKind) Equal(a, b string) bool                                 { return a == b }
+func (unknownKind) Command(k Key, value string) string                     { return ruleCommand(k, value) }
+func (unknownKind) Irreversible() string                                   { return "" }
+func (unknownKind) PerNetNS() bool                                         { return true }
+func (unknownKind) Stepwise() bool                                         { return false }
 
 // kind returns the kind of k's setting, or unknownKind.
 func (ks Kinds) kind(k Key) Kind {
@@ -178,3 +178,6 @@ func (t *Tuner) Equal(k Key, a, b string) bool { return t.kind(k).Equal(a, b) }
 func (t *Tuner) Kinds() Kinds { return t.kinds }
 
 func (t *Tuner) equal(k Key, a, b string) bool { return t.kind(k).Equal(a, b) }
+
+// Stepwise reports whether k's kind is changed one bounded step at a time.
+func (ks Kinds) Stepwise(k Key) bool { return ks.kind(k).Stepwise() }

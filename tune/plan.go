@@ -1,7 +1,7 @@
 package tune
 
 import (
-		"slices"
+	"slices"
 	"time"
 
 	"github.com/nodetune/nodetune/detect"
