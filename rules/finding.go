@@ -154,18 +154,22 @@ func (c Change) Key() SettingKey {
 // every argument quoted for a POSIX shell and safe on a terminal: a device
 // may be named `x$(id)`, and pasting the command must not run that.
 func (c Change) Command() string {
-	switch c.Kind {
-	case ChangeFeature:
-		return shell.Join("ethtool", "-K", c.Target, c.Setting, c.Value)
-	case ChangeSysctl:
-		return shell.Join("sysctl", "-w", c.Target+"="+c.Value)
-	case ChangeRPS:
-		dev, queue, _ := strings.Cut(c.Target, "/")
-		return shell.Join("echo", c.Value) + " > " + shell.Quote("/sys/class/net/"+dev+"/queues/"+queue+"/rps_cpus")
-	case ChangeModule:
-		return shell.Join("modprobe", c.Target)
+	if render, ok := commandOf[c.Kind]; ok {
+		return render(c)
 	}
 	return fmt.Sprintf("# unknown change %s on %s", shell.Escape(c.Kind), shell.Escape(c.Target))
+}
+
+// commandOf renders a change of each host kind as a shell command. A kind
+// whose rule writes its Fix.Command itself needs no entry.
+var commandOf = map[string]func(Change) string{
+	ChangeFeature: func(c Change) string { return shell.Join("ethtool", "-K", c.Target, c.Setting, c.Value) },
+	ChangeSysctl:  func(c Change) string { return shell.Join("sysctl", "-w", c.Target+"="+c.Value) },
+	ChangeRPS: func(c Change) string {
+		dev, queue, _ := strings.Cut(c.Target, "/")
+		return shell.Join("echo", c.Value) + " > " + shell.Quote("/sys/class/net/"+dev+"/queues/"+queue+"/rps_cpus")
+	},
+	ChangeModule: func(c Change) string { return shell.Join("modprobe", c.Target) },
 }
 
 // commands joins the commands of changes, one per line.

@@ -238,6 +238,11 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 			return &exitError{code: exitFailure, err: err}
 		}
 		defer tu.Close()
+		// Only a plan made against the journal applies. The journal was
+		// just created, so this plan is the one shown, unless another
+		// nodetune made changes in between, which it then takes into
+		// account.
+		plan = tu.Plan(s, findings, opts)
 	}
 	outcomes := tu.Apply(ctx, plan)
 	fmt.Fprintln(out, "\nResult:")
