@@ -112,8 +112,8 @@ func (h *Host) Kinds() Kinds {
 	return ks
 }
 
-// kindsOf is what sys can change: its own kinds, or the built-in ones.
-func kindsOf(sys System) Kinds {
+// KindsOf is what sys can change: its own kinds, or the built-in ones.
+func KindsOf(sys System) Kinds {
 	if src, ok := sys.(KindSource); ok {
 		return src.Kinds()
 	}

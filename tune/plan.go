@@ -44,6 +44,13 @@ func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 	return propose(HostKinds(nil), s, findings, o)
 }
 
+// Propose is the package's Propose over the kinds ks, for a preview on a
+// System with kinds beyond the built-in ones (KindsOf). Its plan cannot be
+// applied either.
+func (ks Kinds) Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
+	return propose(ks, s, findings, o)
+}
+
 // propose is Propose over kinds.
 func propose(kinds Kinds, s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 	p := Plan{Changes: []Change{}}

@@ -62,7 +62,7 @@ func newTuner(j *journal, sys System) *Tuner {
 	netns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return &Tuner{
 		sys:        sys,
-		kinds:      kindsOf(sys),
+		kinds:      KindsOf(sys),
 		j:          j,
 		run:        fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
 		netns:      netns,

@@ -182,7 +182,7 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	}
 	findings := rules.Evaluate(s, cfg).Findings
 	opts := tune.PlanOptions{Rules: f.rules, Exclude: f.exclude, Force: f.force, Release: f.release}
-	plan := tune.Propose(s, findings, opts)
+	plan := tune.KindsOf(sys).Propose(s, findings, opts)
 	if tu != nil {
 		plan = tu.Plan(s, findings, opts)
 	}
