@@ -74,6 +74,9 @@ type Plan struct {
 	// by is the Tuner whose Plan made it, after consulting its journal;
 	// Apply makes no change of a plan another Tuner, or Propose, made.
 	by *Tuner
+	// approved is the value Plan approved for each setting, so a change
+	// edited after planning is not made.
+	approved map[Key]string
 }
 
 // Approved returns the changes that Apply will make.

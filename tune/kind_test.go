@@ -291,6 +291,12 @@ func TestApplyOnlyTakesItsOwnPlans(t *testing.T) {
 	if got := readFile(t, filepath.Join(n.proc, "sys/net/core/netdev_max_backlog")); got != "1000" {
 		t.Errorf("netdev_max_backlog = %s after refused plans", got)
 	}
+	edited := tu.Plan(s, findings, opts)
+	edited.Changes = slices.Clone(edited.Changes)
+	edited.Changes[0].To = "1000000"
+	if out := tu.Apply(ctx, edited); len(out) == 0 || out[0].Result != Refused || out[0].Change.Reason != ReasonUnplanned {
+		t.Errorf("a planned change edited to another value: %v", out)
+	}
 	if out := tu.Apply(ctx, tu.Plan(s, findings, opts)); len(out) == 0 || out[0].Result != Verified {
 		t.Errorf("its own plan: %v", out)
 	}
