@@ -35,10 +35,10 @@ type key struct{ rule, subject string }
 
 func keyOf(f rules.Finding) key { return key{f.Rule, f.Subject} }
 
-// setting names one setting on the host, as a finding's fix names it.
-type setting struct{ kind, target, feature string }
+// setting names one setting on the host: the identity rules and tune share.
+type setting = rules.SettingKey
 
-func settingOf(c rules.Change) setting { return setting{c.Kind, c.Target, c.Setting} }
+func settingOf(c rules.Change) setting { return c.Key() }
 
 // given is a setting nodetune stopped managing.
 type given struct {
@@ -137,7 +137,9 @@ func (c *conflicts) review(findings []rules.Finding, held []Holding, now time.Ti
 	c.countReverts(&r, held, present, now)
 	lastStep := make(map[setting]time.Time, len(held))
 	for _, h := range held {
-		lastStep[settingOf(h.Change)] = h.At
+		if h.Stepwise {
+			lastStep[settingOf(h.Change)] = h.At
+		}
 	}
 	for _, f := range findings {
 		if !f.Fix.Auto {
@@ -221,13 +223,11 @@ func (c *conflicts) countReverts(r *review, held []Holding, present map[key]rule
 	}
 }
 
-// stepped reports whether f would step a sysctl that nodetune already
-// stepped less than a Window ago: at most one step per setting per window.
+// stepped reports whether f would step a setting (of a stepwise kind: a
+// sysctl) that nodetune already stepped less than a Window ago: at most one
+// step per setting per window. lastStep holds the stepwise settings only.
 func (c *conflicts) stepped(f rules.Finding, lastStep map[setting]time.Time, now time.Time) bool {
 	for _, ch := range f.Fix.Changes {
-		if ch.Kind != rules.ChangeSysctl {
-			continue
-		}
 		if at, ok := lastStep[settingOf(ch)]; ok && now.Sub(at) < c.policy.Window {
 			return true
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/probes"
 	"github.com/nodetune/nodetune/rules"
+	"github.com/nodetune/nodetune/tune"
 )
 
 // Outcome is what became of one change the Remediator tried.
@@ -24,10 +25,12 @@ type Outcome struct {
 	// Rule and Subject name the finding the change fixes.
 	Rule, Subject string
 	// Action is what the change was part of: apply, rollback, reconcile.
-	Action string
-	// Result is how it ended, in tune's words: verified, unchanged,
-	// refused, failed, reverted, restored, closed, conflict.
-	Result string
+	Action tune.Action
+	// Result is how it ended: verified, unchanged, refused, failed,
+	// reverted, restored, closed, conflict.
+	Result tune.Result
+	// Reason is why a refused change was refused; empty otherwise.
+	Reason tune.Reason
 	// Ok reports whether the setting was left as intended.
 	Ok bool
 	// Wrote reports whether nodetune wrote the new value and read it back.
@@ -35,13 +38,6 @@ type Outcome struct {
 	// Detail is one line for a person.
 	Detail string
 }
-
-// refused is tune's result for a change its plan would not make, and
-// resultFailed for one that could not be made (the write failed).
-const (
-	refused      = "refused"
-	resultFailed = "failed"
-)
 
 // Remediator applies fixes to the host and undoes them. TuneRemediator is
 // the real one; a nil Remediator is observe mode.
@@ -371,7 +367,7 @@ func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules
 	failedNow, wrote := map[key]bool{}, map[key]bool{}
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
-		failedNow[k] = failedNow[k] || o.Result == resultFailed
+		failedNow[k] = failedNow[k] || o.Result == tune.Failed
 		wrote[k] = wrote[k] || o.Wrote
 	}
 	for k := range wrote {
@@ -391,7 +387,7 @@ func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
 		switch {
-		case o.Result == refused:
+		case o.Result == tune.Refused:
 			// A plan refusal (an owner without --force, an unsafe kernel)
 			// repeats every cycle; say it once.
 			if !d.refused[k] {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/rules"
+	"github.com/nodetune/nodetune/tune"
 )
 
 // fakeHost is a Remediator over an in-memory host and journal. Apply
@@ -44,7 +45,7 @@ func (h *fakeHost) Apply(ctx context.Context, s *detect.Snapshot, fs []rules.Fin
 	var out []Outcome
 	for _, f := range fs {
 		for _, c := range f.Fix.Changes {
-			o := Outcome{Rule: f.Rule, Subject: f.Subject, Action: "apply", Result: res}
+			o := Outcome{Rule: f.Rule, Subject: f.Subject, Action: tune.ActionApply, Result: tune.Result(res)}
 			switch {
 			case res == "verified" && h.get(c) == c.Value:
 				o.Result, o.Ok = "unchanged", true
@@ -72,7 +73,8 @@ func (h *fakeHost) Holdings(ctx context.Context) ([]Holding, error) {
 		}
 		seen[s] = true
 		e.Live = h.values[s]
-		e.Undone = !sameValue(e.Change.Kind, e.Live, e.Change.Value)
+		e.Undone = !tune.HostKinds(nil).Equal(s, e.Live, e.Change.Value)
+		e.Stepwise = tune.HostKinds(nil).Stepwise(s)
 		out = append(out, e)
 	}
 	return out, nil

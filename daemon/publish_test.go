@@ -63,7 +63,7 @@ func counter(t *testing.T, r *recorder, name string, labels ...string) float64 {
 		switch name {
 		case "nodetune_remediations_total":
 			for _, o := range s.Outcomes {
-				if found = true; match(o.Action, o.Result, o.Rule) {
+				if found = true; match(string(o.Action), string(o.Result), o.Rule) {
 					n++
 				}
 			}
@@ -106,7 +106,7 @@ func series(r *recorder) int {
 	seen := map[[3]string]bool{}
 	for _, s := range r.steps {
 		for _, o := range s.Outcomes {
-			seen[[3]string{o.Rule, o.Action, o.Result}] = true
+			seen[[3]string{o.Rule, string(o.Action), string(o.Result)}] = true
 		}
 	}
 	return len(seen)
@@ -148,7 +148,7 @@ func TestOutputsReceiveEachCycleAndRemediation(t *testing.T) {
 			got = append(got, "reverted "+r.Subject)
 		}
 		for _, o := range st.Outcomes {
-			got = append(got, o.Action+" "+o.Result)
+			got = append(got, string(o.Action)+" "+string(o.Result))
 		}
 	}
 	want := []string{"reconcile closed", "apply verified", "reverted vxlan.calico", "apply verified"}

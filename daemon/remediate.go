@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nodetune/nodetune/detect"
@@ -25,8 +23,12 @@ type Holding struct {
 	// Live is the setting's value now; empty when it could not be read.
 	Live string
 	// Undone reports that nodetune wrote the value and read it back, and
-	// the setting now holds another: someone changed it since.
+	// the setting now holds another: someone changed it since, as tune's
+	// kind of the setting compares values.
 	Undone bool
+	// Stepwise reports that the setting's kind is changed one bounded step
+	// at a time (tune.Kind.Stepwise), which serve takes once per window.
+	Stepwise bool
 }
 
 // TuneRemediator is the Remediator that changes the host through tune: the
@@ -56,10 +58,6 @@ func (r TuneRemediator) Reconcile(ctx context.Context) ([]Outcome, error) {
 	return outcomes(r.Tuner.Reconcile(ctx)), nil
 }
 
-// journalVerified is the state of a journal entry whose value tune read
-// back after writing it.
-const journalVerified = "verified"
-
 // Holdings lists the newest open journal entry of each setting, with the
 // setting's live value read through r.System. It fails when the journal
 // can no longer be written, which stops remediation until a restart.
@@ -76,7 +74,8 @@ func (r TuneRemediator) Holdings(ctx context.Context) ([]Holding, error) {
 		seen[e.Key] = true
 		h := Holding{
 			Entry: e.ID, Rule: e.Rule, Subject: e.Subject, At: e.At,
-			Change: rules.Change{Kind: e.Key.Kind, Target: e.Key.Target, Setting: e.Key.Setting, Value: e.To},
+			Change:   rules.Change{Kind: e.Key.Kind, Target: e.Key.Target, Setting: e.Key.Setting, Value: e.To},
+			Stepwise: r.Tuner.Kinds().Stepwise(e.Key),
 		}
 		if r.System != nil {
 			// A setting that cannot be read (a device gone, or another
@@ -89,7 +88,7 @@ func (r TuneRemediator) Holdings(ctx context.Context) ([]Holding, error) {
 			}
 			if v, err := r.System.Read(ctx, k); err == nil {
 				h.Live = v.Effective
-				h.Undone = e.State == journalVerified && !sameValue(e.Key.Kind, v.Effective, e.To)
+				h.Undone = e.Verified() && !r.Tuner.Equal(e.Key, v.Effective, e.To)
 			}
 		}
 		out = append(out, h)
@@ -97,28 +96,12 @@ func (r TuneRemediator) Holdings(ctx context.Context) ([]Holding, error) {
 	return out, nil
 }
 
-// sameValue reports whether two values of a setting of kind mean the same,
-// as tune compares them: numbers for sysctls, CPU sets for RPS masks.
-func sameValue(kind, a, b string) bool {
-	switch kind {
-	case rules.ChangeSysctl:
-		x, errA := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
-		y, errB := strconv.ParseInt(strings.TrimSpace(b), 10, 64)
-		return errA == nil && errB == nil && x == y
-	case rules.ChangeRPS:
-		x, errA := tune.ParseCPUMask(a)
-		y, errB := tune.ParseCPUMask(b)
-		return errA == nil && errB == nil && x.Equal(y)
-	}
-	return a == b
-}
-
 func outcomes(in []tune.Outcome) []Outcome {
 	out := make([]Outcome, len(in))
 	for i, o := range in {
 		out[i] = Outcome{
 			Rule: o.Change.Rule, Subject: o.Change.Subject,
-			Action: string(o.Action), Result: string(o.Result),
+			Action: o.Action, Result: o.Result, Reason: o.Change.Reason,
 			Ok: o.Ok(), Wrote: o.Result == tune.Verified, Detail: o.String(),
 		}
 	}

@@ -46,11 +46,10 @@ type failingRecord struct {
 
 // countedEntry is the newest journal entry of a setting whose undoing was
 // counted.
+// Its setting is spelled as in the journal (rules.SettingKey's fields).
 type countedEntry struct {
-	Kind    string `json:"kind"`
-	Target  string `json:"target"`
-	Setting string `json:"setting,omitempty"`
-	Entry   int64  `json:"entry"`
+	rules.SettingKey
+	Entry int64 `json:"entry"`
 }
 
 // revertRecord is when a finding's fix was undone, within the window.
@@ -72,7 +71,7 @@ type givenUpRecord struct {
 func (c *conflicts) marshal() ([]byte, error) {
 	st := backoffState{Format: backoffFormat, Version: backoffVersion}
 	for s, id := range c.counted {
-		st.Counted = append(st.Counted, countedEntry{Kind: s.kind, Target: s.target, Setting: s.feature, Entry: id})
+		st.Counted = append(st.Counted, countedEntry{SettingKey: s, Entry: id})
 	}
 	for k, ts := range c.reverts {
 		st.Reverts = append(st.Reverts, revertRecord{Rule: k.rule, Subject: k.subject, At: ts})
@@ -97,7 +96,7 @@ func (c *conflicts) unmarshal(data []byte) error {
 	}
 	fresh := newConflicts(c.policy)
 	for _, e := range st.Counted {
-		fresh.counted[setting{e.Kind, e.Target, e.Setting}] = e.Entry
+		fresh.counted[e.SettingKey] = e.Entry
 	}
 	for _, r := range st.Reverts {
 		fresh.reverts[key{r.Rule, r.Subject}] = r.At

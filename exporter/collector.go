@@ -22,7 +22,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // MetricNames lists the name of every nodetune_ metric the exporter can
 // emit, for checking dashboards and alerting rules against.
 func MetricNames() []string {
-	return append(slices.Clone(names), remediationsName, conflictsName)
+	return append(slices.Clone(names), remediationsName, conflictsName, refusalsName)
 }
 
 // The metrics the collector derives from the current State. docs/metrics.md

@@ -39,6 +39,7 @@ type Throughput struct {
 const (
 	remediationsName = "nodetune_remediations_total"
 	conflictsName    = "nodetune_remediation_conflicts_total"
+	refusalsName     = "nodetune_remediation_refusals_total"
 )
 
 // Remediation is the state of remediate mode, which the serve loop reports
@@ -73,6 +74,7 @@ type Exporter struct {
 
 	remediations *prometheus.CounterVec
 	conflicts    *prometheus.CounterVec
+	refusals     *prometheus.CounterVec
 }
 
 // New returns an Exporter for nodetune version, with its collectors
@@ -94,11 +96,17 @@ func New(version string) *Exporter {
 			Help: "Times a value nodetune wrote and read back was found changed by someone else (such as Calico Felix). Each one " +
 				"means the performance fix was lost until nodetune re-applied it; past the back-off limit nodetune stops re-applying.",
 		}, []string{"rule", "subject"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: refusalsName,
+			Help: "Changes nodetune refused to make, by rule and reason: allowlist, bound, gate, unknown (the evidence could not be read), " +
+				"owner (another agent owns the setting), duplicate, kept-off, held (rolled back by the user), stale, unplanned.",
+		}, []string{"rule", "reason"}),
 	}
 	e.registry.MustRegister(
 		collector{e},
 		e.remediations,
 		e.conflicts,
+		e.refusals,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -129,6 +137,15 @@ func (e *Exporter) Registry() *prometheus.Registry { return e.registry }
 // RecordRemediation counts one change nodetune made or tried to make.
 func (e *Exporter) RecordRemediation(rule, action, result string) {
 	e.remediations.WithLabelValues(rule, action, result).Inc()
+}
+
+// RecordRefusal counts one change nodetune refused to make, and why: one
+// of tune's Reasons.
+func (e *Exporter) RecordRefusal(rule, reason string) {
+	if reason == "" {
+		reason = "unspecified"
+	}
+	e.refusals.WithLabelValues(rule, reason).Inc()
 }
 
 // RecordConflict counts one revert of nodetune's change by another agent.

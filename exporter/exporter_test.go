@@ -197,6 +197,7 @@ func TestMetricNamesAllEmitted(t *testing.T) {
 	e.Update(st)
 	e.RecordRemediation("r", "a", "failed")
 	e.RecordConflict("r", "s")
+	e.RecordRefusal("r", "owner")
 	e.SetRemediation(&Remediation{JournalOK: true, Owned: 2, LastSuccess: time.Unix(1700000000, 0)})
 	families, err := e.Registry().Gather()
 	if err != nil {

@@ -111,6 +111,29 @@ const (
 	ChangeModule  = "kernel-module"
 )
 
+// SettingKey is the identity of one setting nodetune may change, the one
+// spelling shared by rules (Change.Key), tune (its Key, the journal's
+// "kind"/"target"/"setting" fields) and the daemon (what it holds and
+// counts).
+type SettingKey struct {
+	// Kind names the kind of setting: ChangeFeature, ChangeSysctl,
+	// ChangeRPS, ChangeModule, or a kind tune registers later.
+	Kind string `json:"kind"`
+	// Target is a device, a sysctl key, "DEV/rx-N" for RPS, or a module.
+	Target string `json:"target"`
+	// Setting is the ethtool feature, for feature changes.
+	Setting string `json:"setting,omitempty"`
+}
+
+// String names the key the way a person would, escaped for a terminal: a
+// device name may hold control characters or bytes that are not UTF-8.
+func (k SettingKey) String() string {
+	if k.Setting != "" {
+		return shell.Escape(k.Target) + " " + shell.Escape(k.Setting)
+	}
+	return shell.Escape(k.Target)
+}
+
 // Change is one write to the host that a fix is made of.
 type Change struct {
 	Kind string `json:"kind"`
@@ -122,22 +145,31 @@ type Change struct {
 	Value string `json:"value"`
 }
 
+// Key is the identity of the setting c writes.
+func (c Change) Key() SettingKey {
+	return SettingKey{Kind: c.Kind, Target: c.Target, Setting: c.Setting}
+}
+
 // Command renders the change as the shell command a person would type,
 // every argument quoted for a POSIX shell and safe on a terminal: a device
 // may be named `x$(id)`, and pasting the command must not run that.
 func (c Change) Command() string {
-	switch c.Kind {
-	case ChangeFeature:
-		return shell.Join("ethtool", "-K", c.Target, c.Setting, c.Value)
-	case ChangeSysctl:
-		return shell.Join("sysctl", "-w", c.Target+"="+c.Value)
-	case ChangeRPS:
-		dev, queue, _ := strings.Cut(c.Target, "/")
-		return shell.Join("echo", c.Value) + " > " + shell.Quote("/sys/class/net/"+dev+"/queues/"+queue+"/rps_cpus")
-	case ChangeModule:
-		return shell.Join("modprobe", c.Target)
+	if render, ok := commandOf[c.Kind]; ok {
+		return render(c)
 	}
 	return fmt.Sprintf("# unknown change %s on %s", shell.Escape(c.Kind), shell.Escape(c.Target))
+}
+
+// commandOf renders a change of each host kind as a shell command. A kind
+// whose rule writes its Fix.Command itself needs no entry.
+var commandOf = map[string]func(Change) string{
+	ChangeFeature: func(c Change) string { return shell.Join("ethtool", "-K", c.Target, c.Setting, c.Value) },
+	ChangeSysctl:  func(c Change) string { return shell.Join("sysctl", "-w", c.Target+"="+c.Value) },
+	ChangeRPS: func(c Change) string {
+		dev, queue, _ := strings.Cut(c.Target, "/")
+		return shell.Join("echo", c.Value) + " > " + shell.Quote("/sys/class/net/"+dev+"/queues/"+queue+"/rps_cpus")
+	},
+	ChangeModule: func(c Change) string { return shell.Join("modprobe", c.Target) },
 }
 
 // commands joins the commands of changes, one per line.

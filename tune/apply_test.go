@@ -63,7 +63,7 @@ func TestApplyAndRollback(t *testing.T) {
 	p := Propose(s, res.Findings, PlanOptions{})
 	tu := openTuner(t, t.TempDir(), n.host)
 
-	out := tu.Apply(ctx, p)
+	out := tu.applyProposed(ctx, p)
 	want := []result{
 		{SysctlConntrackMax, Refused},
 		{"ip_vs_sh", Failed}, // the fixture has no /proc/modules
@@ -130,12 +130,12 @@ func TestApplyIsIdempotent(t *testing.T) {
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})
 	dir := t.TempDir()
 	tu := openTuner(t, dir, n.host)
-	tu.Apply(ctx, p)
+	tu.applyProposed(ctx, p)
 
 	// The same plan again: every setting is already where it should be.
 	journal := readFile(t, filepath.Join(dir, JournalFile))
 	files, writes := n.files(t), n.et.changes
-	for _, o := range tu.Apply(ctx, p) {
+	for _, o := range tu.applyProposed(ctx, p) {
 		if o.Result != Unchanged && o.Result != Refused && o.Result != Failed {
 			t.Errorf("second apply: %s", o)
 		}
@@ -169,7 +169,7 @@ func TestApplyBringsBackSegmentationExplicitly(t *testing.T) {
 	s := n.snapshot(t)
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
 	tu := openTuner(t, t.TempDir(), n.host)
-	out := tu.Apply(ctx, p)
+	out := tu.applyProposed(ctx, p)
 	want := []result{{"vxlan0 tx-checksum-ip-generic", Verified}, {"vxlan0 tx-tcp-segmentation", Verified}}
 	if diff := cmp.Diff(want, results(out)); diff != "" {
 		t.Fatalf("apply (-want +got):\n%s", diff)
@@ -213,7 +213,7 @@ func TestApplyReportsUnwritableSegmentation(t *testing.T) {
 				}
 				return nil
 			}}
-			out := openTuner(t, t.TempDir(), sys).Apply(context.Background(), p)
+			out := openTuner(t, t.TempDir(), sys).applyProposed(context.Background(), p)
 			if diff := cmp.Diff(tt.want, results(out)); diff != "" {
 				t.Fatalf("apply (-want +got):\n%s", diff)
 			}
@@ -233,7 +233,7 @@ func TestApplyRevertsWhatTheKernelDidNotTake(t *testing.T) {
 	s := n.snapshot(t)
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
 	tu := openTuner(t, t.TempDir(), n.host)
-	out := tu.Apply(ctx, p)
+	out := tu.applyProposed(ctx, p)
 	if diff := cmp.Diff([]result{{"vxlan0 tx-checksum-ip-generic", Reverted}}, results(out)); diff != "" {
 		t.Fatalf("apply (-want +got):\n%s", diff)
 	}
@@ -257,7 +257,7 @@ func TestApplyRefusesStaleAndUnvetted(t *testing.T) {
 	os.WriteFile(filepath.Join(n.proc, "sys/net/core/netdev_max_backlog"), []byte("1500\n"), 0o644)
 	handmade := Plan{Changes: []Change{{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget}, From: "300", To: "100000"}}}
 	tu := openTuner(t, t.TempDir(), n.host)
-	out := append(tu.Apply(ctx, p), tu.Apply(ctx, handmade)...)
+	out := append(tu.applyProposed(ctx, p), tu.Apply(ctx, handmade)...)
 	want := []result{{SysctlMaxBacklog, Refused}, {SysctlBudget, Verified}, {SysctlBudget, Refused}}
 	if diff := cmp.Diff(want, results(out)); diff != "" {
 		t.Fatalf("apply (-want +got):\n%s", diff)
@@ -278,7 +278,7 @@ func TestApplyMissingDevice(t *testing.T) {
 	delete(n.et.devs, "vxlan0") // the device went away after the snapshot
 	dir := t.TempDir()
 	tu := openTuner(t, dir, n.host)
-	out := tu.Apply(ctx, p)
+	out := tu.applyProposed(ctx, p)
 	if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, detect.ErrGone) {
 		t.Fatalf("apply on a missing device: %v", out)
 	}
@@ -296,7 +296,7 @@ func TestRollbackLeavesOthersChangesAlone(t *testing.T) {
 	s := loadedSnapshot(t, n)
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops, rules.TunnelTxChecksumOff}})
 	tu := openTuner(t, t.TempDir(), n.host)
-	tu.Apply(ctx, p)
+	tu.applyProposed(ctx, p)
 	// An operator sets the budget by hand, and Felix turns offload off.
 	budget := filepath.Join(n.proc, "sys/net/core/netdev_budget")
 	os.WriteFile(budget, []byte("900\n"), 0o644)
@@ -340,7 +340,7 @@ func TestRollbackChainsRepeatedRaises(t *testing.T) {
 	tu := openTuner(t, t.TempDir(), n.host)
 	for range 3 {
 		s := loadedSnapshot(t, n)
-		out := tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
+		out := tu.applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
 		for _, o := range out {
 			if o.Result != Verified {
 				t.Fatalf("apply: %s", o)
@@ -383,7 +383,7 @@ func TestRollbackKeepsOlderEntriesBehindAFailedRestore(t *testing.T) {
 	tu := openTuner(t, t.TempDir(), sys)
 	for range 2 {
 		s := loadedSnapshot(t, n)
-		for _, o := range tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})) {
+		for _, o := range tu.applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})) {
 			if o.Result != Verified {
 				t.Fatalf("apply: %s", o)
 			}
@@ -682,7 +682,7 @@ func TestModulesBuiltIn(t *testing.T) {
 	// A snapshot from a probe that missed them plans their loading.
 	s := &detect.Snapshot{KubeProxy: detect.KubeProxy{Running: true, Mode: "ipvs", Version: kubeProxy126, IPVSModules: map[string]bool{"ip_vs": true}}}
 	dir := t.TempDir()
-	out := openTuner(t, dir, h).Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{}))
+	out := openTuner(t, dir, h).applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{}))
 	want := []result{{"ip_vs_rr", Unchanged}, {"ip_vs_wrr", Unchanged}, {"ip_vs_sh", Unchanged}}
 	if diff := cmp.Diff(want, results(out)); diff != "" {
 		t.Errorf("apply (-want +got):\n%s", diff)
@@ -722,7 +722,7 @@ echo "$2 16384 0 - Live 0x0" >> "$mods"
 	s := &detect.Snapshot{KubeProxy: detect.KubeProxy{Running: true, Mode: "ipvs", Version: kubeProxy126, IPVSModules: map[string]bool{"ip_vs": true}}}
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})
 	tu := openTuner(t, t.TempDir(), h)
-	out := tu.Apply(ctx, p)
+	out := tu.applyProposed(ctx, p)
 	want := []result{{"ip_vs_rr", Verified}, {"ip_vs_wrr", Failed}, {"ip_vs_sh", Reverted}}
 	if diff := cmp.Diff(want, results(out)); diff != "" {
 		t.Fatalf("apply (-want +got):\n%s", diff)

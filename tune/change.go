@@ -2,32 +2,16 @@ package tune
 
 import (
 	"fmt"
+	"github.com/nodetune/nodetune/rules"
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
-	"github.com/nodetune/nodetune/internal/shell"
-	"github.com/nodetune/nodetune/rules"
 )
 
-// Key names one setting on the host that tune may write.
-type Key struct {
-	// Kind is one of rules.ChangeFeature, rules.ChangeSysctl,
-	// rules.ChangeRPS and rules.ChangeModule.
-	Kind string `json:"kind"`
-	// Target is a device, a sysctl key, "DEV/rx-N" for RPS, or a module.
-	Target string `json:"target"`
-	// Setting is the ethtool feature, for feature changes.
-	Setting string `json:"setting,omitempty"`
-}
-
-// String names the key the way a person would, escaped for a terminal: a
-// device name may hold control characters or bytes that are not UTF-8.
-func (k Key) String() string {
-	if k.Setting != "" {
-		return shell.Escape(k.Target) + " " + shell.Escape(k.Setting)
-	}
-	return shell.Escape(k.Target)
-}
+// Key names one setting on the host that tune may write: rules'
+// SettingKey, the identity rules, tune and the daemon share. Its fields
+// are the journal's "kind", "target" and "setting".
+type Key = rules.SettingKey
 
 // Value is a setting's state as read from the host.
 type Value struct {
@@ -55,6 +39,8 @@ type Change struct {
 	Owner *detect.Owner `json:"owner,omitempty"`
 	// Refused says why the change will not be made; empty when it will.
 	Refused string `json:"refused,omitempty"`
+	// Reason is Refused as one stable word (refusal.go).
+	Reason Reason `json:"reason,omitempty"`
 	// Held is set when the change is refused because the user rolled it
 	// back (ErrHeld).
 	Held bool `json:"held,omitempty"`
@@ -64,24 +50,33 @@ type Change struct {
 	// vetted is set by Plan once the change passed the allowlist and the
 	// gates; Apply writes nothing else.
 	vetted bool
+	// kind is the change's kind, set when it is planned or read from the
+	// journal.
+	kind Kind
 }
 
 // Command is the shell command a person would run to make the change.
-func (c Change) Command() string { return command(c.Key, c.To) }
-
-// command renders writing value to k as a shell command. Unloading a
-// module is no command nodetune gives: it never does it.
-func command(k Key, value string) string {
-	if k.Kind == rules.ChangeModule && value != moduleLoaded {
-		return ""
+func (c Change) Command() string {
+	if c.kind == nil {
+		kind, err := HostKinds(nil).Lookup(c.Kind)
+		if err != nil {
+			return ruleCommand(c.Key, c.To)
+		}
+		c.kind = kind
 	}
-	return rules.Change{Kind: k.Kind, Target: k.Target, Setting: k.Setting, Value: value}.Command()
+	return c.kind.Command(c.Key, c.To)
 }
 
 // Plan is the set of changes tune proposes for a snapshot, in the order
 // they will be made, refused ones included with their reason.
 type Plan struct {
 	Changes []Change `json:"changes"`
+	// by is the Tuner whose Plan made it, after consulting its journal;
+	// Apply makes no change of a plan another Tuner, or Propose, made.
+	by *Tuner
+	// approved is the value Plan approved for each setting, so a change
+	// edited after planning is not made.
+	approved map[Key]string
 }
 
 // Approved returns the changes that Apply will make.

@@ -42,13 +42,13 @@ func TestFailingFixKeepsTheJournalBounded(t *testing.T) {
 	// One open entry, which must survive every compaction.
 	s := n.snapshot(t)
 	s.Softnet.Delta.TimeSqueezed = 5
-	if out := tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})); len(out) != 1 || out[0].Result != Verified {
+	if out := tu.applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})); len(out) != 1 || out[0].Result != Verified {
 		t.Fatalf("apply: %v", out)
 	}
 	s = loadedSnapshot(t, n)
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
 	for i := range 200 {
-		out := tu.Apply(ctx, p)
+		out := tu.applyProposed(ctx, p)
 		if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, syscall.EPERM) {
 			t.Fatalf("try %d: %v", i, out)
 		}
@@ -126,7 +126,7 @@ func TestHoldAfterRollback(t *testing.T) {
 		if len(p.Approved()) != 0 || len(p.Refusals()) != 1 || !p.Refusals()[0].Held {
 			t.Fatalf("plan after rollback (force %t): %+v", force, p)
 		}
-		out := tu.Apply(ctx, p)
+		out := tu.applyProposed(ctx, p)
 		if len(out) != 1 || out[0].Result != Refused || !errors.Is(out[0].Err, ErrHeld) {
 			t.Fatalf("apply after rollback: %v", out)
 		}

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/nodetune/nodetune/internal/shell"
-	"github.com/nodetune/nodetune/rules"
 )
 
 // ErrGone marks a setting whose subject no longer exists: a device deleted
@@ -66,27 +64,19 @@ type Links interface {
 var _ Links = (*netlink.Handle)(nil)
 
 // deviceOf is the device a key's setting belongs to: the device of an
-// ethtool feature, the device of an RPS queue; "" for sysctls (global or
-// per network namespace) and modules (global).
-func deviceOf(k Key) string {
-	switch k.Kind {
-	case rules.ChangeFeature:
-		return k.Target
-	case rules.ChangeRPS:
-		dev, _, _ := strings.Cut(k.Target, "/")
-		return dev
+// ethtool feature, the device of an RPS queue; "" for a kind that belongs
+// to no device (sysctls, global or per network namespace; modules).
+func (t *Tuner) deviceOf(k Key) string {
+	if d, ok := t.kind(k).(deviceSetting); ok {
+		return d.Device(k)
 	}
 	return ""
 }
 
 // renamed returns k with its device renamed to name.
-func renamed(k Key, name string) Key {
-	switch k.Kind {
-	case rules.ChangeFeature:
-		k.Target = name
-	case rules.ChangeRPS:
-		_, queue, _ := strings.Cut(k.Target, "/")
-		k.Target = name + "/" + queue
+func (t *Tuner) renamed(k Key, name string) Key {
+	if d, ok := t.kind(k).(deviceSetting); ok {
+		return d.OnDevice(k, name)
 	}
 	return k
 }
@@ -151,7 +141,7 @@ func linkErr(what string, err error) error {
 // without netlink) while a device has its name; when none has, the entry
 // is gone too: by name it can never be restored.
 func (t *Tuner) locate(ctx context.Context, k Key, want *Device) (Key, string, error) {
-	name := deviceOf(k)
+	name := t.deviceOf(k)
 	if name == "" {
 		return k, "", nil
 	}
@@ -171,7 +161,7 @@ func (t *Tuner) locate(ctx context.Context, k Key, want *Device) (Key, string, e
 	now, found, ferr := t.sys.DeviceAt(ctx, want.Index)
 	switch {
 	case ferr == nil && found.Is(*want):
-		return renamed(k, now), fmt.Sprintf("device %s is now named %s", shell.Escape(name), shell.Escape(now)), nil
+		return t.renamed(k, now), fmt.Sprintf("device %s is now named %s", shell.Escape(name), shell.Escape(now)), nil
 	case ferr != nil && !errors.Is(ferr, ErrGone):
 		return k, "", ferr
 	case err == nil:
@@ -192,7 +182,7 @@ func (t *Tuner) Locate(ctx context.Context, e Entry) (Key, error) {
 // identify returns the identity to journal for a change to k, or nil when
 // k has no device or the System cannot identify devices.
 func (t *Tuner) identify(ctx context.Context, k Key) (*Device, error) {
-	name := deviceOf(k)
+	name := t.deviceOf(k)
 	if name == "" {
 		return nil, nil
 	}

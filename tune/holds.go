@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/nodetune/nodetune/rules"
 )
 
 // ErrHeld marks a change refused because the user rolled it back: after
@@ -91,7 +89,7 @@ func (t *Tuner) Hold(outcomes []Outcome) ([]Hold, error) {
 	defer t.mu.Unlock()
 	var out []Hold
 	for _, o := range outcomes {
-		if o.Action != ActionRollback || o.Change.Kind == rules.ChangeModule {
+		if o.Action != ActionRollback || t.kind(o.Change.Key).Irreversible() != "" {
 			continue
 		}
 		switch o.Result {
@@ -134,7 +132,7 @@ func (t *Tuner) Release(ids []string) ([]Hold, error) {
 // held returns the hold in force on k in this network namespace, or nil.
 func (t *Tuner) held(k Key) *Hold {
 	for _, h := range t.j.st.active() {
-		if h.Key == k && (h.NetNS == "" || t.netns == "" || h.NetNS == t.netns || k.Kind == rules.ChangeModule) {
+		if h.Key == k && (h.NetNS == "" || t.netns == "" || h.NetNS == t.netns || !t.kind(k).PerNetNS()) {
 			return &h
 		}
 	}
@@ -142,12 +140,12 @@ func (t *Tuner) held(k Key) *Hold {
 }
 
 // heldReason says why c is refused for a hold in holds, or "".
-func heldReason(c Change, holds []Hold) string {
+func heldReason(c Change, holds []Hold) Refusal {
 	for _, h := range holds {
 		if h.Key == c.Key {
-			return fmt.Sprintf("%s: `nodetune rollback` undid this change at %s, and nodetune does not make it again on its own; "+
+			return refuse(ReasonHeld, "%s: `nodetune rollback` undid this change at %s, and nodetune does not make it again on its own; "+
 				"to allow it: nodetune fix --release %s (or --release all)", ErrHeld, h.At.Format(time.RFC3339), h.Rule)
 		}
 	}
-	return ""
+	return Refusal{}
 }

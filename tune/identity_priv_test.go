@@ -32,7 +32,7 @@ func offloadOn(t *testing.T, s *testbed.Side, dir string) (*Tuner, *Host) {
 	snap := bedSnapshot(t, s)
 	p := Propose(snap, []rules.Finding{finding(rules.Change{Kind: rules.ChangeFeature, Target: s.Tunnel, Setting: detect.FeatureTxChecksumGeneric, Value: on})}, PlanOptions{})
 	tu := openTuner(t, dir, h)
-	if out := tu.Apply(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
+	if out := tu.applyProposed(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
 		t.Fatalf("apply: %v", out)
 	}
 	return tu, h
@@ -256,7 +256,7 @@ func TestDeletedDeviceOfAnEntryWithoutIdentityIsGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out := tu.Apply(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
+	if out := tu.applyProposed(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
 		t.Fatalf("apply: %v", out)
 	}
 	tu.Close()
@@ -295,7 +295,7 @@ func TestNewChangeClosesTheGoneDevicesEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := Propose(bedSnapshot(t, a), []rules.Finding{finding(rules.Change{Kind: rules.ChangeFeature, Target: a.Tunnel, Setting: detect.FeatureTxChecksumGeneric, Value: on})}, PlanOptions{})
-	if out := tu.Apply(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
+	if out := tu.applyProposed(context.Background(), p); len(out) == 0 || out[0].Result != Verified {
 		t.Fatalf("apply on the new device: %v", out)
 	}
 	open := tu.Entries()

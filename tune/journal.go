@@ -158,6 +158,11 @@ type Entry struct {
 // Open reports whether nodetune still claims the setting.
 func (e *Entry) Open() bool { return !slices.Contains(closing, e.State) }
 
+// Verified reports whether nodetune wrote e's value and read it back, and
+// nothing was recorded since: a value found changed now was changed by
+// someone else.
+func (e *Entry) Verified() bool { return e.State == evVerified }
+
 // journalState is a journal replayed.
 type journalState struct {
 	entries []*Entry

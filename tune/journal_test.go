@@ -205,7 +205,7 @@ func TestOpenReadOnly(t *testing.T) {
 	path := filepath.Join(dir, JournalFile)
 	holder := openTuner(t, dir, n.host)
 	s := loadedSnapshot(t, n)
-	holder.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
+	holder.applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
 	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString(`{"crc":"0`)
 	f.Close()
@@ -224,7 +224,7 @@ func TestOpenReadOnly(t *testing.T) {
 	for what, out := range map[string][]Outcome{
 		"rollback":  ro.Rollback(ctx, false),
 		"reconcile": ro.Reconcile(ctx),
-		"apply":     ro.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})),
+		"apply":     ro.applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})),
 	} {
 		for _, o := range out {
 			if o.Result != Failed && o.Result != Refused || o.Result == Failed && !strings.Contains(o.Err.Error(), "read-only") {
@@ -291,7 +291,7 @@ func TestJournalUnwritable(t *testing.T) {
 	tu := openTuner(t, dir, n.host)
 	tu.j.f.Close()
 	s := loadedSnapshot(t, n)
-	out := tu.Apply(context.Background(), Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
+	out := tu.applyProposed(context.Background(), Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
 	if len(out) != 2 || out[0].Result != Failed || out[1].Result != Failed || !errors.Is(out[1].Err, errJournalDown) {
 		t.Fatalf("apply with a dead journal: %v", out)
 	}
@@ -380,7 +380,7 @@ func TestCPUMask(t *testing.T) {
 	for i := range forty {
 		forty[i] = i
 	}
-	if m := rules.CPUMask(forty); !same(rules.ChangeRPS, m, "ff,ffffffff") {
+	if m := rules.CPUMask(forty); !HostKinds(nil).Equal(Key{Kind: rules.ChangeRPS}, m, "ff,ffffffff") {
 		t.Errorf("rules.CPUMask(0..39) = %q does not match the kernel's form", m)
 	}
 	for in, want := range map[string][]int{"0": nil, "d": {0, 2, 3}, "1,00000001": {0, 32}, "80000000,0": {63}} {
@@ -445,7 +445,7 @@ func TestJournalWriteFailure(t *testing.T) {
 			tu.j.w = tt.file(tu.j.f)
 			s := loadedSnapshot(t, n)
 			plan := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})
-			out := tu.Apply(ctx, plan)
+			out := tu.applyProposed(ctx, plan)
 			if len(out) != 2 || out[0].Result != Failed || !errors.Is(out[0].Err, ErrJournalWrite) {
 				t.Fatalf("apply with a failing journal: %v", out)
 			}
@@ -460,7 +460,7 @@ func TestJournalWriteFailure(t *testing.T) {
 			// The rest of the process writes nothing, to the journal or the host.
 			tu.j.w = tu.j.f
 			files := n.files(t)
-			again := tu.Apply(ctx, plan)
+			again := tu.applyProposed(ctx, plan)
 			for _, o := range again {
 				if o.Result != Failed || !errors.Is(o.Err, ErrJournalWrite) || !strings.Contains(o.Err.Error(), "an earlier write") {
 					t.Errorf("apply after the failure: %s", o)

@@ -29,7 +29,7 @@ func TestDryRunLogsNothingDone(t *testing.T) {
 	tu := openTuner(t, dir, n.host)
 	s := n.snapshot(t)
 	s.Softnet.Delta.TimeSqueezed = 5
-	if out := tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})); len(out) != 1 || out[0].Result != Verified {
+	if out := tu.applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})); len(out) != 1 || out[0].Result != Verified {
 		t.Fatalf("apply: %v", out)
 	}
 	tu.Close()
@@ -66,7 +66,7 @@ func TestRepeatedRefusalLogsOnce(t *testing.T) {
 	f := finding(rules.Change{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: detect.FeatureTxChecksumGeneric, Value: on})
 	f.Owner = &detect.Owner{Name: "calico-felix", Why: "Felix keeps it off", DurableFix: "featureDetectOverride"}
 	for range 10 {
-		if out := tu.Apply(ctx, Propose(s, []rules.Finding{f}, PlanOptions{})); len(out) != 1 || out[0].Result != Refused {
+		if out := tu.applyProposed(ctx, Propose(s, []rules.Finding{f}, PlanOptions{})); len(out) != 1 || out[0].Result != Refused {
 			t.Fatalf("apply: %v", out)
 		}
 	}
@@ -74,7 +74,7 @@ func TestRepeatedRefusalLogsOnce(t *testing.T) {
 		t.Errorf("%d warnings for one refusal repeated 10 times, want 1:\n%s", got, logs)
 	}
 	logs.Reset()
-	if out := tu.Apply(ctx, Propose(s, []rules.Finding{f}, PlanOptions{Force: true})); len(out) == 0 || out[0].Result != Verified {
+	if out := tu.applyProposed(ctx, Propose(s, []rules.Finding{f}, PlanOptions{Force: true})); len(out) == 0 || out[0].Result != Verified {
 		t.Fatalf("apply with force: %v", out)
 	}
 	if !strings.Contains(logs.String(), "change verified") {

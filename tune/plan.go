@@ -1,7 +1,6 @@
 package tune
 
 import (
-	"fmt"
 	"slices"
 	"time"
 
@@ -34,11 +33,26 @@ type PlanOptions struct {
 	Release []string
 }
 
-// Propose turns the auto-fixable findings of s into a plan. It does no I/O.
-// A change is refused, with its reason, when it is outside the allowlist,
-// when the kernel or the evidence in s makes it unsafe, when it is not one
-// bounded step, or when another agent owns the setting and o.Force is off.
+// Propose turns the auto-fixable findings of s into a plan to show: it
+// does no I/O and knows the built-in kinds only. A change is refused, with
+// its reason, when it is outside the allowlist, when the kernel or the
+// evidence in s makes it unsafe, when it is not one bounded step, or when
+// another agent owns the setting and o.Force is off. Its plan cannot be
+// applied: Apply takes only a plan from Tuner.Plan, which consults the
+// journal's holds and claims.
 func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
+	return propose(HostKinds(nil), s, findings, o)
+}
+
+// Propose is the package's Propose over the kinds ks, for a preview on a
+// System with kinds beyond the built-in ones (KindsOf). Its plan cannot be
+// applied either.
+func (ks Kinds) Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
+	return propose(ks, s, findings, o)
+}
+
+// propose is Propose over kinds.
+func propose(kinds Kinds, s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 	p := Plan{Changes: []Change{}}
 	planned := map[Key]string{}
 	for _, f := range findings {
@@ -47,29 +61,30 @@ func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 		}
 		for _, rc := range f.Fix.Changes {
 			c := Change{
-				Key:  Key{Kind: rc.Kind, Target: rc.Target, Setting: rc.Setting},
+				Key:  rc.Key(),
 				To:   rc.Value,
 				Rule: f.Rule, Subject: f.Subject, Why: f.Summary, Owner: f.Owner,
 			}
-			c.Refused = vet(s, &c)
-			if c.Refused == "" {
-				c.Refused = heldReason(c, o.Holds)
-				c.Held = c.Refused != ""
+			r := vet(kinds, s, &c)
+			if !r.Refused() {
+				r = heldReason(c, o.Holds)
+				c.Held = r.Refused()
 			}
-			if c.Refused == "" && !o.Force {
-				c.Refused = keptOff(c, o.Claims)
+			if !r.Refused() && !o.Force {
+				r = keptOff(c, o.Claims)
 			}
-			if c.Refused == "" && c.Owner != nil && !o.Force {
-				c.Refused = fmt.Sprintf("%s owns this setting: %s. nodetune does not fight it (--force overrides); the durable fix: %s",
+			if !r.Refused() && c.Owner != nil && !o.Force {
+				r = refuse(ReasonOwner, "%s owns this setting: %s. nodetune does not fight it (--force overrides); the durable fix: %s",
 					c.Owner.Name, c.Owner.Why, c.Owner.DurableFix)
 			}
 			if to, dup := planned[c.Key]; dup {
 				if to == c.To {
 					continue // two findings, one write
 				}
-				c.Refused = fmt.Sprintf("another finding already plans %s for %s", to, c.Key)
+				r = refuse(ReasonDuplicate, "another finding already plans %s for %s", to, c.Key)
 			}
-			if c.Refused == "" {
+			c.Refused, c.Reason = r.Why, r.Reason
+			if !r.Refused() {
 				planned[c.Key] = c.To
 				c.vetted = true
 			}
@@ -79,35 +94,27 @@ func Propose(s *detect.Snapshot, findings []rules.Finding, o PlanOptions) Plan {
 	return p
 }
 
-// vet checks c against the allowlist, the bounds and the safety gates, and
-// fills c.From (and c.Notes) from s. It returns why c is refused, or "".
-func vet(s *detect.Snapshot, c *Change) string {
-	switch c.Kind {
-	case rules.ChangeFeature:
-		return vetFeature(s, c)
-	case rules.ChangeSysctl:
-		return vetSysctl(s, c)
-	case rules.ChangeRPS:
-		return vetRPS(s, c)
-	case rules.ChangeModule:
-		return vetModule(s, c)
+// vet checks c against its kind's allowlist, bounds and safety gates, and
+// fills c.From (and c.Notes) from s.
+func vet(kinds Kinds, s *detect.Snapshot, c *Change) Refusal {
+	kind, err := kinds.Lookup(c.Kind)
+	if err != nil {
+		return refuse(ReasonAllowlist, "change kind %q is not on nodetune's allowlist", c.Kind)
 	}
-	return fmt.Sprintf("change kind %q is not on nodetune's allowlist", c.Kind)
+	c.kind = kind
+	return kind.Vet(s, c)
 }
 
-// keptOff says why c, turning tx checksum offload on, must not be made
-// because nodetune turned it off on that device for tunnel-tx-checksum-unsafe
-// and still claims that change; "" when it may.
-func keptOff(c Change, claims []Entry) string {
-	if c.Kind != rules.ChangeFeature || c.Setting != detect.FeatureTxChecksumGeneric || c.To != on {
-		return ""
-	}
+// keptOff refuses c, turning tx checksum offload back on, because
+// nodetune turned it off on that device for tunnel-tx-checksum-unsafe and
+// still claims that change.
+func keptOff(c Change, claims []Entry) Refusal {
 	for _, e := range claims {
-		if e.Key == c.Key && e.To == off && e.Rule == rules.TunnelTxChecksumUnsafe && e.Open() {
-			return fmt.Sprintf("nodetune turned %s off on %s for %s (journal entry %d, %s) because bad UDP checksums arrived while it was on; "+
+		if e.Key == c.Key && e.Rule == rules.TunnelTxChecksumUnsafe && e.To == off && c.To == on && e.Open() {
+			return refuse(ReasonKeptOff, "nodetune turned %s off on %s for %s (journal entry %d, %s) because bad UDP checksums arrived while it was on; "+
 				"a quiet window since is no proof the bug is gone, so it stays off. To allow it again: `nodetune rollback` (which undoes and closes that entry), or --force",
 				c.Setting, c.Target, rules.TunnelTxChecksumUnsafe, e.ID, e.At.Format(time.RFC3339))
 		}
 	}
-	return ""
+	return Refusal{}
 }

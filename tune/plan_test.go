@@ -47,13 +47,13 @@ func TestProposeFromRules(t *testing.T) {
 	p := Propose(s, res.Findings, PlanOptions{})
 	want := []planned{
 		// kube-proxy runs, and owns nf_conntrack_max.
-		{Key: Key{rules.ChangeSysctl, SysctlConntrackMax, ""}, From: "262144", To: "524288", Refused: true},
-		{Key: Key{rules.ChangeModule, "ip_vs_sh", ""}, From: "unloaded", To: "loaded"},
-		{Key: Key{rules.ChangeRPS, "eth0/rx-0", ""}, From: "0", To: "3"},
-		{Key: Key{rules.ChangeRPS, "eth0/rx-1", ""}, From: "0", To: "3"},
-		{Key: Key{rules.ChangeSysctl, SysctlMaxBacklog, ""}, From: "1000", To: "2000"},
-		{Key: Key{rules.ChangeFeature, "vxlan0", detect.FeatureTxChecksumGeneric}, From: "off", To: "on"},
-		{Key: Key{rules.ChangeSysctl, SysctlBudget, ""}, From: "300", To: "600"},
+		{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlConntrackMax, Setting: ""}, From: "262144", To: "524288", Refused: true},
+		{Key: Key{Kind: rules.ChangeModule, Target: "ip_vs_sh", Setting: ""}, From: "unloaded", To: "loaded"},
+		{Key: Key{Kind: rules.ChangeRPS, Target: "eth0/rx-0", Setting: ""}, From: "0", To: "3"},
+		{Key: Key{Kind: rules.ChangeRPS, Target: "eth0/rx-1", Setting: ""}, From: "0", To: "3"},
+		{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlMaxBacklog, Setting: ""}, From: "1000", To: "2000"},
+		{Key: Key{Kind: rules.ChangeFeature, Target: "vxlan0", Setting: detect.FeatureTxChecksumGeneric}, From: "off", To: "on"},
+		{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget, Setting: ""}, From: "300", To: "600"},
 	}
 	if diff := cmp.Diff(want, summarize(p)); diff != "" {
 		t.Errorf("plan (-want +got):\n%s", diff)
@@ -248,8 +248,8 @@ func TestProposeSkipsManualAndDuplicates(t *testing.T) {
 	clash := finding(rules.Change{Kind: rules.ChangeSysctl, Target: SysctlBudget, Value: "500"})
 	p := Propose(s, []rules.Finding{manual, dup, dup, clash}, PlanOptions{})
 	want := []planned{
-		{Key: Key{rules.ChangeSysctl, SysctlBudget, ""}, From: "300", To: "600"},
-		{Key: Key{rules.ChangeSysctl, SysctlBudget, ""}, From: "300", To: "500", Refused: true},
+		{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget, Setting: ""}, From: "300", To: "600"},
+		{Key: Key{Kind: rules.ChangeSysctl, Target: SysctlBudget, Setting: ""}, From: "300", To: "500", Refused: true},
 	}
 	if diff := cmp.Diff(want, summarize(p)); diff != "" {
 		t.Errorf("plan (-want +got):\n%s", diff)

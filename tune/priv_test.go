@@ -87,7 +87,7 @@ func TestVerifyRevertsOnTheRealKernel(t *testing.T) {
 	p := Propose(s, []rules.Finding{finding(rules.Change{Kind: rules.ChangeFeature, Target: a.Tunnel, Setting: detect.FeatureTSO, Value: on})}, PlanOptions{})
 	dir := t.TempDir()
 	tu := openTuner(t, dir, NewHost("/proc", "/sys", a.Ethtool()))
-	out := tu.Apply(context.Background(), p)
+	out := tu.applyProposed(context.Background(), p)
 	if len(out) != 1 || out[0].Result != Reverted || !strings.Contains(out[0].Err.Error(), "did not take") {
 		t.Fatalf("apply: %v", out)
 	}
@@ -121,7 +121,7 @@ func TestMissingDeviceOnTheRealKernel(t *testing.T) {
 	}
 	dir := t.TempDir()
 	tu := openTuner(t, dir, NewHost("/proc", "/sys", a.Ethtool()))
-	out := tu.Apply(context.Background(), p)
+	out := tu.applyProposed(context.Background(), p)
 	if len(out) != 1 || out[0].Result != Failed || !errors.Is(out[0].Err, detect.ErrGone) || !strings.Contains(out[0].Err.Error(), a.Tunnel) {
 		t.Fatalf("apply on a deleted device: %v", out)
 	}
@@ -159,7 +159,7 @@ func TestReadOnlySysctlInNetns(t *testing.T) {
 			return err
 		}
 		defer tu.Close()
-		out = tu.Apply(context.Background(), p)
+		out = tu.applyProposed(context.Background(), p)
 		v, err = h.Read(context.Background(), k)
 		after = v.Set
 		return err
@@ -226,7 +226,7 @@ func readOnlyHelper(t *testing.T, proc string) {
 	s.Softnet.Delta.TimeSqueezed = 5
 	p := Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})
 	tu := openTuner(t, os.Getenv("NODETUNE_TEST_STATE"), n.host)
-	out := tu.Apply(context.Background(), p)
+	out := tu.applyProposed(context.Background(), p)
 	if len(out) != 1 || out[0].Result != Failed || !strings.Contains(out[0].Err.Error(), "read-only") {
 		t.Errorf("apply on a read-only mount: %v", out)
 	}
@@ -259,7 +259,7 @@ func TestModulesNotPossibleHere(t *testing.T) {
 	p := Propose(s, []rules.Finding{finding(rules.Change{Kind: rules.ChangeModule, Target: "ip_vs", Value: moduleLoaded})}, PlanOptions{})
 	dir := t.TempDir()
 	tu := openTuner(t, dir, h)
-	out := tu.Apply(ctx, p)
+	out := tu.applyProposed(ctx, p)
 	if len(out) != 1 || out[0].Result != Failed || !strings.Contains(out[0].Err.Error(), "not possible here") {
 		t.Errorf("apply: %v", out)
 	}
@@ -312,7 +312,7 @@ func fullDiskHelper(t *testing.T, dir string) {
 			t.Fatalf("the journal never filled the filesystem")
 		}
 		s := loadedSnapshot(t, n)
-		out := tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
+		out := tu.applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{Rules: []string{rules.SoftnetDrops}}))
 		out = append(out, tu.Rollback(ctx, false)...)
 		for _, o := range out {
 			if o.Result == Failed {
@@ -332,7 +332,7 @@ func fullDiskHelper(t *testing.T, dir string) {
 	}
 	files := n.files(t)
 	s := loadedSnapshot(t, n)
-	for _, o := range tu.Apply(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})) {
+	for _, o := range tu.applyProposed(ctx, Propose(s, rules.Evaluate(s, rules.DefaultConfig()).Findings, PlanOptions{})) {
 		if o.Result != Failed && o.Result != Refused {
 			t.Errorf("apply after the failure: %s", o)
 		}

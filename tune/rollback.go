@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/nodetune/nodetune/rules"
 )
 
 // Rollback restores, newest first, every value nodetune set and still
@@ -38,7 +36,8 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	simulated := map[setting]Value{}
 	for _, e := range t.j.open() {
 		c := entryChange(e)
-		o := Outcome{Change: c, Action: ActionRollback, Command: command(e.Key, e.Original.Set)}
+		c.kind = t.kind(e.Key)
+		o := Outcome{Change: c, Action: ActionRollback, Command: t.kind(e.Key).Command(e.Key, e.Original.Set)}
 		switch {
 		case stop != nil:
 			o.Result, o.Err = Failed, stop
@@ -86,7 +85,7 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 	}
 	if moved != "" {
 		// The device was renamed: rollback follows it, and says so.
-		o.Note, o.Command, o.Change.Key = moved, command(k, e.Original.Set), k
+		o.Note, o.Command, o.Change.Key = moved, t.kind(k).Command(k, e.Original.Set), k
 	}
 	cur, ok := simulated[settingOf(e)]
 	if !ok {
@@ -107,15 +106,15 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 		}
 		return t.record(o, e, ev, cur, note)
 	}
-	if ev, done := settled(&o, e, cur); done {
+	if ev, done := t.settled(&o, e, cur); done {
 		if ev == evClosed {
 			o.Note = moved
 		}
 		return record(ev, o.Result, o.Err)
 	}
-	if k.Kind == rules.ChangeModule {
+	if why := t.kind(k).Irreversible(); why != "" {
 		// Loading a module is irreversible: kube-proxy may use it by now.
-		o.Command, o.Note = "", moduleKept
+		o.Command, o.Note = "", why
 		return record(evClosed, Closed, nil)
 	}
 	if dryRun {
@@ -133,7 +132,7 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 	}
 	t.crash.at("restore")
 	back, err := t.sys.Read(ctx, k)
-	if err != nil || !same(k.Kind, back.Set, e.Original.Set) {
+	if err != nil || !t.equal(k, back.Set, e.Original.Set) {
 		o.Result, o.Err = Failed, fmt.Errorf("wrote %s back to %s but it does not read back (%v, read %q); its journal entry stays open", e.Original.Set, k, err, back.Set)
 		return o, nil
 	}
@@ -191,7 +190,7 @@ func (t *Tuner) Reconcile(ctx context.Context) []Outcome {
 			continue
 		}
 		c := Change{Key: e.Key, From: e.Original.Effective, To: e.To, Rule: e.Rule, Subject: e.Subject,
-			Why: fmt.Sprintf("journal entry %d, left %s by run %s", e.ID, e.State, e.Run), vetted: true}
+			Why: fmt.Sprintf("journal entry %d, left %s by run %s", e.ID, e.State, e.Run), vetted: true, kind: t.kind(e.Key)}
 		o := Outcome{Change: c, Action: ActionReconcile, Command: c.Command()}
 		if stop != nil {
 			o.Result, o.Err = Failed, stop
@@ -224,10 +223,10 @@ func (t *Tuner) reconcile(ctx context.Context, o Outcome, e *Entry) (Outcome, er
 		o.Result, o.Err = Failed, fmt.Errorf("reading %s: %w; its journal entry stays open", k, err)
 		return o, nil
 	}
-	if ev, done := settled(&o, e, cur); done {
+	if ev, done := t.settled(&o, e, cur); done {
 		return t.record(o, e, ev, cur, errText(o.Err))
 	}
-	if same(k.Kind, cur.Effective, e.To) {
+	if t.equal(k, cur.Effective, e.To) {
 		o.Result = Verified
 		return t.record(o, e, evVerified, cur, "")
 	}
@@ -240,13 +239,13 @@ func (t *Tuner) reconcile(ctx context.Context, o Outcome, e *Entry) (Outcome, er
 // the event that closes it: Closed when the setting is at its original (the
 // write never happened, or was undone), or released as a Conflict when
 // someone else set a third value.
-func settled(o *Outcome, e *Entry, cur Value) (ev string, done bool) {
+func (t *Tuner) settled(o *Outcome, e *Entry, cur Value) (ev string, done bool) {
 	k := e.Key
 	switch {
-	case same(k.Kind, cur.Set, e.Original.Set):
+	case t.equal(k, cur.Set, e.Original.Set):
 		o.Result, o.Err, o.Command = Closed, nil, ""
 		return evClosed, true
-	case !same(k.Kind, cur.Set, e.To):
+	case !t.equal(k, cur.Set, e.To):
 		o.Result, o.Err = Conflict, fmt.Errorf("%s is now %s, neither its original %s nor the %s nodetune set: someone else changed it, so it is left alone",
 			k, cur.Set, e.Original.Set, e.To)
 		return evReleased, true

@@ -8,7 +8,6 @@ import (
 	"github.com/safchain/ethtool"
 
 	"github.com/nodetune/nodetune/detect"
-	"github.com/nodetune/nodetune/rules"
 )
 
 // System is the host as tune sees it, one setting at a time. *Host is the
@@ -57,6 +56,9 @@ type Host struct {
 	Links Links
 	// Modprobe is the modprobe program; empty looks it up in PATH.
 	Modprobe string
+	// More are kinds of setting beyond the built-in ones (HostKinds), each
+	// carrying its own dependencies, such as a Kubernetes client.
+	More []Kind
 }
 
 func (h *Host) rootFS() string {
@@ -79,63 +81,30 @@ var ErrNotAllowed = errors.New("not on nodetune's allowlist")
 
 // Read returns the current value of k.
 func (h *Host) Read(ctx context.Context, k Key) (Value, error) {
-	switch k.Kind {
-	case rules.ChangeFeature:
-		return h.readFeature(k)
-	case rules.ChangeSysctl:
-		return h.readSysctl(k)
-	case rules.ChangeRPS:
-		return h.readRPS(k)
-	case rules.ChangeModule:
-		return h.readModule(k)
+	kind, err := h.Kinds().Lookup(k.Kind)
+	if err != nil {
+		return Value{}, fmt.Errorf("reading %s: %w", k, err)
 	}
-	return Value{}, fmt.Errorf("reading %s: kind %q: %w", k, k.Kind, ErrNotAllowed)
+	return kind.Read(ctx, k)
 }
 
 // Writable reports why k cannot be written here, or nil.
 func (h *Host) Writable(ctx context.Context, k Key) error {
-	switch k.Kind {
-	case rules.ChangeFeature:
-		return h.featureWritable(k)
-	case rules.ChangeSysctl:
-		return h.sysctlWritable(k)
-	case rules.ChangeRPS:
-		return h.rpsWritable(k)
-	case rules.ChangeModule:
-		return h.moduleWritable(ctx, k)
+	kind, err := h.Kinds().Lookup(k.Kind)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", k, err)
 	}
-	return fmt.Errorf("writing %s: kind %q: %w", k, k.Kind, ErrNotAllowed)
+	return kind.Writable(ctx, k)
 }
 
 // Write sets k to value.
 func (h *Host) Write(ctx context.Context, k Key, value string) error {
-	switch k.Kind {
-	case rules.ChangeFeature:
-		return h.writeFeature(k, value)
-	case rules.ChangeSysctl:
-		return h.writeSysctl(k, value)
-	case rules.ChangeRPS:
-		return h.writeRPS(k, value)
-	case rules.ChangeModule:
-		return h.writeModule(ctx, k, value)
+	kind, err := h.Kinds().Lookup(k.Kind)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", k, err)
 	}
-	return fmt.Errorf("writing %s: kind %q: %w", k, k.Kind, ErrNotAllowed)
+	return kind.Write(ctx, k, value)
 }
 
 // classify is detect.Classify: what was being done, and the sentinel.
 var classify = detect.Classify
-
-// same reports whether two values of a setting of kind mean the same.
-func same(kind, a, b string) bool {
-	switch kind {
-	case rules.ChangeSysctl:
-		x, errA := parseInt(a)
-		y, errB := parseInt(b)
-		return errA == nil && errB == nil && x == y
-	case rules.ChangeRPS:
-		x, errA := ParseCPUMask(a)
-		y, errB := ParseCPUMask(b)
-		return errA == nil && errB == nil && x.Equal(y)
-	}
-	return a == b
-}

@@ -22,6 +22,7 @@ import (
 type Tuner struct {
 	mu    sync.Mutex
 	sys   System
+	kinds Kinds
 	j     *journal
 	run   string
 	netns string
@@ -61,6 +62,7 @@ func newTuner(j *journal, sys System) *Tuner {
 	netns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return &Tuner{
 		sys:        sys,
+		kinds:      KindsOf(sys),
 		j:          j,
 		run:        fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
 		netns:      netns,
@@ -100,7 +102,13 @@ func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions
 			o.Holds = append(o.Holds, h)
 		}
 	}
-	return Propose(s, findings, o)
+	p := propose(t.kinds, s, findings, o)
+	p.by = t
+	p.approved = map[Key]string{}
+	for _, c := range p.Approved() {
+		p.approved[c.Key] = c.To
+	}
+	return p
 }
 
 // Usable says why the journal takes no more records (it was opened
@@ -150,6 +158,10 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 			o.Result, o.Err = Refused, errors.New(c.Refused)
 		case !c.vetted:
 			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned by tune.Propose: %w", c.Key, ErrNotAllowed)
+			o.Change.Reason = ReasonUnplanned
+		case p.by != t || p.approved[c.Key] != c.To:
+			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned by this Tuner's Plan, which consults the journal's holds and claims: %w", c.Key, ErrNotAllowed)
+			o.Change.Reason = ReasonUnplanned
 		default:
 			var more []Outcome
 			o, more, stop = t.applyChange(ctx, c)
@@ -166,49 +178,53 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 	return out
 }
 
-// applyChange makes one change, then, for tx checksum offload turned on,
-// checks that the segmentation features came back with it.
+// applyChange makes one change, then the follow-up changes its kind
+// brings with it (for tx checksum offload turned on, the segmentation
+// features that should come back with it).
 func (t *Tuner) applyChange(ctx context.Context, c Change) (Outcome, []Outcome, error) {
 	o, err := t.write(ctx, c)
-	if err != nil || (o.Result != Verified && o.Result != Unchanged) ||
-		c.Kind != rules.ChangeFeature || c.Setting != detect.FeatureTxChecksumGeneric || c.To != on {
+	if err != nil || (o.Result != Verified && o.Result != Unchanged) {
 		return o, nil, err
 	}
-	more, err := t.segmentation(ctx, c)
+	f, ok := t.kind(c.Key).(followUps)
+	if !ok {
+		return o, nil, nil
+	}
+	more, err := t.followUp(ctx, c, f.FollowUps(c))
 	return o, more, err
 }
 
-// segmentation checks the tx segmentation features of c's device after tx
-// checksumming came on. The kernel restores those it dropped, since they
-// stay requested on; any that an operator had turned off are turned on
-// explicitly, each journaled like any other change.
-func (t *Tuner) segmentation(ctx context.Context, c Change) ([]Outcome, error) {
+// followUp checks the follow-up changes of c once c is in place. A setting
+// the kernel brings back by itself (the segmentation features, which stay
+// requested on) needs nothing; one an operator had turned off is changed
+// explicitly, journaled like any other change. One the host lacks, or
+// that cannot be changed here, is skipped.
+func (t *Tuner) followUp(ctx context.Context, c Change, subs []Change) ([]Outcome, error) {
 	var out []Outcome
-	for _, f := range SegmentationFeatures {
-		k := Key{Kind: rules.ChangeFeature, Target: c.Target, Setting: f}
+	for _, sub := range subs {
+		k := sub.Key
 		v, err := t.sys.Read(ctx, k)
 		if detect.Unavailable(err) {
 			continue // the device has no such feature, or is gone
 		}
-		sub := Change{Key: k, From: v.Effective, To: on, Rule: c.Rule, Subject: c.Subject,
-			Why: "tx segmentation offload, dropped with tx checksum offload", vetted: true}
+		sub.From = v.Effective
 		if err != nil {
 			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed, Err: err})
 			continue
 		}
-		if v.Effective == on {
+		if t.equal(k, v.Effective, sub.To) {
 			continue // back
 		}
 		if err := t.sys.Writable(ctx, k); detect.Unavailable(err) || errors.Is(err, detect.ErrReadOnly) {
 			continue // fixed by the driver, gone, or on a read-only mount
 		} else if err != nil {
 			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed,
-				Err: fmt.Errorf("%s stays off on %s: %w", f, c.Target, err)})
+				Err: fmt.Errorf("%s stays %s on %s: %w", k.Setting, v.Effective, c.Target, err)})
 			continue
 		}
-		if v.Set == on {
+		if t.equal(k, v.Set, sub.To) {
 			out = append(out, Outcome{Change: sub, Action: ActionApply, Result: Failed,
-				Err: fmt.Errorf("the kernel keeps %s off on %s although it is requested on", f, c.Target)})
+				Err: fmt.Errorf("the kernel keeps %s %s on %s although it is requested %s", k.Setting, v.Effective, c.Target, sub.To)})
 			continue
 		}
 		o, err := t.write(ctx, sub)
@@ -233,10 +249,11 @@ func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
 	if err != nil {
 		return fail(Failed, err)
 	}
-	if same(c.Kind, cur.Set, c.To) && same(c.Kind, cur.Effective, c.To) {
+	if t.equal(c.Key, cur.Set, c.To) && t.equal(c.Key, cur.Effective, c.To) {
 		return fail(Unchanged, nil)
 	}
-	if c.From != "" && !same(c.Kind, cur.Effective, c.From) {
+	if c.From != "" && !t.equal(c.Key, cur.Effective, c.From) {
+		o.Change.Reason = ReasonStale
 		return fail(Refused, fmt.Errorf("%s changed since the snapshot: it showed %s and now reads %s; run fix again", c.Key, c.From, cur.Effective))
 	}
 	if err := t.sys.Writable(ctx, c.Key); err != nil {
@@ -265,7 +282,7 @@ func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
 	}
 	if werr := t.sys.Write(ctx, c.Key, c.To); werr != nil {
 		now, rerr := t.sys.Read(ctx, c.Key)
-		if rerr != nil || !same(c.Kind, now.Set, cur.Set) {
+		if rerr != nil || !t.equal(c.Key, now.Set, cur.Set) {
 			return fail(Failed, fmt.Errorf("%w; %s may have changed, and its journal entry stays open for rollback", werr, c.Key))
 		}
 		if err := t.j.event(e, evFailed, &now, werr.Error()); err != nil {
@@ -284,7 +301,7 @@ func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
 	if err != nil {
 		return fail(Failed, fmt.Errorf("reading %s back: %w; its journal entry stays open for rollback", c.Key, err))
 	}
-	if same(c.Kind, got.Effective, c.To) {
+	if t.equal(c.Key, got.Effective, c.To) {
 		if err := t.j.event(e, evVerified, &got, ""); err != nil {
 			o.Result, o.Err = Failed, fmt.Errorf("%s took the new value but the journal could not record it: %w", c.Key, err)
 			return o, errJournalDown
@@ -303,7 +320,7 @@ func (t *Tuner) revert(ctx context.Context, o Outcome, e *Entry, orig, got Value
 	notTaken := fmt.Errorf("the kernel did not take %s=%s: it reads %s", c.Key, c.To, got.Effective)
 	// A setting that reads back at its original needs no write; for a
 	// module, that write would be an unload, which nodetune never does.
-	if !same(c.Kind, got.Set, orig.Set) {
+	if !t.equal(c.Key, got.Set, orig.Set) {
 		if err := t.sameDevice(ctx, c.Key, e.Device); err != nil {
 			o.Result, o.Err = Failed, fmt.Errorf("%w, and writing back %s was not attempted: %w; its journal entry stays open for rollback", notTaken, orig.Set, err)
 			return o, nil
@@ -315,7 +332,7 @@ func (t *Tuner) revert(ctx context.Context, o Outcome, e *Entry, orig, got Value
 	}
 	t.crash.at("revert")
 	back, err := t.sys.Read(ctx, c.Key)
-	if err != nil || !same(c.Kind, back.Set, orig.Set) {
+	if err != nil || !t.equal(c.Key, back.Set, orig.Set) {
 		o.Result, o.Err = Failed, fmt.Errorf("%w, and the original %s did not read back (%v); its journal entry stays open for rollback", notTaken, orig.Set, err)
 		return o, nil
 	}
@@ -374,7 +391,7 @@ func entryChange(e *Entry) Change {
 func (t *Tuner) sameDevice(ctx context.Context, k Key, dev *Device) error {
 	now, _, err := t.locate(ctx, k, dev)
 	if err == nil && now != k {
-		err = fmt.Errorf("%s: the device was renamed to %s since nodetune read it", k, shell.Escape(deviceOf(now)))
+		err = fmt.Errorf("%s: the device was renamed to %s since nodetune read it", k, shell.Escape(t.deviceOf(now)))
 	}
 	return err
 }
@@ -408,7 +425,7 @@ func (t *Tuner) closeGone(ctx context.Context, k Key, dev *Device) error {
 
 // otherNetns says why e cannot be handled from this network namespace, or "".
 func (t *Tuner) otherNetns(e *Entry) string {
-	if e.NetNS == "" || t.netns == "" || e.NetNS == t.netns || e.Key.Kind == rules.ChangeModule {
+	if e.NetNS == "" || t.netns == "" || e.NetNS == t.netns || !t.kind(e.Key).PerNetNS() {
 		return ""
 	}
 	return fmt.Sprintf("entry %d was made in network namespace %s and this process runs in %s; run nodetune there",

@@ -182,7 +182,7 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	}
 	findings := rules.Evaluate(s, cfg).Findings
 	opts := tune.PlanOptions{Rules: f.rules, Exclude: f.exclude, Force: f.force, Release: f.release}
-	plan := tune.Propose(s, findings, opts)
+	plan := tune.KindsOf(sys).Propose(s, findings, opts)
 	if tu != nil {
 		plan = tu.Plan(s, findings, opts)
 	}
@@ -238,6 +238,11 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 			return &exitError{code: exitFailure, err: err}
 		}
 		defer tu.Close()
+		// Only a plan made against the journal applies. The journal was
+		// just created, so this plan is the one shown, unless another
+		// nodetune made changes in between, which it then takes into
+		// account.
+		plan = tu.Plan(s, findings, opts)
 	}
 	outcomes := tu.Apply(ctx, plan)
 	fmt.Fprintln(out, "\nResult:")

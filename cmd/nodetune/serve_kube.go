@@ -207,7 +207,7 @@ func (h *kubeHook) Paused() bool {
 // failed. Refusals and no-ops repeat every cycle and are left to the logs.
 func (h *kubeHook) Remediated(r *daemon.Remediation) {
 	for _, o := range r.Outcomes {
-		switch tune.Result(o.Result) {
+		switch o.Result {
 		case tune.Verified:
 			h.rep.Event(kube.Applied, o.Rule, o.Subject, o.Detail)
 			h.rep.Event(kube.Verified, o.Rule, o.Subject, o.Detail)

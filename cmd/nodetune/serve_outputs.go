@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/nodetune/nodetune/daemon"
 	"github.com/nodetune/nodetune/exporter"
+	"github.com/nodetune/nodetune/tune"
 )
 
 // promOutput is serve's Prometheus output: each cycle becomes the state the
@@ -25,7 +26,10 @@ func (p promOutput) Remediated(r *daemon.Remediation) {
 		p.exp.RecordConflict(h.Rule, h.Subject)
 	}
 	for _, o := range r.Outcomes {
-		p.exp.RecordRemediation(o.Rule, o.Action, o.Result)
+		p.exp.RecordRemediation(o.Rule, string(o.Action), string(o.Result))
+		if o.Result == tune.Refused {
+			p.exp.RecordRefusal(o.Rule, string(o.Reason))
+		}
 	}
 	if s := r.State; s != nil {
 		p.exp.SetRemediation(&exporter.Remediation{

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/nodetune/nodetune/kube"
 	"github.com/nodetune/nodetune/kube/kubetest"
 	"github.com/nodetune/nodetune/rules"
+	"github.com/nodetune/nodetune/tune"
 )
 
 // TestKubeOutputReactsToEachCycle: the Node's condition follows a cycle
@@ -124,4 +127,41 @@ func TestPromOutput(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got[name], want)
 		}
 	}
+}
+
+// TestPromOutputCountsRefusalsByReason: a refused change is counted under
+// tune's reason for it, as the reason label.
+func TestPromOutputCountsRefusalsByReason(t *testing.T) {
+	exp := exporter.New("test")
+	p := promOutput{exp}
+	p.Remediated(&daemon.Remediation{Outcomes: []daemon.Outcome{
+		{Rule: rules.TunnelTxChecksumOff, Subject: "vxlan.calico", Action: tune.ActionApply, Result: tune.Refused, Reason: tune.ReasonOwner},
+		{Rule: rules.TunnelTxChecksumOff, Subject: "vxlan.calico", Action: tune.ActionApply, Result: tune.Refused, Reason: tune.ReasonOwner},
+		{Rule: rules.SoftnetDrops, Subject: "node", Action: tune.ActionApply, Result: tune.Refused, Reason: tune.ReasonHeld},
+		{Rule: rules.SoftnetDrops, Subject: "node", Action: tune.ActionApply, Result: tune.Verified, Ok: true, Wrote: true},
+	}})
+	want := `# HELP nodetune_remediation_refusals_total ` + refusalsHelp(t, exp) + `
+# TYPE nodetune_remediation_refusals_total counter
+nodetune_remediation_refusals_total{reason="held",rule="softnet-drops"} 1
+nodetune_remediation_refusals_total{reason="owner",rule="tunnel-tx-checksum-off"} 2
+`
+	if err := testutil.GatherAndCompare(exp.Registry(), strings.NewReader(want), "nodetune_remediation_refusals_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// refusalsHelp is the help text the exporter gives the refusals counter.
+func refusalsHelp(t *testing.T, exp *exporter.Exporter) string {
+	t.Helper()
+	families, err := exp.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() == "nodetune_remediation_refusals_total" {
+			return mf.GetHelp()
+		}
+	}
+	t.Fatal("no nodetune_remediation_refusals_total")
+	return ""
 }

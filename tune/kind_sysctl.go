@@ -1,6 +1,7 @@
 package tune
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,30 +45,30 @@ func sysctlBounds(s *detect.Snapshot, key string) (cur, limit int64, why string,
 
 // vetSysctl checks a sysctl change: an allowed key, raised by one bounded
 // step (at most double) and never past its cap, and never lowered.
-func vetSysctl(s *detect.Snapshot, c *Change) string {
+func vetSysctl(s *detect.Snapshot, c *Change) Refusal {
 	cur, limit, why, ok := sysctlBounds(s, c.Target)
 	if !ok {
-		return fmt.Sprintf("sysctl %s is not on nodetune's allowlist", c.Target)
+		return refuse(ReasonAllowlist, "sysctl %s is not on nodetune's allowlist", c.Target)
 	}
 	if why != "" {
-		return why
+		return refuse(ReasonUnknown, "%s", why)
 	}
 	if cur <= 0 {
-		return fmt.Sprintf("the current value of %s is unknown", c.Target)
+		return refuse(ReasonUnknown, "the current value of %s is unknown", c.Target)
 	}
 	c.From = strconv.FormatInt(cur, 10)
 	to, err := parseInt(c.To)
 	switch {
 	case err != nil:
-		return fmt.Sprintf("%s: %q is not a number", c.Target, c.To)
+		return refuse(ReasonBound, "%s: %q is not a number", c.Target, c.To)
 	case to <= cur:
-		return fmt.Sprintf("%s is %d; nodetune only ever raises it, and %d is not higher", c.Target, cur, to)
+		return refuse(ReasonBound, "%s is %d; nodetune only ever raises it, and %d is not higher", c.Target, cur, to)
 	case to > 2*cur:
-		return fmt.Sprintf("%s: %d is more than one step (double) above %d", c.Target, to, cur)
+		return refuse(ReasonBound, "%s: %d is more than one step (double) above %d", c.Target, to, cur)
 	case to > limit:
-		return fmt.Sprintf("%s: %d is past nodetune's bound of %d for this node", c.Target, to, limit)
+		return refuse(ReasonBound, "%s: %d is past nodetune's bound of %d for this node", c.Target, to, limit)
 	}
-	return ""
+	return Refusal{}
 }
 
 // parseInt parses one decimal integer, as a sysctl holds it.
@@ -149,4 +150,46 @@ func (h *Host) writeSysctl(k Key, value string) error {
 		return err
 	}
 	return classify(fmt.Sprintf("setting sysctl %s=%s", k.Target, value), c.Set(k.Target, value))
+}
+
+// sysctlKind is a sysctl under <ProcFS>/sys, raised one bounded step at a
+// time; values are decimal integers.
+type sysctlKind struct{ h *Host }
+
+func (sysctlKind) Name() string                              { return rules.ChangeSysctl }
+func (sysctlKind) Vet(s *detect.Snapshot, c *Change) Refusal { return vetSysctl(s, c) }
+func (sysctlKind) Irreversible() string                      { return "" }
+func (sysctlKind) PerNetNS() bool                            { return true }
+func (sysctlKind) Stepwise() bool                            { return true }
+func (sysctlKind) Command(k Key, value string) string        { return ruleCommand(k, value) }
+
+// Equal compares two sysctl values as numbers: "1" and "1\n" are one.
+func (sysctlKind) Equal(a, b string) bool {
+	x, errA := parseInt(a)
+	y, errB := parseInt(b)
+	return errA == nil && errB == nil && x == y
+}
+
+func (s sysctlKind) Read(ctx context.Context, k Key) (Value, error) {
+	h, err := hostOf(s.h)
+	if err != nil {
+		return Value{}, err
+	}
+	return h.readSysctl(k)
+}
+
+func (s sysctlKind) Writable(ctx context.Context, k Key) error {
+	h, err := hostOf(s.h)
+	if err != nil {
+		return err
+	}
+	return h.sysctlWritable(k)
+}
+
+func (s sysctlKind) Write(ctx context.Context, k Key, value string) error {
+	h, err := hostOf(s.h)
+	if err != nil {
+		return err
+	}
+	return h.writeSysctl(k, value)
 }

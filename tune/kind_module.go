@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nodetune/nodetune/rules"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,18 +27,18 @@ const moduleKept = "left loaded: unloading could break kube-proxy"
 
 // vetModule checks a module change: only loading one of the modules
 // kube-proxy's IPVS mode needs.
-func vetModule(s *detect.Snapshot, c *Change) string {
+func vetModule(s *detect.Snapshot, c *Change) Refusal {
 	if !slices.Contains(detect.IPVSModuleNames, c.Target) {
-		return fmt.Sprintf("kernel module %q is not on nodetune's allowlist", c.Target)
+		return refuse(ReasonAllowlist, "kernel module %q is not on nodetune's allowlist", c.Target)
 	}
 	if c.To != moduleLoaded {
-		return fmt.Sprintf("nodetune only loads modules; %q is not %q", c.To, moduleLoaded)
+		return refuse(ReasonAllowlist, "nodetune only loads modules; %q is not %q", c.To, moduleLoaded)
 	}
 	c.From = moduleUnloaded
 	if s.KubeProxy.IPVSModules[c.Target] {
 		c.From = moduleLoaded
 	}
-	return ""
+	return Refusal{}
 }
 
 func validModule(name string) error {
@@ -120,4 +121,48 @@ func (h *Host) writeModule(ctx context.Context, k Key, value string) error {
 		return fmt.Errorf("%s %s: %w: %s", prog, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// moduleKind is a kernel module, loaded through modprobe and never
+// unloaded; values are "loaded" and "unloaded". It is global to the host.
+type moduleKind struct{ h *Host }
+
+func (moduleKind) Name() string                              { return rules.ChangeModule }
+func (moduleKind) Vet(s *detect.Snapshot, c *Change) Refusal { return vetModule(s, c) }
+func (moduleKind) Equal(a, b string) bool                    { return a == b }
+func (moduleKind) Irreversible() string                      { return moduleKept }
+func (moduleKind) PerNetNS() bool                            { return false }
+func (moduleKind) Stepwise() bool                            { return false }
+
+// Command is modprobe for loading; unloading is no command nodetune gives,
+// since it never does it.
+func (moduleKind) Command(k Key, value string) string {
+	if value != moduleLoaded {
+		return ""
+	}
+	return ruleCommand(k, value)
+}
+
+func (m moduleKind) Read(ctx context.Context, k Key) (Value, error) {
+	h, err := hostOf(m.h)
+	if err != nil {
+		return Value{}, err
+	}
+	return h.readModule(k)
+}
+
+func (m moduleKind) Writable(ctx context.Context, k Key) error {
+	h, err := hostOf(m.h)
+	if err != nil {
+		return err
+	}
+	return h.moduleWritable(ctx, k)
+}
+
+func (m moduleKind) Write(ctx context.Context, k Key, value string) error {
+	h, err := hostOf(m.h)
+	if err != nil {
+		return err
+	}
+	return h.writeModule(ctx, k, value)
 }

@@ -1,7 +1,9 @@
 package tune
 
 import (
+	"context"
 	"fmt"
+	"github.com/nodetune/nodetune/rules"
 	"slices"
 	"strings"
 
@@ -31,39 +33,39 @@ var allowedFeatures = append([]string{detect.FeatureTxChecksumGeneric}, Segmenta
 // vetFeature checks an ethtool feature change: an allowed tx feature of a
 // tunnel device in s, and never tx offload on where the kernel lacks the NAT
 // checksum fix or bad UDP checksums are arriving.
-func vetFeature(s *detect.Snapshot, c *Change) string {
+func vetFeature(s *detect.Snapshot, c *Change) Refusal {
 	if !slices.Contains(allowedFeatures, c.Setting) {
-		return fmt.Sprintf("ethtool feature %q is not on nodetune's allowlist", c.Setting)
+		return refuse(ReasonAllowlist, "ethtool feature %q is not on nodetune's allowlist", c.Setting)
 	}
 	if c.To != on && c.To != off {
-		return fmt.Sprintf("ethtool feature value %q is neither on nor off", c.To)
+		return refuse(ReasonAllowlist, "ethtool feature value %q is neither on nor off", c.To)
 	}
 	i := slices.IndexFunc(s.Tunnels.Devices, func(t detect.Tunnel) bool { return t.Name == c.Target })
 	if i < 0 {
-		return fmt.Sprintf("%s is not a tunnel device nodetune probed", c.Target)
+		return refuse(ReasonAllowlist, "%s is not a tunnel device nodetune probed", c.Target)
 	}
 	t := s.Tunnels.Devices[i]
 	if t.Features.Err.Failed() {
-		return fmt.Sprintf("the features of %s could not be read: %v", t.Name, t.Features.Err)
+		return refuse(ReasonUnknown, "the features of %s could not be read: %v", t.Name, t.Features.Err)
 	}
 	active, ok := t.Features.Has(c.Setting)
 	if !ok {
-		return fmt.Sprintf("%s has no feature %s in the snapshot", t.Name, c.Setting)
+		return refuse(ReasonUnknown, "%s has no feature %s in the snapshot", t.Name, c.Setting)
 	}
 	if t.Features.IsFixed(c.Setting) {
-		return fmt.Sprintf("the driver of %s does not let %s change", t.Name, c.Setting)
+		return refuse(ReasonGate, "the driver of %s does not let %s change", t.Name, c.Setting)
 	}
 	c.From = detect.OnOff(active)
 	if c.To == on {
 		if why := offloadGate(s); why != "" {
-			return why
+			return refuse(ReasonGate, "%s", why)
 		}
 	}
 	if c.Setting == detect.FeatureTxChecksumGeneric && c.To == on {
 		c.Notes = append(c.Notes, "the kernel brings back the tx segmentation features it dropped with it ("+
 			strings.Join(SegmentationFeatures, ", ")+"); nodetune checks, and turns on any that stay off")
 	}
-	return ""
+	return Refusal{}
 }
 
 // offloadGate says why tx offload must not be turned on, or "". It stands
@@ -139,4 +141,57 @@ func (h *Host) writeFeature(k Key, value string) error {
 	}
 	err := h.Ethtool.Change(k.Target, map[string]bool{k.Setting: value == on})
 	return classify(fmt.Sprintf("setting %s %s on %s", k.Setting, value, k.Target), err)
+}
+
+// featureKind is an ethtool feature of a tunnel device, changed through
+// the ethtool ioctls; its values are "on" and "off".
+type featureKind struct{ h *Host }
+
+func (featureKind) Name() string                              { return rules.ChangeFeature }
+func (featureKind) Vet(s *detect.Snapshot, c *Change) Refusal { return vetFeature(s, c) }
+func (featureKind) Equal(a, b string) bool                    { return a == b }
+func (featureKind) Irreversible() string                      { return "" }
+func (featureKind) PerNetNS() bool                            { return true }
+func (featureKind) Stepwise() bool                            { return false }
+func (featureKind) Device(k Key) string                       { return k.Target }
+func (featureKind) OnDevice(k Key, name string) Key           { k.Target = name; return k }
+func (featureKind) Command(k Key, value string) string        { return ruleCommand(k, value) }
+
+func (f featureKind) Read(ctx context.Context, k Key) (Value, error) {
+	h, err := hostOf(f.h)
+	if err != nil {
+		return Value{}, err
+	}
+	return h.readFeature(k)
+}
+
+func (f featureKind) Writable(ctx context.Context, k Key) error {
+	h, err := hostOf(f.h)
+	if err != nil {
+		return err
+	}
+	return h.featureWritable(k)
+}
+
+func (f featureKind) Write(ctx context.Context, k Key, value string) error {
+	h, err := hostOf(f.h)
+	if err != nil {
+		return err
+	}
+	return h.writeFeature(k, value)
+}
+
+// FollowUps are, for tx checksum offload turned on, the tx segmentation
+// features of its device: the kernel restores those it dropped, since they
+// stay requested on, and Apply turns on any an operator had turned off.
+func (featureKind) FollowUps(c Change) []Change {
+	if c.Setting != detect.FeatureTxChecksumGeneric || c.To != on {
+		return nil
+	}
+	out := make([]Change, 0, len(SegmentationFeatures))
+	for _, f := range SegmentationFeatures {
+		out = append(out, Change{Key: Key{Kind: rules.ChangeFeature, Target: c.Target, Setting: f}, To: on,
+			Rule: c.Rule, Subject: c.Subject, Why: "tx segmentation offload, dropped with tx checksum offload", vetted: true})
+	}
+	return out
 }

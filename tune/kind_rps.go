@@ -1,7 +1,9 @@
 package tune
 
 import (
+	"context"
 	"fmt"
+	"github.com/nodetune/nodetune/rules"
 	"maps"
 	"os"
 	"path/filepath"
@@ -115,10 +117,10 @@ func splitQueue(target string) (dev, queue string, err error) {
 // vetRPS checks an RPS change: a receive queue of an underlay device in s,
 // and a mask that names only CPUs the snapshot shows. Those are the ids the
 // kernel reports, which need not be 0..n-1 when some CPUs are offline.
-func vetRPS(s *detect.Snapshot, c *Change) string {
+func vetRPS(s *detect.Snapshot, c *Change) Refusal {
 	dev, queue, err := splitQueue(c.Target)
 	if err != nil {
-		return err.Error()
+		return refuse(ReasonBound, "%s", err.Error())
 	}
 	var found *detect.RxQueue
 	for _, t := range s.Tunnels.Devices {
@@ -132,12 +134,12 @@ func vetRPS(s *detect.Snapshot, c *Change) string {
 		}
 	}
 	if found == nil {
-		return fmt.Sprintf("%s is not a receive queue of a tunnel underlay nodetune probed", c.Target)
+		return refuse(ReasonAllowlist, "%s is not a receive queue of a tunnel underlay nodetune probed", c.Target)
 	}
 	c.From = found.RPSCPUs
 	m, err := ParseCPUMask(c.To)
 	if err != nil {
-		return err.Error()
+		return refuse(ReasonBound, "%s", err.Error())
 	}
 	present := map[int]bool{}
 	for _, u := range s.CPU.PerCPU {
@@ -145,16 +147,16 @@ func vetRPS(s *detect.Snapshot, c *Change) string {
 	}
 	switch {
 	case m.Empty():
-		return "an empty mask turns RPS off; nodetune only spreads receive work"
+		return refuse(ReasonBound, "an empty mask turns RPS off; nodetune only spreads receive work")
 	case len(present) == 0:
-		return "the node's CPUs are unknown, so the mask cannot be checked"
+		return refuse(ReasonUnknown, "the node's CPUs are unknown, so the mask cannot be checked")
 	}
 	for _, cpu := range m.CPUs() {
 		if !present[cpu] {
-			return fmt.Sprintf("mask %s names CPU %d, which the node does not have (it has CPUs %s)", c.To, cpu, cpuList(present))
+			return refuse(ReasonBound, "mask %s names CPU %d, which the node does not have (it has CPUs %s)", c.To, cpu, cpuList(present))
 		}
 	}
-	return ""
+	return Refusal{}
 }
 
 // cpuList renders a set of CPU ids in ascending order, as "0,2,3".
@@ -219,4 +221,57 @@ func (h *Host) writeRPS(k Key, value string) error {
 		err = cerr
 	}
 	return classify(fmt.Sprintf("setting the RPS mask of %s to %s", k.Target, value), err)
+}
+
+// rpsKind is the RPS CPU mask of a receive queue ("DEV/rx-N"), under
+// <SysFS>/class/net; values are hex CPU masks.
+type rpsKind struct{ h *Host }
+
+func (rpsKind) Name() string                              { return rules.ChangeRPS }
+func (rpsKind) Vet(s *detect.Snapshot, c *Change) Refusal { return vetRPS(s, c) }
+func (rpsKind) Irreversible() string                      { return "" }
+func (rpsKind) PerNetNS() bool                            { return true }
+func (rpsKind) Stepwise() bool                            { return false }
+func (rpsKind) Command(k Key, value string) string        { return ruleCommand(k, value) }
+
+// Equal compares two masks as CPU sets: "00000003", "3" and "00000000,00000003" are one.
+func (rpsKind) Equal(a, b string) bool {
+	x, errA := ParseCPUMask(a)
+	y, errB := ParseCPUMask(b)
+	return errA == nil && errB == nil && x.Equal(y)
+}
+
+func (rpsKind) Device(k Key) string {
+	dev, _, _ := strings.Cut(k.Target, "/")
+	return dev
+}
+
+func (rpsKind) OnDevice(k Key, name string) Key {
+	_, queue, _ := strings.Cut(k.Target, "/")
+	k.Target = name + "/" + queue
+	return k
+}
+
+func (r rpsKind) Read(ctx context.Context, k Key) (Value, error) {
+	h, err := hostOf(r.h)
+	if err != nil {
+		return Value{}, err
+	}
+	return h.readRPS(k)
+}
+
+func (r rpsKind) Writable(ctx context.Context, k Key) error {
+	h, err := hostOf(r.h)
+	if err != nil {
+		return err
+	}
+	return h.rpsWritable(k)
+}
+
+func (r rpsKind) Write(ctx context.Context, k Key, value string) error {
+	h, err := hostOf(r.h)
+	if err != nil {
+		return err
+	}
+	return h.writeRPS(k, value)
 }
