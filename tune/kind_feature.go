@@ -57,8 +57,8 @@ func vetFeature(s *detect.Snapshot, c *Change) Refusal {
 	}
 	c.From = detect.OnOff(active)
 	if c.To == on {
-		if why := offloadGate(s); why != "" {
-			return refuse(ReasonGate, "%s", why)
+		if r := offloadGate(s); r.Refused() {
+			return r
 		}
 	}
 	if c.Setting == detect.FeatureTxChecksumGeneric && c.To == on {
@@ -68,20 +68,33 @@ func vetFeature(s *detect.Snapshot, c *Change) Refusal {
 	return Refusal{}
 }
 
-// offloadGate says why tx offload must not be turned on, or "". It stands
-// apart from the rules: whatever a finding says, tune checks the kernel and
-// the receive-side evidence itself, through detect's one decision about it
-// (detect.UDP.OffloadOnBlocked): never on unattributed or tunnel bad
-// checksums, nor on one quiet window after errors since boot.
-func offloadGate(s *detect.Snapshot) string {
-	switch {
+// offloadGate says why tx offload must not be turned on, or refuses
+// nothing. It stands apart from the rules: whatever a finding says, tune
+// checks the kernel and the receive-side evidence itself, through detect's
+// one decision about it (detect.UDP.OffloadOnBlocked): never on
+// unattributed or tunnel bad checksums, nor on one quiet window after
+// errors since boot. What it could not check (the kernel release or the
+// checksum counters unreadable, a kernel whose fix status is unknown) is
+// refused as ReasonUnknown, what the evidence rules out as ReasonGate.
+func offloadGate(s *detect.Snapshot) Refusal {
+	switch fix := s.Kernel.Version.NATChecksumFix(); {
 	case s.Kernel.Err.Failed():
-		return "the kernel release could not be read, so nodetune cannot tell whether it has the NAT checksum fix: " + s.Kernel.Err.Error()
-	case s.Kernel.Version.NATChecksumFix() != detect.FixPresent:
-		return fmt.Sprintf("kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
-			s.Kernel.Release, s.Kernel.Version.NATChecksumFix())
+		return refuse(ReasonUnknown, "the kernel release could not be read, so nodetune cannot tell whether it has the NAT checksum fix: %s", s.Kernel.Err.Error())
+	case fix == detect.FixUnknown:
+		return refuse(ReasonUnknown, "kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
+			s.Kernel.Release, fix)
+	case fix != detect.FixPresent:
+		return refuse(ReasonGate, "kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
+			s.Kernel.Release, fix)
 	}
-	return s.UDP.OffloadOnBlocked()
+	why := s.UDP.OffloadOnBlocked()
+	switch {
+	case why == "":
+		return Refusal{}
+	case s.UDP.Readable() != nil:
+		return refuse(ReasonUnknown, "%s", why)
+	}
+	return refuse(ReasonGate, "%s", why)
 }
 
 // validFeature checks a feature key against the allowlist, whatever

@@ -261,7 +261,7 @@ func TestRefusalReasons(t *testing.T) {
 	}
 	s.Kernel.Err = detect.Fail(errors.New("no osrelease"))
 	p := Propose(s, res.Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
-	if len(p.Changes) != 1 || p.Changes[0].Reason != ReasonGate {
+	if len(p.Changes) != 1 || p.Changes[0].Reason != ReasonUnknown {
 		t.Errorf("offload with an unreadable kernel: %+v", p.Changes)
 	}
 }
