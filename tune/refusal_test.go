@@ -1,6 +1,10 @@
 package tune
 
 import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/nodetune/nodetune/detect"
@@ -43,6 +47,51 @@ func TestOffloadGateReasons(t *testing.T) {
 			}
 			if c := p.Changes[0]; c.Reason != tt.want {
 				t.Errorf("refused as %q (%s); want %s", c.Reason, c.Refused, tt.want)
+			}
+		})
+	}
+}
+
+// TestApplyRefusesAPlannedChangeEditedAfterPlan: a change of this Tuner's
+// plan edited after Plan in anything the journal or the gates rely on (the
+// value it was planned from, which the staleness check compares; the rule
+// the journal records, which later plans' claims and releases match) is
+// not made, whatever its new value.
+func TestApplyRefusesAPlannedChangeEditedAfterPlan(t *testing.T) {
+	tests := map[string]struct {
+		edit func(*Change)
+		// now is what the backlog reads when Apply runs.
+		now string
+	}{
+		// Someone raised the backlog after the snapshot: the plan is stale.
+		"from cleared": {func(c *Change) { c.From = "" }, "1500"},
+		"from moved":   {func(c *Change) { c.From = "1500" }, "1500"},
+		"rule":         {func(c *Change) { c.Rule = rules.TunnelTxChecksumUnsafe }, "1000"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			n := newNode(t)
+			s := loadedSnapshot(t, n)
+			findings := rules.Evaluate(s, rules.DefaultConfig()).Findings
+			tu := openTuner(t, t.TempDir(), n.host)
+			p := tu.Plan(s, findings, PlanOptions{Rules: []string{rules.SoftnetDrops}})
+			backlog := filepath.Join(n.proc, "sys/net/core/netdev_max_backlog")
+			if err := os.WriteFile(backlog, []byte(tt.now+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p.Changes = slices.Clone(p.Changes)
+			i := slices.IndexFunc(p.Changes, func(c Change) bool { return c.Target == SysctlMaxBacklog })
+			if i < 0 {
+				t.Fatalf("no backlog change planned: %v", p.Changes)
+			}
+			tt.edit(&p.Changes[i])
+			out := tu.Apply(context.Background(), p)
+			j := slices.IndexFunc(out, func(o Outcome) bool { return o.Change.Target == SysctlMaxBacklog })
+			if j < 0 || out[j].Result != Refused || out[j].Change.Reason != ReasonUnplanned {
+				t.Errorf("apply of the edited change: %v", out)
+			}
+			if got := readFile(t, backlog); got != tt.now {
+				t.Errorf("netdev_max_backlog = %s after a refused change", got)
 			}
 		})
 	}

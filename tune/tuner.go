@@ -103,11 +103,7 @@ func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions
 		}
 	}
 	p := propose(t.kinds, s, findings, o)
-	p.by = t
-	p.approved = map[Key]string{}
-	for _, c := range p.Approved() {
-		p.approved[c.Key] = c.To
-	}
+	p.approve(t)
 	return p
 }
 
@@ -159,8 +155,8 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 		case !c.vetted:
 			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned by tune.Propose: %w", c.Key, ErrNotAllowed)
 			o.Change.Reason = ReasonUnplanned
-		case p.by != t || p.approved[c.Key] != c.To:
-			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned by this Tuner's Plan, which consults the journal's holds and claims: %w", c.Key, ErrNotAllowed)
+		case !p.approves(t, c):
+			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned as it stands by this Tuner's Plan, which consults the journal's holds and claims: %w", c.Key, ErrNotAllowed)
 			o.Change.Reason = ReasonUnplanned
 		default:
 			var more []Outcome
