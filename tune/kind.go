@@ -167,15 +167,17 @@ func (ks Kinds) kind(k Key) Kind {
 }
 
 // kind returns the kind of k's setting on t's System.
-func (t *Tuner) kind(k Key) Kind { return t.kinds.kind(k) }
+func (t *Tuner) kind(k Key) Kind { return t.Kinds().kind(k) }
 
 // Equal reports whether a and b mean the same value of k's setting, as
 // tune compares them when it verifies a write or detects a revert. The
 // daemon uses it, so the two never disagree.
 func (t *Tuner) Equal(k Key, a, b string) bool { return t.kind(k).Equal(a, b) }
 
-// Kinds are the kinds of setting t changes.
-func (t *Tuner) Kinds() Kinds { return t.kinds }
+// Kinds are the kinds of setting t changes: its System's, looked up
+// each time, so a kind registered after Open (Host.More) is the Tuner's
+// as soon as the System dispatches to it.
+func (t *Tuner) Kinds() Kinds { return KindsOf(t.sys) }
 
 func (t *Tuner) equal(k Key, a, b string) bool { return t.kind(k).Equal(a, b) }
 

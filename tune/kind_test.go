@@ -301,3 +301,28 @@ func TestApplyOnlyTakesItsOwnPlans(t *testing.T) {
 		t.Errorf("its own plan: %v", out)
 	}
 }
+
+// TestAKindRegisteredAfterOpen: a kind added to Host.More after the Tuner
+// was opened (cmd builds a Kubernetes client when it needs one) is the
+// Tuner's as much as the Host's: planned, compared and rolled back by the
+// kind, never taken for an unknown one the Host would still write.
+func TestAKindRegisteredAfterOpen(t *testing.T) {
+	n := newNode(t)
+	k := Key{Kind: "test-object", Target: "node.a"}
+	mk := memKind{values: map[Key]string{k: "A=true"}}
+	tu := openTuner(t, t.TempDir(), n.host)
+	n.host.More = []Kind{mk}
+	f := rules.Finding{Rule: "r", Subject: "node.a", Summary: "s", Fix: rules.Fix{Auto: true,
+		Changes: []rules.Change{{Kind: k.Kind, Target: k.Target, Value: "B=false,A=true"}}}}
+	ctx := context.Background()
+	out := tu.Apply(ctx, tu.Plan(n.snapshot(t), []rules.Finding{f}, PlanOptions{}))
+	if len(out) != 1 || out[0].Result != Verified {
+		t.Fatalf("apply: %v", out)
+	}
+	if !tu.Equal(k, "A=true,B=false", mk.values[k]) || !tu.Kinds().Equal(k, "A=true,B=false", mk.values[k]) {
+		t.Errorf("the Tuner does not compare by the kind")
+	}
+	if back := tu.Rollback(ctx, false); len(back) != 1 || back[0].Result != Restored || mk.values[k] != "A=true" {
+		t.Errorf("rollback: %v, value %q", back, mk.values[k])
+	}
+}

@@ -22,7 +22,6 @@ import (
 type Tuner struct {
 	mu    sync.Mutex
 	sys   System
-	kinds Kinds
 	j     *journal
 	run   string
 	netns string
@@ -62,7 +61,6 @@ func newTuner(j *journal, sys System) *Tuner {
 	netns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return &Tuner{
 		sys:        sys,
-		kinds:      KindsOf(sys),
 		j:          j,
 		run:        fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
 		netns:      netns,
@@ -102,7 +100,7 @@ func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions
 			o.Holds = append(o.Holds, h)
 		}
 	}
-	p := propose(t.kinds, s, findings, o)
+	p := propose(t.Kinds(), s, findings, o)
 	p.approve(t)
 	return p
 }
