@@ -2,10 +2,10 @@ package tune
 
 import (
 	"fmt"
-	"github.com/nodetune/nodetune/rules"
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
 )
 
 // Key names one setting on the host that tune may write: rules'

@@ -3,11 +3,11 @@ package tune
 import (
 	"context"
 	"fmt"
-	"github.com/nodetune/nodetune/rules"
 	"slices"
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
 )
 
 // Feature values.

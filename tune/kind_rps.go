@@ -3,7 +3,6 @@ package tune
 import (
 	"context"
 	"fmt"
-	"github.com/nodetune/nodetune/rules"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
 )
 
 // CPUMask is a set of CPUs in the form rps_cpus takes and prints:
