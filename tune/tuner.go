@@ -151,7 +151,7 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 		case c.Refused != "":
 			o.Result, o.Err = Refused, errors.New(c.Refused)
 		case !c.vetted:
-			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned by tune.Propose: %w", c.Key, ErrNotAllowed)
+			o.Result, o.Err = Refused, fmt.Errorf("%s was not vetted by a plan of tune: %w", c.Key, ErrNotAllowed)
 			o.Change.Reason = ReasonUnplanned
 		case !p.approves(t, c):
 			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned as it stands by this Tuner's Plan, which consults the journal's holds and claims: %w", c.Key, ErrNotAllowed)
