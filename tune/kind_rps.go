@@ -120,7 +120,7 @@ func splitQueue(target string) (dev, queue string, err error) {
 func vetRPS(s *detect.Snapshot, c *Change) Refusal {
 	dev, queue, err := splitQueue(c.Target)
 	if err != nil {
-		return refuse(ReasonBound, "%s", err.Error())
+		return refuse(ReasonAllowlist, "%s", err.Error())
 	}
 	var found *detect.RxQueue
 	for _, t := range s.Tunnels.Devices {

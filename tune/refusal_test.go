@@ -96,3 +96,20 @@ func TestApplyRefusesAPlannedChangeEditedAfterPlan(t *testing.T) {
 		})
 	}
 }
+
+// TestRPSTargetOffTheAllowlist: an RPS target that is not DEV/rx-N is
+// outside what nodetune may write at all (splitQueue says ErrNotAllowed),
+// not a mask out of bounds.
+func TestRPSTargetOffTheAllowlist(t *testing.T) {
+	n := newNode(t)
+	s := n.snapshot(t)
+	for _, target := range []string{"eth0", "eth0/tx-0", "../eth0/rx-0"} {
+		p := Propose(s, []rules.Finding{finding(rules.Change{Kind: rules.ChangeRPS, Target: target, Value: "3"})}, PlanOptions{})
+		if len(p.Changes) != 1 {
+			t.Fatalf("RPS change of %q: %v", target, p.Changes)
+		}
+		if c := p.Changes[0]; c.Reason != ReasonAllowlist {
+			t.Errorf("RPS change of %q refused as %q (%s); want %s", target, c.Reason, c.Refused, ReasonAllowlist)
+		}
+	}
+}
