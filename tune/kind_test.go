@@ -326,3 +326,32 @@ func TestAKindRegisteredAfterOpen(t *testing.T) {
 		t.Errorf("rollback: %v, value %q", back, mk.values[k])
 	}
 }
+
+// chainKind is memKind whose change brings a follow-up change of its own
+// kind on another target.
+type chainKind struct{ memKind }
+
+func (chainKind) FollowUps(c Change) []Change {
+	return []Change{{Key: Key{Kind: c.Kind, Target: "node.b"}, To: c.To, Rule: c.Rule, Subject: c.Subject, vetted: true}}
+}
+
+// TestFollowUpRenderedByItsKind: a follow-up change of a registered kind
+// outside the host is rendered by that kind, as the change that brought it.
+func TestFollowUpRenderedByItsKind(t *testing.T) {
+	n := newNode(t)
+	a, b := Key{Kind: "test-object", Target: "node.a"}, Key{Kind: "test-object", Target: "node.b"}
+	ck := chainKind{memKind{values: map[Key]string{a: "A=true", b: "A=true"}}}
+	n.host.More = []Kind{ck}
+	tu := openTuner(t, t.TempDir(), n.host)
+	f := rules.Finding{Rule: "r", Subject: "node.a", Summary: "s", Fix: rules.Fix{Auto: true,
+		Changes: []rules.Change{{Kind: a.Kind, Target: a.Target, Value: "B=false"}}}}
+	out := tu.Apply(context.Background(), tu.Plan(n.snapshot(t), []rules.Finding{f}, PlanOptions{}))
+	var got []string
+	for _, o := range out {
+		got = append(got, string(o.Result)+" "+o.Command)
+	}
+	want := []string{"verified kubectl apply node.a B=false", "verified kubectl apply node.b B=false"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+}

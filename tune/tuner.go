@@ -197,6 +197,7 @@ func (t *Tuner) followUp(ctx context.Context, c Change, subs []Change) ([]Outcom
 	var out []Outcome
 	for _, sub := range subs {
 		k := sub.Key
+		sub.kind = t.kind(k)
 		v, err := t.sys.Read(ctx, k)
 		if detect.Unavailable(err) {
 			continue // the device has no such feature, or is gone
