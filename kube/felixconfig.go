@@ -90,6 +90,9 @@ func (f *FelixConfiguration) body(apiVersion string) (map[string]any, error) {
 			return nil, fmt.Errorf("encoding FelixConfiguration %s: %w", f.Metadata.Name, err)
 		}
 	}
+	if meta == nil { // "metadata": null
+		meta = map[string]json.RawMessage{}
+	}
 	name, _ := json.Marshal(f.Metadata.Name)
 	meta["name"] = name
 	delete(meta, "resourceVersion")

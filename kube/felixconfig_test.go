@@ -373,3 +373,34 @@ func runShell(t *testing.T, c *kubetest.Cluster, line string) (string, error) {
 	}
 	return shellRun(line, kubectl, kc)
 }
+
+// FuzzFelixConfigurationJSON: any answer decodes to an error or to an
+// object that encodes again with its spec unchanged.
+func FuzzFelixConfigurationJSON(f *testing.F) {
+	f.Add([]byte(`{"apiVersion":"crd.projectcalico.org/v1","kind":"FelixConfiguration","metadata":{"name":"node.a","resourceVersion":"7","finalizers":["x"]},"spec":{"featureDetectOverride":"A=true","logSeverityScreen":"Info"}}`))
+	f.Add([]byte(`{"metadata":null,"spec":null}`))
+	f.Add([]byte(`{"spec":{"featureDetectOverride":7}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fc FelixConfiguration
+		if err := json.Unmarshal(data, &fc); err != nil {
+			return
+		}
+		_, _, _ = fc.SpecString(featureDetectOverride)
+		body, err := fc.body("crd.projectcalico.org/v1")
+		if err != nil {
+			return // metadata that is not an object
+		}
+		enc, err := json.Marshal(body)
+		if err != nil {
+			t.Fatalf("encoding %s: %v", data, err)
+		}
+		var again FelixConfiguration
+		if err := json.Unmarshal(enc, &again); err != nil {
+			t.Fatalf("re-decoding %s: %v", enc, err)
+		}
+		if len(again.Spec) != len(fc.Spec) || again.Metadata.Name != fc.Metadata.Name {
+			t.Fatalf("round trip of %s gave %s", data, enc)
+		}
+	})
+}
