@@ -146,8 +146,9 @@ type Options struct {
 	// Node is the Node's name (Felix's hostname), registered with the
 	// annotations that tell Felix its address and tunnel address.
 	Node string
-	// TunnelIP is this node's address on vxlan.calico (default
-	// 192.168.10.1), inside the IPPool Prepare creates.
+	// TunnelIP is this node's address on vxlan.calico, inside the IPPool
+	// Prepare creates; the default is 192.168.10.N, N the last byte of
+	// Side.UnderlayIP, so the two sides of a testbed differ.
 	TunnelIP string
 	// Env adds FELIX_* settings to Felix's environment.
 	Env []string
@@ -189,7 +190,7 @@ func Start(t testing.TB, o Options) *Felix {
 		t.Fatal("felixtest: Options needs a Cluster, a Side and a Node")
 	}
 	if o.TunnelIP == "" {
-		o.TunnelIP = "192.168.10.1"
+		o.TunnelIP = fmt.Sprintf("192.168.10.%d", o.Side.UnderlayIP.As4()[3])
 	}
 	addr := o.Side.UnderlayIP.String() + "/24"
 	Apply(t, o.Cluster, fmt.Sprintf(`apiVersion: v1
