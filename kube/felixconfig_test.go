@@ -109,8 +109,8 @@ func TestPlanNodeOverrideMalformed(t *testing.T) {
 	for name, objects := range map[string]map[string]string{
 		"default": {"default": `{"metadata":{"name":"default","resourceVersion":"1"},"spec":{"featureDetectOverride":"SNATFullyRandom=false, ChecksumOffloadBroken=true"}}`},
 		"per-node": {
-			"default":  `{"metadata":{"name":"default","resourceVersion":"1"},"spec":{"featureDetectOverride":"SNATFullyRandom=false"}}`,
-			"node.n1":  `{"metadata":{"name":"node.n1","resourceVersion":"2"},"spec":{"featureDetectOverride":"ChecksumOffloadBroken"}}`,
+			"default": `{"metadata":{"name":"default","resourceVersion":"1"},"spec":{"featureDetectOverride":"SNATFullyRandom=false"}}`,
+			"node.n1": `{"metadata":{"name":"node.n1","resourceVersion":"2"},"spec":{"featureDetectOverride":"ChecksumOffloadBroken"}}`,
 		},
 		"not a string": {"node.n1": `{"metadata":{"name":"node.n1","resourceVersion":"2"},"spec":{"featureDetectOverride":7}}`},
 	} {

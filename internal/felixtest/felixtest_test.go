@@ -75,7 +75,9 @@ kind: FelixConfiguration
 metadata: {name: node.%s}
 spec: {featureDetectOverride: "ChecksumOffloadBroken=false"}
 `, node))
-	t.Cleanup(func() { _, _ = c.Kubectl(t, c.Dir, "delete", "felixconfigurations.crd.projectcalico.org", "node."+node, "--ignore-not-found") })
+	t.Cleanup(func() {
+		_, _ = c.Kubectl(t, c.Dir, "delete", "felixconfigurations.crd.projectcalico.org", "node."+node, "--ignore-not-found")
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
