@@ -163,6 +163,8 @@ type Felix struct {
 	Side *testbed.Side
 	// Dir holds Felix's kubeconfig and log.
 	Dir string
+	// VarLib is what Felix sees as /var/lib (it writes calico/mtu there).
+	VarLib string
 
 	bin, kubeconfig string
 	env             []string
@@ -186,6 +188,7 @@ func Start(t testing.TB, o Options) *Felix {
 	bin := Binary(t)
 	privtest.Tool(t, "ipset") // Felix runs it at start
 	privtest.Tool(t, "ip")
+	privtest.Tool(t, "unshare")
 	if o.Cluster == nil || o.Side == nil || o.Node == "" {
 		t.Fatal("felixtest: Options needs a Cluster, a Side and a Node")
 	}
@@ -220,8 +223,12 @@ metadata:
 	if err != nil {
 		t.Fatal(err)
 	}
+	varLib := filepath.Join(dir, "var-lib")
+	if err := os.Mkdir(varLib, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	f := &Felix{
-		Node: o.Node, Side: o.Side, Dir: dir, bin: bin, kubeconfig: kubeconfig,
+		Node: o.Node, Side: o.Side, Dir: dir, VarLib: varLib, bin: bin, kubeconfig: kubeconfig,
 		log:  filepath.Join(dir, "felix.log"),
 		done: make(chan struct{}),
 		http: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: o.Side.DialContext, DisableKeepAlives: true}},
@@ -251,6 +258,12 @@ metadata:
 	return f
 }
 
+// launchScript runs Felix ($3) in network namespace $2 with $1 mounted
+// over /var/lib, in a mount namespace of its own: Felix writes
+// /var/lib/calico/mtu, a path it does not let configure, and a test must
+// leave the host's files alone.
+const launchScript = `mount --bind "$1" /var/lib && exec ip netns exec "$2" "$3"`
+
 // launch starts one Felix process in the namespace. ip netns exec gives it
 // the namespace's view of /sys too, as a pod on the node's host network
 // has; the process is its own process group, so stopping it reaches the
@@ -261,7 +274,8 @@ func (f *Felix) launch() error {
 		return fmt.Errorf("opening Felix's log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("ip", "netns", "exec", f.Side.NS, f.bin)
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--",
+		"sh", "-c", launchScript, "sh", f.VarLib, f.Side.NS, f.bin)
 	cmd.Env = f.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -3,7 +3,10 @@ package felixtest
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,7 +59,21 @@ func TestFelixOffloadAndPerNodeOverride(t *testing.T) {
 	bed := testbedtest.New(t, testbed.Options{Prefix: "ntfelix"})
 	Prepare(t, c, "ChecksumOffloadBroken=true")
 	node := "felix-a"
+	_, hostMTUErr := os.Stat("/var/lib/calico/mtu")
+	var pids []int
+	// Registered before Start, so it runs after Felix is stopped.
+	t.Cleanup(func() {
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
+				t.Errorf("Felix (pid %d) is still running after the test: %v", pid, err)
+			}
+		}
+		if _, err := os.Stat("/var/lib/calico/mtu"); err == nil && hostMTUErr != nil {
+			t.Error("Felix wrote the host's /var/lib/calico/mtu")
+		}
+	})
 	f := Start(t, Options{Cluster: c, Side: bed.A, Node: node})
+	pids = append(pids, f.PID())
 
 	took := waitTx(t, bed.A, false, 30*time.Second)
 	t.Logf("Felix created %s with tx checksum offload off (%s after ready)", TunnelDevice, took.Round(time.Millisecond))
@@ -85,6 +102,10 @@ spec: {featureDetectOverride: "ChecksumOffloadBroken=false"}
 		t.Fatal(err)
 	}
 	t.Logf("Felix restarted %s after node.%s was written (exit codes %v)", time.Since(start).Round(time.Millisecond), node, f.ExitCodes())
+	pids = append(pids, f.PID())
+	if _, err := os.Stat(filepath.Join(f.VarLib, "calico", "mtu")); err != nil {
+		t.Errorf("Felix's /var/lib is not the harness's: %v", err)
+	}
 	if !slices.Contains(f.ExitCodes(), RestartCode) {
 		t.Errorf("Felix's exit codes are %v, want a %d (restart on a configuration change)", f.ExitCodes(), RestartCode)
 	}
