@@ -6,9 +6,11 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -403,4 +405,86 @@ func FuzzFelixConfigurationJSON(f *testing.F) {
 			t.Fatalf("round trip of %s gave %s", data, enc)
 		}
 	})
+}
+
+// v3CRD serves felixconfigurations in projectcalico.org/v3 as a CRD, the
+// paths and apiVersion the Calico API server serves, for the client's v3
+// path on a real API server (the Calico API server itself is not built
+// here).
+const v3CRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: felixconfigurations.projectcalico.org}
+spec:
+  group: projectcalico.org
+  scope: Cluster
+  names: {kind: FelixConfiguration, listKind: FelixConfigurationList, plural: felixconfigurations, singular: felixconfiguration}
+  versions:
+    - name: v3
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
+// TestFelixConfigsPrefersV3RealAPIServer: where projectcalico.org/v3 is
+// served, discovery picks it without a warning, and objects are written
+// and read there with that apiVersion.
+func TestFelixConfigsPrefersV3RealAPIServer(t *testing.T) {
+	c, _ := calicoCluster(t)
+	ctx := context.Background()
+	f := t.TempDir() + "/v3.yaml"
+	if err := os.WriteFile(f, []byte(v3CRD), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Kubectl(t, c.Dir, "apply", "--server-side", "-f", f); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		// Gone from discovery before the next test, which expects the CRDs only.
+		if out, err := c.Kubectl(t, c.Dir, "delete", "--wait", "crd/felixconfigurations.projectcalico.org"); err != nil {
+			t.Errorf("%v\n%s", err, out)
+		}
+		cl, _ := NewClient(&Config{Host: c.URL, BearerToken: c.AdminToken, CAData: c.CAData})
+		for range 40 {
+			if ok, err := serves(context.Background(), cl, CalicoAPIGroup, CalicoAPIVersion); err == nil && !ok {
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		t.Error("projectcalico.org/v3 is still discovered 10 s after its CRD was deleted")
+	})
+	if out, err := c.Kubectl(t, c.Dir, "wait", "--for=condition=established", "--timeout=60s", "crd/felixconfigurations.projectcalico.org"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	cl, err := NewClient(&Config{Host: c.URL, BearerToken: c.AdminToken, CAData: c.CAData})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fcs *FelixConfigs
+	for range 40 { // discovery follows the CRD within a few seconds
+		if fcs, err = DiscoverFelixConfigs(ctx, cl); err == nil && fcs.Group == CalicoAPIGroup {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err != nil || fcs.APIVersion() != "projectcalico.org/v3" || fcs.Warning != "" {
+		t.Fatalf("discovered %+v, %v; want projectcalico.org/v3 without a warning", fcs, err)
+	}
+	p, err := fcs.PlanNodeOverride(ctx, "v3node", detect.FelixOverrideKey, "false", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	written, err := fcs.Apply(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj struct {
+		APIVersion string `json:"apiVersion"`
+	}
+	if err := cl.Get(ctx, "/apis/projectcalico.org/v3/felixconfigurations/node.v3node", nil, &obj); err != nil || obj.APIVersion != "projectcalico.org/v3" {
+		t.Errorf("node.v3node in v3: %+v, %v", obj, err)
+	}
+	if err := fcs.Restore(ctx, p.Before, written); err != nil {
+		t.Fatal(err)
+	}
 }
