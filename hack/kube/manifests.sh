@@ -30,12 +30,16 @@ variants=(
 	"observe-prometheus-operator observe prometheus-operator"
 	"remediate-prometheus-operator remediate prometheus-operator"
 	"remediate-load-modules remediate load-modules"
+	"remediate-calico remediate calico"
 )
 
 mkdir -p "$out"
 # kustomize refuses absolute paths, so the wrapping kustomizations live in
-# the repository (under the git-ignored .cache) and name the overlays relatively.
-scratch=$(mktemp -d "$repo/.cache/manifests.XXXXXX")
+# the repository (under the git-ignored bin, not .cache, which may be a
+# symlink to a cache shared by several checkouts: a path through it would
+# resolve into another checkout's deploy/) and name the overlays relatively.
+mkdir -p "$repo/bin"
+scratch=$(mktemp -d "$repo/bin/.manifests.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 for v in "${variants[@]}"; do
 	read -r name overlay components <<<"$v"
