@@ -156,6 +156,9 @@ var needed = []permission{
 	{"patch", "", "nodes", "status", ""},
 	{"create", "events.k8s.io", "events", "", "default"},
 	{"patch", "events.k8s.io", "events", "", "default"},
+	// The TunnelChecksumErrors events about its own Node (kube.ChecksumEvents).
+	{"get", "events.k8s.io", "events", "", "default"},
+	{"list", "events.k8s.io", "events", "", "default"},
 }
 
 // notNeeded are things the agent must not be able to do.
@@ -168,6 +171,10 @@ var notNeeded = []permission{
 	{"create", "", "events", "", "default"},
 	{"create", "events.k8s.io", "events", "", "kube-system"},
 	{"delete", "events.k8s.io", "events", "", "default"},
+	{"update", "events.k8s.io", "events", "", "default"},
+	{"watch", "events.k8s.io", "events", "", "default"},
+	{"list", "events.k8s.io", "events", "", "kube-system"},
+	{"list", "", "events", "", ""},
 	{"list", "", "pods", "", ""},
 	{"create", "", "pods", "", "nodetune"},
 	{"create", "", "serviceaccounts", "token", "nodetune"},
