@@ -91,7 +91,10 @@ type Options struct {
 	RollbackOnExit bool
 	// Bench, when set, is what an on-demand benchmark runs.
 	Bench BenchRunner
-	Log   *slog.Logger
+	// Reports, when set, is asked at each full cycle what other nodes
+	// reported about this node's tunnel packets (reports.go).
+	Reports ReportSource
+	Log     *slog.Logger
 }
 
 // Daemon is a running serve loop.
@@ -255,6 +258,7 @@ func (d *Daemon) fullCycle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.addReports(ctx, s)
 	d.full = s
 	d.conclude(ctx, s)
 	return nil
