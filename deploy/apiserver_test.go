@@ -159,6 +159,7 @@ var needed = []permission{
 	// The TunnelChecksumErrors events about its own Node (kube.ChecksumEvents).
 	{"get", "events.k8s.io", "events", "", "default"},
 	{"list", "events.k8s.io", "events", "", "default"},
+	{"watch", "events.k8s.io", "events", "", "default"},
 }
 
 // notNeeded are things the agent must not be able to do.
@@ -172,7 +173,6 @@ var notNeeded = []permission{
 	{"create", "events.k8s.io", "events", "", "kube-system"},
 	{"delete", "events.k8s.io", "events", "", "default"},
 	{"update", "events.k8s.io", "events", "", "default"},
-	{"watch", "events.k8s.io", "events", "", "default"},
 	{"list", "events.k8s.io", "events", "", "kube-system"},
 	{"list", "", "events", "", ""},
 	{"list", "", "pods", "", ""},

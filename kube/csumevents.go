@@ -68,7 +68,8 @@ const (
 )
 
 // ChecksumEvents records and reads TunnelChecksumErrors Events for one
-// node. Its methods are safe to call from one goroutine at a time.
+// node. Record is called from one goroutine at a time; Reports and
+// WatchReports may run alongside it.
 type ChecksumEvents struct {
 	client   *Client
 	node     string
@@ -80,9 +81,13 @@ type ChecksumEvents struct {
 	nodes  map[netip.Addr]string
 	listed time.Time
 
-	mu sync.Mutex
-	// written are the reports this node recorded, by Event name.
+	// written are the reports this node recorded, by Event name; only
+	// Record uses it.
 	written map[string]*reportState
+
+	// mu guards watch, which WatchReports keeps (csumwatch.go).
+	mu    sync.Mutex
+	watch *reportWatch
 }
 
 // reportState is one recorded report: what is written, and what waits.
@@ -308,12 +313,16 @@ func (e *ChecksumEvents) update(ctx context.Context, name string, st *reportStat
 }
 
 // Reports reads what other nodes reported about this node: the
-// TunnelChecksumErrors Events on its Node, recorded by nodetune. An Event
+// TunnelChecksumErrors Events on its Node, recorded by nodetune; from what
+// WatchReports keeps where it runs, else with a list. An Event
 // that cannot be parsed is logged and left out; one that could not be
 // listed makes the whole answer unknown.
 func (e *ChecksumEvents) Reports(ctx context.Context) *detect.ChecksumReports {
+	if out, ok := e.watched(ctx); ok {
+		return out
+	}
 	out := &detect.ChecksumReports{Node: e.node}
-	q := url.Values{"fieldSelector": {"regarding.kind=Node,regarding.name=" + e.node + ",reason=" + ChecksumReason}}
+	q := url.Values{"fieldSelector": {e.reportSelector()}}
 	var l eventList
 	if err := e.client.Get(ctx, eventsPath(NamespaceDefault, ""), q, &l); err != nil {
 		out.Err = detect.Fail(fmt.Errorf("listing the %s events about Node %s: %w", ChecksumReason, e.node, err))

@@ -132,6 +132,21 @@ func TestChecksumEventsAsTheAgent(t *testing.T) {
 		_ = c.Admin.EventsV1().Events("default").DeleteCollection(context.Background(), metav1.DeleteOptions{},
 			metav1.ListOptions{FieldSelector: "reason=" + kube.ChecksumReason})
 	})
+	// A watches the reports about itself from the start.
+	watcher := checksumEvents(t, c, token, a)
+	changed := make(chan struct{}, 100)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go watcher.WatchReports(wctx, func() { changed <- struct{}{} })
+	select {
+	case <-changed: // the first list
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not list the reports")
+	}
+	if rs := watcher.Reports(ctx); rs.Err.Failed() || len(rs.Reports) != 0 {
+		t.Fatalf("reports before any: %+v", rs)
+	}
+
 	now := time.Now()
 	clock := func() time.Time { return now }
 	recv := checksumEvents(t, c, token, b)
@@ -162,6 +177,14 @@ func TestChecksumEventsAsTheAgent(t *testing.T) {
 	}
 	if got := evs[0].Annotations[kube.AnnotationCount]; got != "5" {
 		t.Errorf("count %s, want 5", got)
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not see the new report")
+	}
+	if rs := watcher.Reports(ctx); rs.Err.Failed() || len(rs.Reports) != 1 || rs.Reports[0].Count != 5 {
+		t.Errorf("watched reports: %+v", rs)
 	}
 
 	// Within minReportUpdate the packets add up; after it, one write.
