@@ -183,6 +183,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(d.opt.Interval)
 	defer tick.Stop()
+	reports := d.reportsChanged()
 	var debounce <-chan time.Time
 	for {
 		select {
@@ -210,6 +211,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.quickCycle(ctx)
 		case <-d.kick:
 			d.quickCycle(ctx)
+		case <-reports:
+			d.reportCycle(ctx)
 		}
 	}
 }

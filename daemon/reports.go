@@ -30,3 +30,31 @@ func (d *Daemon) addReports(ctx context.Context, s *detect.Snapshot) {
 	defer cancel()
 	s.UDP.Reported = d.opt.Reports.ChecksumReports(ctx)
 }
+
+// ReportNotifier is a ReportSource that says when its reports change, so
+// that a new report is judged at once rather than at the next full cycle.
+type ReportNotifier interface {
+	// ReportsChanged receives after each change.
+	ReportsChanged() <-chan struct{}
+}
+
+// reportsChanged is the report source's notifications, or nil.
+func (d *Daemon) reportsChanged() <-chan struct{} {
+	if n, ok := d.opt.Reports.(ReportNotifier); ok {
+		return n.ReportsChanged()
+	}
+	return nil
+}
+
+// reportCycle concludes again on the last full snapshot with the reports
+// read anew, as quickCycle does with the tunnels.
+func (d *Daemon) reportCycle(ctx context.Context) {
+	if d.full == nil {
+		return
+	}
+	s := *d.full
+	d.addReports(ctx, &s)
+	s.Taken = time.Now()
+	d.full = &s
+	d.conclude(ctx, &s)
+}
