@@ -35,6 +35,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	cfg := rules.DefaultConfig()
 	var output string
 	var window time.Duration
+	var kf kubeFlags
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Report what on this node costs pod network performance, and the fix",
@@ -55,6 +56,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
+			addDoctorReports(cmd.Context(), kf, s) // doctor_events.go
 			res := rules.Evaluate(s, cfg)
 			doc := report.Build(version, s, res)
 			out := cmd.OutOrStdout()
@@ -77,6 +79,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().DurationVar(&window, "window", time.Second, "how long to measure rates (softirq, steal, drops, checksum errors)")
 	ruleFlags(cmd, &cfg)
+	kf.registerDoctor(cmd.Flags())
 	return cmd
 }
 

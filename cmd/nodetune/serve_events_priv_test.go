@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/kube"
 	"github.com/nodetune/nodetune/kube/kubetest"
+	"github.com/nodetune/nodetune/report"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/testbed"
 	"github.com/nodetune/nodetune/testbed/testbedtest"
@@ -50,7 +54,7 @@ func TestServeCrossNodeChecksumEvidence(t *testing.T) {
 	bed := testbedtest.New(t, testbed.Options{Prefix: "ntx"})
 	a, b := bed.A, bed.B
 	const nodeA, nodeB = "xnode-a", "xnode-b"
-	kubeconfig := map[*testbed.Side]string{}
+	kubeconfig, server := map[*testbed.Side]string{}, map[*testbed.Side]string{}
 	for side, name := range map[*testbed.Side]string{a: nodeA, b: nodeB} {
 		n := c.CreateNode(t, name)
 		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: side.UnderlayIP.String()}}
@@ -61,7 +65,8 @@ func TestServeCrossNodeChecksumEvidence(t *testing.T) {
 		if err := side.Do(func() (err error) { l, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
 			t.Fatal(err)
 		}
-		if kubeconfig[side], err = c.Kubeconfig(t.TempDir(), c.Proxy(t, l), token); err != nil {
+		server[side] = c.Proxy(t, l)
+		if kubeconfig[side], err = c.Kubeconfig(t.TempDir(), server[side], token); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -126,6 +131,36 @@ func TestServeCrossNodeChecksumEvidence(t *testing.T) {
 		t.Errorf("events about the receiver B: %+v", l.Items)
 	}
 
+	// doctor on A, given the cluster, shows the report and the verdict;
+	// with credentials the API server refuses, it says it cannot tell.
+	doc := doctorInCluster(t, a.NS, kubeconfig[a], nodeA)
+	if r := doc.Facts.UDP.Reported; r == nil || r.Err.Failed() || len(r.Reports) != 1 || r.Reports[0].Receiver != nodeB {
+		t.Errorf("doctor's reports: %+v", r)
+	}
+	if f := findingFor(doc, rules.TunnelTxChecksumUnsafe, a.Tunnel); f == nil || !f.Fix.Auto || f.Severity != rules.Critical {
+		t.Errorf("doctor's %s on %s: %+v", rules.TunnelTxChecksumUnsafe, a.Tunnel, f)
+	}
+	refused, err := c.Kubeconfig(t.TempDir(), server[a], "not-a-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc = doctorInCluster(t, a.NS, refused, nodeA)
+	if r := doc.Facts.UDP.Reported; r == nil || !r.Err.Failed() || len(r.Reports) != 0 {
+		t.Errorf("doctor with refused credentials: reports %+v; want an error", r)
+	}
+	if !slices.ContainsFunc(doc.Unchecked, func(u rules.Unchecked) bool {
+		return u.Rule == rules.TunnelTxChecksumUnsafe && u.Subject == a.Tunnel
+	}) {
+		t.Errorf("doctor with refused credentials does not say it could not check: %+v", doc.Unchecked)
+	}
+	if findingFor(doc, rules.TunnelTxChecksumUnsafe, a.Tunnel) != nil {
+		t.Errorf("doctor with refused credentials found %s anyway", rules.TunnelTxChecksumUnsafe)
+	}
+	text, _ := doctorIn(t, a.NS, "--kubeconfig="+refused, "--kube.node-name="+nodeA)
+	if !strings.Contains(text, "what other nodes reported about this node's tunnel packets is unknown") {
+		t.Errorf("doctor's text does not say the reports are unknown:\n%s", text)
+	}
+
 	// Remediate on A: its own tunnel's offload goes off.
 	if err := observeA.stop(t); err != nil {
 		t.Fatal(err)
@@ -141,4 +176,16 @@ func TestServeCrossNodeChecksumEvidence(t *testing.T) {
 	if f, err := a.Features(a.Tunnel); err != nil || f["tx-checksum-ip-generic"] {
 		t.Errorf("A's offload was turned back on (err %v)", err)
 	}
+}
+
+// doctorInCluster runs doctor -o json in ns against the cluster of
+// kubeconfig, as node.
+func doctorInCluster(t *testing.T, ns, kubeconfig, node string) report.Document {
+	t.Helper()
+	out, _ := doctorIn(t, ns, "-o", "json", "--kubeconfig="+kubeconfig, "--kube.node-name="+node)
+	var doc report.Document
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("doctor -o json: %v\n%s", err, out)
+	}
+	return doc
 }
