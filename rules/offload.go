@@ -138,7 +138,7 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 		} else if why := reportsHoldOffloadOff(s, t); why != "" {
 			f.Fix.Auto = false
 			f.Fix.Manual = why
-			f.Evidence = append(f.Evidence, Evidence{"reported_by", why})
+			f.Evidence = append(f.Evidence, Evidence{"checksum_reports", why})
 		}
 		if f.Owner != nil && f.Fix.Auto {
 			f.Fix.Manual = f.Owner.Name + " will switch it off again; make the change through it: " + f.Owner.DurableFix

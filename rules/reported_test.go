@@ -160,6 +160,13 @@ func TestReportsKeepOffloadOff(t *testing.T) {
 			t.Errorf("the hold does not say who reported: %s", res.Findings[0].Fix.Manual)
 		}
 	}
+	// Reports that could not be read hold it too: no evidence is not
+	// evidence of none.
+	s := offload(reportedNode(), false)
+	s.UDP.Reported.Err = detect.Fail(errors.New("listing events: forbidden"))
+	if diff := cmp.Diff([]string{"tunnel-tx-checksum-off vxlan0 warning auto=false"}, fired(Evaluate(s, DefaultConfig()))); diff != "" {
+		t.Errorf("unreadable reports (-want +got):\n%s", diff)
+	}
 	// A report about another port does not hold it.
 	res := Evaluate(offload(reportedNode(report(self, 8472, 0)), false), DefaultConfig())
 	if diff := cmp.Diff([]string{"tunnel-tx-checksum-off vxlan0 warning auto=true"}, fired(res)); diff != "" {

@@ -165,12 +165,17 @@ func reportedUnsafe(s *detect.Snapshot, t detect.Tunnel, reported []detect.Check
 
 // reportsHoldOffloadOff says why tx checksum offload must stay off on t,
 // or "": another node reported this node's packets from t corrupt, and the
-// API server still holds that report (Events live an hour by default).
-// Turning offload on again would undo the fix those reports led to.
+// API server still holds that report (Events live an hour by default), or
+// the reports could not be read. Turning offload on again would undo the
+// fix those reports led to; unread reports are no evidence that none exist.
 func reportsHoldOffloadOff(s *detect.Snapshot, t detect.Tunnel) string {
 	rep := s.UDP.Reported
-	if rep == nil || rep.Err.Failed() {
+	if rep == nil {
 		return ""
+	}
+	if rep.Err.Failed() {
+		return "what other nodes reported about this node's tunnel packets could not be read (" + rep.Err.Error() +
+			"); tx checksum offload is turned on automatically only where nodetune can see that no node reports " + t.Name + "'s packets corrupt"
 	}
 	about, known := rep.ReportsAbout(t)
 	if !known {
