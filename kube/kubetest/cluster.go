@@ -43,6 +43,9 @@ type Cluster struct {
 	Admin kubernetes.Interface
 
 	procs []*proc
+	// admin is the kubeconfig Kubectl uses, in Dir: one per cluster, so
+	// that a test binary that starts several (ForTest) reaches each.
+	admin adminKubeconfig
 	// netns and dial: see Options.
 	netns string
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -13,11 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-var (
-	adminKubeconfigOnce sync.Once
-	adminKubeconfig     string
-	adminKubeconfigErr  error
-)
+// adminKubeconfig is a cluster's admin kubeconfig, written once.
+type adminKubeconfig struct {
+	once sync.Once
+	path string
+	err  error
+}
 
 // Kubectl runs kubectl (make deps builds it) as the admin against the
 // cluster, from the working directory dir, and returns its combined
@@ -25,13 +26,12 @@ var (
 func (c *Cluster) Kubectl(t testing.TB, dir string, args ...string) (string, error) {
 	t.Helper()
 	kubectl := Tool(t, "kubectl")
-	adminKubeconfigOnce.Do(func() {
-		adminKubeconfig, adminKubeconfigErr = c.Kubeconfig(c.Dir, "", c.AdminToken)
-	})
-	if adminKubeconfigErr != nil {
-		t.Fatal(adminKubeconfigErr)
+	a := &c.admin
+	a.once.Do(func() { a.path, a.err = c.Kubeconfig(c.Dir, "", c.AdminToken) })
+	if a.err != nil {
+		t.Fatal(a.err)
 	}
-	cmd := exec.Command(kubectl, append([]string{"--kubeconfig=" + adminKubeconfig}, args...)...)
+	cmd := exec.Command(kubectl, append([]string{"--kubeconfig=" + a.path}, args...)...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	return string(out), err
