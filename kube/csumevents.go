@@ -204,7 +204,9 @@ func (e *ChecksumEvents) Record(ctx context.Context, sources []detect.BadChecksu
 			e.written[name] = st
 		}
 		if st.start.IsZero() || st.pending == 0 && start.Sub(st.end) > detect.ReportFreshness {
-			st.start = start // a new run of bad packets
+			// A new run of bad packets: the report's window and count
+			// start again (the Event's series goes on).
+			st.start, st.count = start, 0
 		}
 		st.pending += src.Count
 		st.pendingEnd = end
@@ -246,6 +248,8 @@ func (e *ChecksumEvents) write(ctx context.Context, name string, st *reportState
 		// A report older than the freshness window starts a new run.
 		if st.pendingEnd.Sub(r.Last) <= detect.ReportFreshness {
 			st.start = r.First
+		} else {
+			st.count = 0
 		}
 	}
 	return e.update(ctx, name, st)

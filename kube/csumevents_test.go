@@ -224,6 +224,16 @@ func TestChecksumEventsAsTheAgent(t *testing.T) {
 		t.Errorf("reports about %s: %+v", b, rs)
 	}
 
+	// A new run of bad packets after the report went stale starts its
+	// window and count again, in the same Event.
+	now = now.Add(detect.ReportFreshness + time.Minute)
+	record(recv, "10.77.0.1", 2)
+	evs = events()
+	if len(evs) != 1 || evs[0].Annotations[kube.AnnotationCount] != "2" ||
+		evs[0].Annotations[kube.AnnotationWindowStart] != now.Add(-time.Second).UTC().Format(time.RFC3339Nano) {
+		t.Errorf("a new run: want the one event at 2 packets from %s, got %d events: %v", now.Add(-time.Second).UTC(), len(evs), evs[0].Annotations)
+	}
+
 	// The agent can neither delete nor rewrite another's report's note.
 	sa, err := kubernetes.NewForConfig(c.Config(token))
 	if err != nil {
