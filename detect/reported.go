@@ -36,8 +36,9 @@ type ChecksumReport struct {
 	// Count is how many bad packets the receiver traced to Source in all
 	// the windows the report covers.
 	Count uint64 `json:"count"`
-	// First and Last are when the first and the latest window that saw
-	// such packets ended, by the receiver's clock.
+	// First is when the first window of this run of bad packets began,
+	// Last when the latest window that saw them ended, by the receiver's
+	// clock.
 	First time.Time `json:"first"`
 	Last  time.Time `json:"last"`
 }
