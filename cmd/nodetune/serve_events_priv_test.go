@@ -70,7 +70,7 @@ func TestServeCrossNodeChecksumEvidence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const interval = 2 * time.Second
+	const interval = 3 * time.Second
 	serve := func(side *testbed.Side, node, mode string) *proc {
 		p := startIn(t, side.NS, bin, "serve", "--mode="+mode, "--state-dir="+filepath.Join(t.TempDir(), "state"),
 			"--kubeconfig="+kubeconfig[side], "--kube.node-name="+node, "--web.listen-address="+serveAddr,
