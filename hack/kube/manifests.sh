@@ -45,13 +45,17 @@ for v in "${variants[@]}"; do
 	read -r name overlay components <<<"$v"
 	dir=$scratch/$name
 	mkdir -p "$dir"
+	# Relative to where the scratch directory really is: .cache may be a
+	# symbolic link to a cache shared by several checkouts, and kustomize
+	# resolves the link, so a fixed ../../.. would render another checkout.
+	up=$(realpath --relative-to="$(realpath "$dir")" "$repo")
 	{
 		echo "apiVersion: kustomize.config.k8s.io/v1beta1"
 		echo "kind: Kustomization"
-		echo "resources: [../../../deploy/overlays/$overlay]"
+		echo "resources: [$up/deploy/overlays/$overlay]"
 		if [[ -n $components ]]; then
 			echo "components:"
-			for c in $components; do echo "  - ../../../deploy/components/$c"; done
+			for c in $components; do echo "  - $up/deploy/components/$c"; done
 		fi
 		echo "images:"
 		echo "  - {name: ghcr.io/nodetune/nodetune, newTag: \"$tag\"}"
