@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/nodetune/nodetune/bench"
+	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/testbed"
+	"github.com/nodetune/nodetune/testbed/testbedtest"
+)
+
+// peerPort is where the responder listens in the testbed's node B.
+const peerPort = "9849"
+
+// writeToken writes a token file for the test and returns its path.
+func writeToken(t *testing.T, token string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startResponder starts nodetune serve with the responder in b's
+// namespace, listening on its underlay address, and waits until the
+// responder answers from a.
+func startResponder(t *testing.T, a, b *testbed.Side, tokenFile string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{nodetuneBinary(t), "serve", "--peer.enable", "--peer.token-file", tokenFile,
+		"--peer.listen-address", b.UnderlayIP.String() + ":" + peerPort,
+		"--web.listen-address", "127.0.0.1:9848", "--kube-proxy.url=", "--state-dir", t.TempDir(),
+		"--probe.interval", "10s", "--log.level", "debug"}, extra...)
+	p := startIn(t, b.NS, args...)
+	eventually(t, 15*time.Second, "the responder answers", func() error {
+		if p.cmd.ProcessState != nil {
+			t.Fatalf("serve exited:\n%s", p.out.String())
+		}
+		c, err := a.DialContext(t.Context(), "tcp", net.JoinHostPort(b.UnderlayIP.String(), peerPort))
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	return p
+}
+
+// peerBench runs nodetune bench --peer in a's namespace against b's
+// responder and returns its JSON result and the run.
+func peerBench(t *testing.T, a, b *testbed.Side, tokenFile string, extra ...string) (bench.PeerResult, ntRun) {
+	t.Helper()
+	args := append([]string{"bench", "--peer", b.UnderlayIP.String() + ":" + peerPort, "--peer.token-file", tokenFile,
+		"-o", "json", "--duration", "1s", "--warmup", "300ms", "--streams", "2", "--kube-proxy.url="}, extra...)
+	r := nodetuneIn(t, a.NS, nil, nil, args...)
+	var res bench.PeerResult
+	if r.code == 0 {
+		// The log goes to stderr, mixed into out; the JSON is the object
+		// that starts a line with "{".
+		i := strings.Index(r.out, "{\n")
+		if i < 0 || json.Unmarshal([]byte(r.out[i:]), &res) != nil {
+			t.Fatalf("bench --peer printed no JSON result:\n%s", r.out)
+		}
+	}
+	return res, r
+}
+
+// peerLinks lists the temporary tunnel devices in s's namespace.
+func peerLinks(t *testing.T, s *testbed.Side) []string {
+	t.Helper()
+	links, err := s.Netlink().LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if n := l.Attrs().Name; strings.HasPrefix(n, bench.ResponderDevicePrefix) || strings.HasPrefix(n, bench.MeasurerDevicePrefix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// listeners lists the TCP ports listening in s's namespace, from
+// /proc/net/tcp as seen inside it.
+func listeners(t *testing.T, s *testbed.Side) []string {
+	t.Helper()
+	var out []string
+	err := s.Do(func() error {
+		for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(data), "\n")[1:] {
+				fs := strings.Fields(line)
+				if len(fs) > 3 && fs[3] == "0A" { // TCP_LISTEN
+					out = append(out, fs[1])
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPeerBenchFourCases: the measurer in node A and the responder in
+// node B measure host, tunnel, and the temporary tunnel with offload on
+// and off, in both directions, each with a figure and what limited it; both
+// nodes are left with no temporary device and no data port.
+func TestPeerBenchFourCases(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	a, b := bed.A, bed.B
+	token := writeToken(t, "s3cret-token")
+	startResponder(t, a, b, token)
+	before := listeners(t, b)
+
+	res, r := peerBench(t, a, b, token)
+	expectCode(t, r, exitOK, "bench --peer")
+	want := map[string]bool{}
+	for _, c := range []string{detect.PeerCaseHost, detect.PeerCaseTunnel, detect.PeerCaseOffloadOn, detect.PeerCaseOffloadOff} {
+		for _, d := range []string{detect.PeerSend, detect.PeerReceive} {
+			want[c+"/"+d] = true
+		}
+	}
+	for _, c := range res.Cases {
+		key := c.Name + "/" + c.Direction
+		if !want[key] {
+			t.Errorf("unexpected or repeated case %s", key)
+		}
+		delete(want, key)
+		if c.Err.Failed() || c.BitsPerSecond < 1e6 || c.Bottleneck == "" || c.Sender == nil || c.Receiver == nil {
+			t.Errorf("case %s: %s, bottleneck %q, err %v, sender %v receiver %v", key, bench.Rate(c.BitsPerSecond), c.Bottleneck, c.Err, c.Sender, c.Receiver)
+		}
+	}
+	for k := range want {
+		t.Errorf("case %s missing", k)
+	}
+	if res.Device != b.Tunnel || res.PeerDevice != b.Tunnel || res.Address != b.UnderlayIP.String() {
+		t.Errorf("devices %q/%q, address %q: want %s/%s at %s", res.Device, res.PeerDevice, res.Address, a.Tunnel, b.Tunnel, b.UnderlayIP)
+	}
+	m := res.Measurement()
+	if _, _, ok := m.OffloadEffect(); !ok {
+		t.Errorf("the measurement has no offload effect: %+v", m)
+	}
+	t.Logf("%+v", res.Measurement())
+	for _, s := range []*testbed.Side{a, b} {
+		if l := peerLinks(t, s); len(l) > 0 {
+			t.Errorf("%s keeps temporary tunnels %v after the run", s.NS, l)
+		}
+	}
+	eventually(t, 5*time.Second, "the data ports close", func() error {
+		if after := listeners(t, b); len(after) != len(before) {
+			return fmt.Errorf("listening before %v, after %v", before, after)
+		}
+		return nil
+	})
+}
+
+var _ = netlink.LinkList
