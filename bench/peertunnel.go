@@ -116,8 +116,8 @@ func (t tempTunnel) add(nl *netlink.Handle) error {
 // devicePID reads the pid from a temporary device's name, prefix-<pid>
 // (or the bare <pid>).
 func devicePID(name string) (int, bool) {
-	if i := strings.LastIndexByte(name, '-'); i >= 0 {
-		name = name[i+1:]
+	if _, rest, ok := strings.Cut(name, "-"); ok {
+		name = rest
 	}
 	pid, err := strconv.Atoi(name)
 	return pid, err == nil && pid > 0 && name[0] != '+'
@@ -182,7 +182,7 @@ func SweepPeerTunnels(nl *netlink.Handle, prefix string, own bool, now time.Time
 		if err != nil {
 			// Killed between creating it and labelling it: the name
 			// carries the pid.
-			p, ok := devicePID(strings.TrimPrefix(a.Name, prefix))
+			p, ok := devicePID(a.Name)
 			if !ok || a.Alias != "" {
 				continue // not ours
 			}
