@@ -59,6 +59,7 @@ type session struct {
 	you, host        netip.Addr
 	expires          time.Time
 	timer            *time.Timer
+	idle             time.Duration
 	streams          int
 	duration, warmup time.Duration
 	tunnelDev        string
@@ -169,14 +170,15 @@ func (r *Responder) open(w http.ResponseWriter, req *http.Request) {
 	s.warmup = min(max(time.Duration(in.WarmupMS)*time.Millisecond, 0), MaxPeerWarmup)
 	cases := min(max(in.Cases, 1), maxPeerCases)
 	s.expires = time.Now().Add(time.Duration(cases)*(s.duration+s.warmup+5*time.Second) + peerSlack)
+	s.idle = s.duration + s.warmup + peerIdle
 	r.findTunnel(s)
 	r.sess = s
 	id := s.id
-	s.timer = time.AfterFunc(time.Until(s.expires), func() {
+	s.timer = time.AfterFunc(s.wait(), func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.sess != nil && r.sess.id == id {
-			if err := r.endLocked("its deadline passed"); err != nil {
+			if err := r.endLocked("its deadline passed, or its measurer went silent"); err != nil {
 				r.o.Log.Error("ending an expired measurement session", "err", err)
 			}
 		}
@@ -230,8 +232,19 @@ func (r *Responder) withSession(h func(http.ResponseWriter, *http.Request, *sess
 			writeError(w, http.StatusNotFound, "no such session")
 			return
 		}
+		s.timer.Reset(s.wait())
 		h(w, req, s)
 	}
+}
+
+// peerIdle is how long a session waits for its measurer beyond one case's
+// run time before it counts it gone.
+const peerIdle = 10 * time.Second
+
+// wait is how long s lives from now without hearing from its measurer:
+// one case's run time and peerIdle, never past its deadline.
+func (s *session) wait() time.Duration {
+	return max(min(time.Until(s.expires), s.idle), 0)
 }
 
 // tunnel creates the responder's end of the temporary tunnel.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nodetune/nodetune/bench"
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/testbed"
 	"github.com/nodetune/nodetune/testbed/testbedtest"
 )
@@ -169,3 +171,48 @@ func TestPeerBenchFourCases(t *testing.T) {
 }
 
 var _ = netlink.LinkList
+
+// dropLargeTunnelPackets adds an nftables rule in s's namespace that
+// drops outer UDP packets to port larger than mtu: what an underlay that
+// cannot take GSO tunnel packets does. It goes with the namespace.
+func dropLargeTunnelPackets(t *testing.T, s *testbed.Side, port, mtu int) {
+	t.Helper()
+	nft := privtest.Tool(t, "nft")
+	rules := fmt.Sprintf("table inet ntfault {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport %d meta length > %d counter drop\n }\n}\n", port, mtu)
+	cmd := exec.Command("ip", "netns", "exec", s.NS, nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+}
+
+// TestPeerBenchOffloadHurts: where the sending node's underlay drops
+// tunnel packets larger than its MTU, offload on leaves as large GSO
+// packets and collapses, off leaves as MTU-sized ones and keeps going: the
+// measurement shows on < off, the evidence the rules use.
+func TestPeerBenchOffloadHurts(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	a, b := bed.A, bed.B
+	token := writeToken(t, "tok")
+	startResponder(t, a, b, token)
+	dropLargeTunnelPackets(t, a, bench.DefaultPeerTunnelPort, 1500)
+
+	res, r := peerBench(t, a, b, token, "--direction", "send")
+	expectCode(t, r, exitOK, "bench --peer")
+	on, off, ok := res.Measurement().OffloadEffect()
+	if !ok {
+		t.Fatalf("no offload effect measured:\n%s", r.out)
+	}
+	t.Logf("offload on %s, off %s", bench.Rate(on), bench.Rate(off))
+	if !(on*5 < off) || off < 1e9 {
+		t.Errorf("offload on %s, off %s: want on far below off, and off at Gbit/s", bench.Rate(on), bench.Rate(off))
+	}
+	// The CNI tunnel (another port) is not touched by the rule.
+	if c, ok := res.Measurement().Case(detect.PeerCaseTunnel, detect.PeerSend); !ok || c.BitsPerSecond < 1e9 {
+		t.Errorf("the CNI tunnel case: %+v", c)
+	}
+	var text strings.Builder
+	if err := bench.WritePeerText(&text, res); err != nil || !strings.Contains(text.String(), "offload HURTS") {
+		t.Errorf("the text does not say offload hurts: %v\n%s", err, text.String())
+	}
+}
