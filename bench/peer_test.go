@@ -340,3 +340,19 @@ func TestMeasurementKeepsCases(t *testing.T) {
 		t.Errorf("text does not say offload hurts: %v\n%s", err, sb.String())
 	}
 }
+
+// TestNodeTunnelSkipsPeerTunnels: a temporary tunnel of a peer
+// measurement, up while one runs, is never taken for the CNI's.
+func TestNodeTunnelSkipsPeerTunnels(t *testing.T) {
+	ts := detect.Tunnels{Devices: []detect.Tunnel{
+		{Name: "ntpm-4242", Kind: detect.KindVXLAN, Up: true},
+		{Name: "ntpr-17", Kind: detect.KindVXLAN, Up: true},
+		{Name: "flannel.1", Kind: detect.KindVXLAN, Up: true},
+	}}
+	if got, ok := NodeTunnel(ts, ""); !ok || got.Name != "flannel.1" {
+		t.Errorf("NodeTunnel = %q, %t; want flannel.1", got.Name, ok)
+	}
+	if got, ok := NodeTunnel(ts, "ntpr-17"); !ok || got.Name != "ntpr-17" {
+		t.Errorf("NodeTunnel by name = %q, %t", got.Name, ok)
+	}
+}

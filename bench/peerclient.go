@@ -49,8 +49,6 @@ type PeerOptions struct {
 	ProcFS string
 	// Log receives progress at debug level (default slog.Default()).
 	Log *slog.Logger
-	// alongside, in tests, runs while each case's streams are up.
-	alongside func(ctx context.Context, c PeerCaseResult, dst netip.AddrPort) error
 }
 
 // PeerClient measures the path between this node and others.
@@ -345,11 +343,7 @@ func (p *peerRun) measure(ctx context.Context, cr *PeerCaseResult, open caseResp
 	if err := p.call(ctx, http.MethodPost, casePath+"/start", nil, &peerA); err != nil {
 		return err
 	}
-	if p.c.o.alongside != nil {
-		if err := p.c.o.alongside(ctx, *cr, dst); err != nil {
-			return err
-		}
-	} else if err := sleep(ctx, p.res.Duration); err != nil {
+	if err := sleep(ctx, p.res.Duration); err != nil {
 		return err
 	}
 	b, bErr := p.c.smp.sample()

@@ -26,6 +26,12 @@ const (
 	MeasurerDevicePrefix  = "ntpm-"
 )
 
+// isPeerTunnel reports whether name is a temporary tunnel's.
+func isPeerTunnel(name string) bool {
+	_, ok := devicePID(name)
+	return ok && (strings.HasPrefix(name, ResponderDevicePrefix) || strings.HasPrefix(name, MeasurerDevicePrefix))
+}
+
 // aliasTag starts the alias of every temporary tunnel device; the rest
 // says who made it and until when it may live.
 const aliasTag = "nodetune-peer"
