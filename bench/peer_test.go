@@ -176,6 +176,9 @@ func TestGuard(t *testing.T) {
 		{"Nodes unknown", "Bearer right", func() { isNode, nodeErr = true, errors.New("API down") }, 503, false},
 		{"rotated: old refused", "Bearer right", func() { nodeErr = nil; os.WriteFile(file, []byte("new"), 0o600) }, 401, false},
 		{"rotated: new taken", "Bearer new", nil, 200, true},
+		{"two tokens: the first", "Bearer new", func() { os.WriteFile(file, []byte("new\nnewer\n"), 0o600) }, 200, true},
+		{"two tokens: the second", "Bearer newer", nil, 200, true},
+		{"two tokens: neither", "Bearer new\nnewer", nil, 401, false},
 		{"empty token file refuses all", "Bearer ", func() { os.WriteFile(file, []byte("\n"), 0o600) }, 503, false},
 	} {
 		if tc.setup != nil {

@@ -23,8 +23,8 @@ import (
 
 // PeerOptions configure the measurer of peer measurements.
 type PeerOptions struct {
-	// TokenFile holds the token the responders expect; it is read at the
-	// start of each measurement.
+	// TokenFile holds the token the responders expect (the first line,
+	// when it holds several); it is read at the start of each measurement.
 	TokenFile string
 	// Tunnels reads this node's tunnels: the CNI tunnel the tunnel case
 	// leaves by, whose kind and MTU the temporary tunnel copies.
@@ -198,10 +198,11 @@ func (c *PeerClient) Run(ctx context.Context, peer string) (res PeerResult, err 
 	default:
 		return res, ErrBusy
 	}
-	token, err := readToken(c.o.TokenFile)
+	tokens, err := readTokens(c.o.TokenFile)
 	if err != nil {
 		return res, err
 	}
+	token := tokens[0]
 	base, host, err := peerURL(peer, c.o.TLS != nil)
 	if err != nil {
 		return res, err

@@ -19,9 +19,11 @@ var ErrBusy = errors.New("another measurement runs on this node")
 // Guard decides who may start a measurement: the holder of the token, and
 // in a cluster only from an address of a Node.
 type Guard struct {
-	// TokenFile holds the token. It is read on every request, so that a
-	// rotated Secret works without a restart. A guard without one, or
-	// whose file is empty, refuses everyone.
+	// TokenFile holds the token, or several, one per line, any of which
+	// is accepted (for a rotation without failed runs; a measurer sends the
+	// first). It is read on every request, so that a rotated Secret works
+	// without a restart. A guard without one, or whose file holds no token,
+	// refuses everyone.
 	TokenFile string
 	// NodeAddress, when set, reports whether an address belongs to a Node
 	// of the cluster; nil admits any address (outside a cluster).
@@ -37,13 +39,18 @@ func (g Guard) check(r *http.Request) (int, string) {
 	if log == nil {
 		log = slog.Default()
 	}
-	want, err := readToken(g.TokenFile)
+	tokens, err := readTokens(g.TokenFile)
 	if err != nil {
-		log.Error("refusing a measurement request: no usable token", "err", err)
+		log.Warn("refusing a measurement request: no usable token", "err", err)
 		return http.StatusServiceUnavailable, "this node has no usable token for measurements"
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
+	match := 0
+	for _, want := range tokens {
+		// Every token is compared, in constant time each.
+		match |= subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want)
+	}
+	if !ok || match != 1 {
 		log.Debug("refusing a measurement request: wrong or missing token", "remote", r.RemoteAddr)
 		return http.StatusUnauthorized, "a valid bearer token is required"
 	}
@@ -81,8 +88,9 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 	})
 }
 
-// readToken reads the token file; an empty token is an error.
-func readToken(path string) ([]byte, error) {
+// readTokens reads the tokens of a token file, one per non-empty line; a
+// file with none is an error.
+func readTokens(path string) ([][]byte, error) {
 	if path == "" {
 		return nil, errors.New("no token file configured")
 	}
@@ -90,11 +98,16 @@ func readToken(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the token: %w", err)
 	}
-	t := []byte(strings.TrimSpace(string(b)))
-	if len(t) == 0 {
-		return nil, fmt.Errorf("the token file %s is empty", path)
+	var out [][]byte
+	for line := range strings.Lines(string(b)) {
+		if t := strings.TrimSpace(line); t != "" {
+			out = append(out, []byte(t))
+		}
 	}
-	return t, nil
+	if len(out) == 0 {
+		return nil, fmt.Errorf("the token file %s holds no token", path)
+	}
+	return out, nil
 }
 
 // remoteAddr is the address r came from.

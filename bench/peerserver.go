@@ -278,7 +278,13 @@ func (r *Responder) tunnel(w http.ResponseWriter, req *http.Request, s *session)
 		VNI: in.VNI, Port: in.Port, Local: s.host, Remote: s.you, Address: nthAddr(subnet, 2), Expires: s.expires}
 	if err := t.add(r.nl); err != nil {
 		r.o.Log.Warn("cannot create the temporary tunnel", "err", err)
-		writeError(w, http.StatusInternalServerError, err.Error())
+		code := http.StatusInternalServerError
+		if errors.Is(err, detect.ErrPermission) {
+			// An agent in observe mode holds no CAP_NET_ADMIN.
+			code = http.StatusForbidden
+			err = fmt.Errorf("this node's agent may not create devices (it needs CAP_NET_ADMIN; observe mode has none): %w", err)
+		}
+		writeError(w, code, err.Error())
 		return
 	}
 	s.temp, s.measurerTemp = t, nthAddr(subnet, 1).Addr()
