@@ -174,7 +174,7 @@ type expectation struct {
 	kinds    []string
 }
 
-var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "RoleBinding", "Service", "ServiceAccount"}
+var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"}
 
 // testTag is the IMAGE_TAG the tests render with.
 const testTag = "v0.0.0-test"
@@ -374,6 +374,9 @@ func checkMounts(t *testing.T, spec corev1.PodSpec, c corev1.Container, writable
 	t.Helper()
 	hostPaths := map[string]string{}
 	for _, v := range spec.Volumes {
+		if v.Secret != nil && v.Name == "peer-token" && v.Secret.SecretName == "nodetune-peer" {
+			continue // the peer token (TestPeerDaemonSet)
+		}
 		if v.HostPath == nil && v.EmptyDir == nil {
 			t.Errorf("volume %s is neither a hostPath nor an emptyDir", v.Name)
 		}

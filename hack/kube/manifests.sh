@@ -34,8 +34,11 @@ variants=(
 
 mkdir -p "$out"
 # kustomize refuses absolute paths, so the wrapping kustomizations live in
-# the repository (under the git-ignored .cache) and name the overlays relatively.
-scratch=$(mktemp -d "$repo/.cache/manifests.XXXXXX")
+# the repository (under the git-ignored bin; not .cache, which may be a
+# symlink to a cache shared between checkouts, where ../../../deploy would
+# name another checkout's manifests) and name the overlays relatively.
+mkdir -p "$repo/bin"
+scratch=$(mktemp -d "$repo/bin/manifests.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 for v in "${variants[@]}"; do
 	read -r name overlay components <<<"$v"
