@@ -69,6 +69,10 @@ func listenStreams(addr netip.Addr, from []netip.Addr, streams int, sender bool)
 				continue
 			}
 			taken++
+			if sender {
+				// Leave Nagle on, as the measurer's own streams do.
+				_ = c.(*net.TCPConn).SetNoDelay(false)
+			}
 			e.start(c)
 		}
 	}()

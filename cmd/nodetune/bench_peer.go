@@ -22,6 +22,7 @@ type peerBenchFlags struct {
 	direction string
 	caFile    string
 	vni, port int
+	cases     []string
 }
 
 func (p *peerBenchFlags) register(fs *pflag.FlagSet) {
@@ -29,6 +30,7 @@ func (p *peerBenchFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&p.tokenFile, "peer.token-file", "", "file holding the token the peer's responder expects")
 	fs.StringVar(&p.direction, "direction", "both", "with --peer: send (this node to the peer), receive, or both")
 	fs.StringVar(&p.caFile, "peer.tls-ca-file", "", "with --peer: talk HTTPS to the responder, verifying it with this CA bundle")
+	fs.StringSliceVar(&p.cases, "peer.cases", nil, "with --peer: the cases to measure, of host, tunnel, tunnel-offload-on, tunnel-offload-off (default all four)")
 	fs.IntVar(&p.vni, "peer.tunnel-vni", bench.DefaultPeerVNI, "with --peer: the temporary tunnel's VNI")
 	fs.IntVar(&p.port, "peer.tunnel-port", bench.DefaultPeerTunnelPort, "with --peer: the temporary tunnel's UDP port (the underlay's firewall must pass it between the nodes)")
 }
@@ -38,7 +40,7 @@ func (p peerBenchFlags) options(g *globals, f benchFlags, streamsSet bool) (benc
 	o := bench.PeerOptions{
 		TokenFile: p.tokenFile, Tunnels: g.nodeTunnels, Device: f.device,
 		Duration: f.duration, Warmup: f.warmup, VNI: p.vni, Port: p.port,
-		ProcFS: g.paths.ProcFS, Log: g.log,
+		ProcFS: g.paths.ProcFS, Log: g.log, Cases: p.cases,
 	}
 	if streamsSet {
 		o.Streams = f.streams

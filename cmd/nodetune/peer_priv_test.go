@@ -24,7 +24,7 @@ import (
 const peerPort = "9849"
 
 // writeToken writes a token file for the test and returns its path.
-func writeToken(t *testing.T, token string) string {
+func writeToken(t testing.TB, token string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(p, []byte(token+"\n"), 0o600); err != nil {
@@ -36,7 +36,7 @@ func writeToken(t *testing.T, token string) string {
 // startResponder starts nodetune serve with the responder in b's
 // namespace, listening on its underlay address, and waits until the
 // responder answers from a.
-func startResponder(t *testing.T, a, b *testbed.Side, tokenFile string, extra ...string) *proc {
+func startResponder(t testing.TB, a, b *testbed.Side, tokenFile string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{nodetuneBinary(t), "serve", "--peer.enable", "--peer.token-file", tokenFile,
 		"--peer.listen-address", b.UnderlayIP.String() + ":" + peerPort,
