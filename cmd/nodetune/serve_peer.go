@@ -56,6 +56,8 @@ func (p peerFlags) check(enableBench bool) error {
 		return errors.New("--peer.enable needs --peer.token-file: the responder answers no one without a token")
 	case enableBench && p.tokenFile == "":
 		return errors.New("--web.enable-bench needs --peer.token-file: POST /bench takes the same token as peer measurements")
+	case !p.enable:
+		return nil
 	case p.maxStreams < 1 || p.maxStreams > bench.MaxPeerStreams:
 		return fmt.Errorf("--peer.max-streams: want 1 to %d", bench.MaxPeerStreams)
 	case p.maxDuration <= 0 || p.maxDuration > bench.MaxPeerDuration:
