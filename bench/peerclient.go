@@ -319,6 +319,12 @@ func (p *peerRun) runCase(ctx context.Context, name, dir string) PeerCaseResult 
 	}
 	if err := p.measure(ctx, &cr, open, sender); err != nil {
 		cr.Err = detect.Fail(err)
+		return cr
+	}
+	if req.Offload != nil && sender {
+		if err := checkOffload(p.temp.Name, *req.Offload); err != nil {
+			cr.Err = detect.Fail(err)
+		}
 	}
 	return cr
 }
@@ -368,6 +374,9 @@ func (p *peerRun) measure(ctx context.Context, cr *PeerCaseResult, open caseResp
 		cr.BitsPerSecond = float64(cr.Bytes) * 8 / cr.Seconds
 	}
 	cr.Bottleneck = Bottleneck(cr.Sender, cr.Receiver)
+	if peerB.Spoiled != "" {
+		return fmt.Errorf("on the peer: %s", peerB.Spoiled)
+	}
 	if cr.Bytes <= 0 {
 		return fmt.Errorf("no data crossed %s in %.1fs", dst, cr.Seconds)
 	}

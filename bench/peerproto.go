@@ -124,6 +124,9 @@ type markResponse struct {
 	// Usage is the responder's CPU and softnet use over the window, at the
 	// end mark.
 	Usage *Usage `json:"usage,omitempty"`
+	// Spoiled, at the end mark, says why the window does not measure the
+	// case (the responder's offload changed under it).
+	Spoiled string `json:"spoiled,omitempty"`
 }
 
 // errorResponse is every refusal's body.

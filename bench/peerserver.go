@@ -76,6 +76,10 @@ type respCase struct {
 	id    string
 	end   *streamsEnd
 	start cpuSample
+	// offloadDev is the responder's temporary device when it sends in an
+	// offload case, offloadOn what the case set on it.
+	offloadDev string
+	offloadOn  bool
 }
 
 // NewResponder opens the host's netlink and removes the temporary tunnel
@@ -329,18 +333,21 @@ func (r *Responder) openCase(w http.ResponseWriter, req *http.Request, s *sessio
 		return
 	}
 	sender := in.Direction == detect.PeerReceive // the measurer receives: the responder sends
+	c := &respCase{id: newID()}
 	if s.temp != nil && in.Offload != nil && sender && addr == s.temp.Address.Addr() {
 		if err := setOffload(s.temp.Name, *in.Offload); err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
+		c.offloadDev, c.offloadOn = s.temp.Name, *in.Offload
 	}
 	end, err := listenStreams(addr, from, s.streams, sender)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	s.cur = &respCase{id: newID(), end: end}
+	c.end = end
+	s.cur = c
 	writeJSON(w, http.StatusCreated, caseResponse{ID: s.cur.id, Address: netip.AddrPortFrom(addr, uint16(end.port())).String()})
 }
 
@@ -367,6 +374,11 @@ func (r *Responder) mark(stop bool) func(http.ResponseWriter, *http.Request, *se
 		if err == nil && c.start.cpu != nil {
 			u := usage(c.start, smp)
 			out.Usage = &u
+		}
+		if c.offloadDev != "" {
+			if err := checkOffload(c.offloadDev, c.offloadOn); err != nil {
+				out.Spoiled = err.Error()
+			}
 		}
 		s.closeCase()
 		writeJSON(w, http.StatusOK, out)

@@ -284,6 +284,26 @@ func setOffload(dev string, on bool) error {
 	return nil
 }
 
+// checkOffload fails when dev's tx checksum offload is no longer on (or
+// off) as a case set it: something else manages the device (an agent
+// remediating every tunnel it sees), and the case measured a mix.
+func checkOffload(dev string, on bool) error {
+	et, err := ethtool.NewEthtool()
+	if err != nil {
+		return detect.Classify("opening an ethtool socket", err)
+	}
+	defer et.Close()
+	got, err := et.Features(dev)
+	if err != nil {
+		return detect.Classify("reading the features of "+dev, err)
+	}
+	if got[detect.FeatureTxChecksumGeneric] != on {
+		return fmt.Errorf("%s's %s changed to %t during the case: something else manages the device, so the case measured a mix",
+			dev, detect.FeatureTxChecksumGeneric, !on)
+	}
+	return nil
+}
+
 // tunnelAddress is the first IPv4 address on device name.
 func tunnelAddress(nl *netlink.Handle, name string) (netip.Addr, error) {
 	l, err := nl.LinkByName(name)

@@ -216,3 +216,58 @@ func TestPeerBenchOffloadHurts(t *testing.T) {
 		t.Errorf("the text does not say offload hurts: %v\n%s", err, text.String())
 	}
 }
+
+// TestPeerOffloadChangedUnderTheCase: when something else switches the
+// sending end's temporary tunnel offload during a case (an agent that
+// remediates every tunnel it sees), the case is reported as not measured,
+// on either end, rather than as a figure for a state it did not hold.
+func TestPeerOffloadChangedUnderTheCase(t *testing.T) {
+	bed := testbedtest.New(t, testbed.Options{})
+	a, b := bed.A, bed.B
+	token := writeToken(t, "tok")
+	startResponder(t, a, b, token)
+	for _, tc := range []struct {
+		dir    string
+		sender *testbed.Side
+		prefix string
+	}{{detect.PeerSend, a, bench.MeasurerDevicePrefix}, {detect.PeerReceive, b, bench.ResponderDevicePrefix}} {
+		t.Run(tc.dir, func(t *testing.T) {
+			done := make(chan struct{})
+			flipped := make(chan error, 1)
+			go func() {
+				deadline := time.Now().Add(20 * time.Second)
+				for time.Now().Before(deadline) {
+					select {
+					case <-done:
+						flipped <- fmt.Errorf("the run ended before the device appeared")
+						return
+					default:
+					}
+					links, err := tc.sender.Netlink().LinkList()
+					if err != nil {
+						flipped <- err
+						return
+					}
+					for _, l := range links {
+						if strings.HasPrefix(l.Attrs().Name, tc.prefix) {
+							time.Sleep(2 * time.Second) // into the measuring window
+							flipped <- tc.sender.SetFeatures(l.Attrs().Name, map[string]bool{detect.FeatureTxChecksumGeneric: true})
+							return
+						}
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				flipped <- fmt.Errorf("no temporary device appeared")
+			}()
+			res, r := peerBench(t, a, b, token, "--peer.cases", detect.PeerCaseOffloadOff, "--direction", tc.dir, "--duration", "4s")
+			close(done)
+			if err := <-flipped; err != nil {
+				t.Fatalf("flipping the offload: %v", err)
+			}
+			expectCode(t, r, exitOK, "bench --peer")
+			if len(res.Cases) != 1 || !res.Cases[0].Err.Failed() || !strings.Contains(res.Cases[0].Err.Error(), "changed") {
+				t.Errorf("a case whose offload changed under it: %+v", res.Cases)
+			}
+		})
+	}
+}
