@@ -359,3 +359,29 @@ func TestNodeTunnelSkipsPeerTunnels(t *testing.T) {
 		t.Errorf("NodeTunnel by name = %q, %t", got.Name, ok)
 	}
 }
+
+func FuzzPeerURL(f *testing.F) {
+	for _, s := range []string{"10.0.0.2", "node-b:1234", "fd00::2", "[fd00::2]:99", "h:0", ":", "[::1", "a:b:c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		base, host, err := peerURL(s, false)
+		if err != nil {
+			return
+		}
+		if host == "" || !strings.HasPrefix(base, "http://") {
+			t.Fatalf("peerURL(%q) = %q, %q", s, base, host)
+		}
+	})
+}
+
+func FuzzDevicePID(f *testing.F) {
+	for _, s := range []string{"ntpr-1", "ntpm-4194304", "ntpr--1", "ntpr-+1", "x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if pid, ok := devicePID(s); ok && pid <= 0 {
+			t.Fatalf("devicePID(%q) = %d", s, pid)
+		}
+	})
+}

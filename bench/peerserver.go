@@ -111,8 +111,9 @@ func NewResponder(o ResponderOptions) (*Responder, error) {
 		o.Log.Info("removed temporary tunnels an earlier responder left", "devices", swept)
 	}
 	if err != nil {
-		nl.Close()
-		return nil, fmt.Errorf("removing leftover temporary tunnels: %w", err)
+		// An agent that lost NET_ADMIN (remediate, then observe) cannot;
+		// it still answers the cases that need no device.
+		o.Log.Warn("cannot remove temporary tunnels an earlier responder left", "err", err)
 	}
 	return &Responder{o: o, nl: nl, sampler: s}, nil
 }
