@@ -51,6 +51,12 @@ func startResponder(t testing.TB, a, b *testbed.Side, tokenFile string, extra ..
 		if err != nil {
 			return err
 		}
+		c.Close()
+		// The metrics port too, so that tests that compare b's listening
+		// sockets see all of serve's.
+		if c, err = b.DialContext(t.Context(), "tcp", "127.0.0.1:9848"); err != nil {
+			return err
+		}
 		return c.Close()
 	})
 	return p
