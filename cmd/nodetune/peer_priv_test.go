@@ -142,16 +142,25 @@ func TestPeerBenchFourCases(t *testing.T) {
 			want[c+"/"+d] = true
 		}
 	}
+	named := 0
 	for _, c := range res.Cases {
 		key := c.Name + "/" + c.Direction
 		if !want[key] {
 			t.Errorf("unexpected or repeated case %s", key)
 		}
 		delete(want, key)
-		if c.Err.Failed() || c.BitsPerSecond < 1e6 || c.Bottleneck == "" || c.Sender == nil || c.Receiver == nil {
+		// Both ends sampled, and the bottleneck is what their usage says
+		// (empty when nothing stood out: both "nodes" share this
+		// machine's CPUs, busy or not with other work).
+		if c.Err.Failed() || c.BitsPerSecond < 1e6 || c.Sender == nil || c.Receiver == nil || len(c.Sender.CPUs) == 0 ||
+			c.Bottleneck != bench.Bottleneck(c.Sender, c.Receiver) {
 			t.Errorf("case %s: %s, bottleneck %q, err %v, sender %v receiver %v", key, bench.Rate(c.BitsPerSecond), c.Bottleneck, c.Err, c.Sender, c.Receiver)
 		}
+		if c.Bottleneck != "" {
+			named++
+		}
 	}
+	t.Logf("%d of %d cases named a bottleneck", named, len(res.Cases))
 	for k := range want {
 		t.Errorf("case %s missing", k)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -77,7 +78,15 @@ func TestPeerRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := c.Kubectl(t, root, "apply", "--server-side", "-k", "deploy/overlays/observe"); err != nil {
+	// kubectl with an admin kubeconfig of this cluster's own: the
+	// harness's Kubectl keeps the first cluster's of the test binary.
+	admin, err := c.Kubeconfig(t.TempDir(), "", c.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := exec.Command(kubetest.Tool(t, "kubectl"), "--kubeconfig="+admin, "apply", "--server-side", "-k", "deploy/overlays/observe")
+	apply.Dir = root
+	if out, err := apply.CombinedOutput(); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
 	saToken, err := c.Token(context.Background(), "nodetune", "nodetune")
