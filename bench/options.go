@@ -108,7 +108,7 @@ func (o *Options) Mirror(t detect.Tunnel) {
 func NodeTunnel(ts detect.Tunnels, name string) (t detect.Tunnel, ok bool) {
 	var first *detect.Tunnel
 	for i, d := range ts.Devices {
-		if name == "" && isPeerTunnel(d.Name) {
+		if name == "" && detect.IsPeerTunnel(d.Name) {
 			continue
 		}
 		if name != "" {

@@ -22,15 +22,9 @@ import (
 // Name prefixes of the temporary tunnel devices: the responder's end and
 // the measurer's, so that each sweeps only its own.
 const (
-	ResponderDevicePrefix = "ntpr-"
-	MeasurerDevicePrefix  = "ntpm-"
+	ResponderDevicePrefix = detect.PeerResponderDevicePrefix
+	MeasurerDevicePrefix  = detect.PeerMeasurerDevicePrefix
 )
-
-// isPeerTunnel reports whether name is a temporary tunnel's.
-func isPeerTunnel(name string) bool {
-	_, ok := devicePID(name)
-	return ok && (strings.HasPrefix(name, ResponderDevicePrefix) || strings.HasPrefix(name, MeasurerDevicePrefix))
-}
 
 // aliasTag starts the alias of every temporary tunnel device; the rest
 // says who made it and until when it may live.
