@@ -176,8 +176,8 @@ type expectation struct {
 
 // baseKinds are the kinds every variant renders, sorted, once per object:
 // two Roles and their bindings (events in default, peer Leases in
-// nodetune's namespace).
-var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"}
+// nodetune's namespace) and the peer token's Secret.
+var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "Role", "RoleBinding", "RoleBinding", "Secret", "Service", "ServiceAccount"}
 
 // testTag is the IMAGE_TAG the tests render with.
 const testTag = "v0.0.0-test"
@@ -385,6 +385,9 @@ func checkMounts(t *testing.T, spec corev1.PodSpec, c corev1.Container, writable
 	t.Helper()
 	hostPaths := map[string]string{}
 	for _, v := range spec.Volumes {
+		if v.Secret != nil && v.Name == "peer-token" && v.Secret.SecretName == "nodetune-peer" {
+			continue // the peer token (TestPeerDaemonSet)
+		}
 		if v.HostPath == nil && v.EmptyDir == nil {
 			t.Errorf("volume %s is neither a hostPath nor an emptyDir", v.Name)
 		}

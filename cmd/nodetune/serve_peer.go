@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nodetune/nodetune/bench"
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/kube"
 	"github.com/nodetune/nodetune/peerstate"
@@ -45,13 +46,19 @@ var newPeerMeasurer = func(tokenFile string, log *slog.Logger) peerMeasureFunc {
 	}
 }
 
-// peerFlags are the options of serve's peer schedule.
+// peerFlags are the options of serve's peer measurements: the responder
+// (serve_peer_responder.go) and the schedule.
 type peerFlags struct {
-	enable    bool
-	tokenFile string
-	interval  time.Duration
-	timeout   time.Duration
-	namespace string
+	enable      bool
+	tokenFile   string
+	listen      string
+	webConfig   string
+	device      string
+	maxStreams  int
+	maxDuration time.Duration
+	interval    time.Duration
+	timeout     time.Duration
+	namespace   string
 }
 
 // Bounds of the schedule's flags.
@@ -66,20 +73,30 @@ const (
 )
 
 func (p *peerFlags) register(fs *pflag.FlagSet) {
-	fs.BoolVar(&p.enable, "peer.enable", false, "measure the path to other nodes (and, with the responder, answer their measurements); needs --peer.token-file")
-	fs.StringVar(&p.tokenFile, "peer.token-file", "", "file holding the token that peer measurements authenticate with")
+	fs.BoolVar(&p.enable, "peer.enable", false, "answer peer measurements from other nodes' nodetune (bench --peer) on --peer.listen-address and, in a cluster, measure the next node in the ring every --peer.interval; needs --peer.token-file")
+	fs.StringVar(&p.tokenFile, "peer.token-file", "", "file holding the token peer measurements (and POST /bench) must carry; read again on every request, so a rotated Secret works without a restart")
+	fs.StringVar(&p.listen, "peer.listen-address", defaultPeerListen, "address the responder listens on")
+	fs.StringVar(&p.webConfig, "peer.web.config.file", "", "exporter-toolkit web configuration for the responder's port (TLS); may be the --web.config.file of /metrics when that holds TLS only")
+	fs.StringVar(&p.device, "peer.device", "", "the CNI tunnel device the tunnel case measures (default: the first IPv4 tunnel that is up)")
+	fs.IntVar(&p.maxStreams, "peer.max-streams", bench.MaxPeerStreams, "most TCP streams a measurer may open per case")
+	fs.DurationVar(&p.maxDuration, "peer.max-duration", bench.MaxPeerDuration, "longest measuring window a measurer may ask per case")
 	fs.DurationVar(&p.interval, "peer.interval", time.Hour, "mean time between this node's measurements of its peer in the ring (jittered by ±25%)")
 	fs.DurationVar(&p.timeout, "peer.timeout", 5*time.Minute, "longest one measurement of a peer may take")
 	fs.StringVar(&p.namespace, "peer.lease-namespace", "", "namespace of the peer measurement Leases (default: the pod's own namespace, else nodetune)")
 }
 
-func (p peerFlags) check() error {
-	if !p.enable {
-		return nil
-	}
+func (p peerFlags) check(enableBench bool) error {
 	switch {
-	case p.tokenFile == "":
-		return errors.New("--peer.enable needs --peer.token-file")
+	case p.enable && p.tokenFile == "":
+		return errors.New("--peer.enable needs --peer.token-file: the responder answers no one without a token")
+	case enableBench && p.tokenFile == "":
+		return errors.New("--web.enable-bench needs --peer.token-file: POST /bench takes the same token as peer measurements")
+	case !p.enable:
+		return nil
+	case p.maxStreams < 1 || p.maxStreams > bench.MaxPeerStreams:
+		return fmt.Errorf("--peer.max-streams: want 1 to %d", bench.MaxPeerStreams)
+	case p.maxDuration <= 0 || p.maxDuration > bench.MaxPeerDuration:
+		return fmt.Errorf("--peer.max-duration: want up to %s", bench.MaxPeerDuration)
 	case p.interval < minPeerInterval:
 		return fmt.Errorf("--peer.interval is %s; want at least %s", p.interval, minPeerInterval)
 	case p.timeout <= 0 || p.timeout > p.interval:

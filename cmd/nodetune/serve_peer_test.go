@@ -227,20 +227,20 @@ func TestPeerScheduleMeasurerFails(t *testing.T) {
 
 // TestPeerFlags: the schedule is off by default, and on only with a token.
 func TestPeerFlags(t *testing.T) {
-	if err := (peerFlags{}).check(); err != nil {
+	if err := (peerFlags{}).check(false); err != nil {
 		t.Errorf("off: %v", err)
 	}
 	for _, p := range []peerFlags{
-		{enable: true, interval: time.Hour, timeout: time.Minute},
-		{enable: true, tokenFile: "/nonexistent", interval: time.Hour, timeout: time.Minute},
-		{enable: true, tokenFile: "serve_peer_test.go", interval: time.Second, timeout: time.Second},
-		{enable: true, tokenFile: "serve_peer_test.go", interval: time.Hour, timeout: 2 * time.Hour},
+		{enable: true, maxStreams: 4, maxDuration: time.Second, interval: time.Hour, timeout: time.Minute},
+		{enable: true, maxStreams: 4, maxDuration: time.Second, tokenFile: "/nonexistent", interval: time.Hour, timeout: time.Minute},
+		{enable: true, maxStreams: 4, maxDuration: time.Second, tokenFile: "serve_peer_test.go", interval: time.Second, timeout: time.Second},
+		{enable: true, maxStreams: 4, maxDuration: time.Second, tokenFile: "serve_peer_test.go", interval: time.Hour, timeout: 2 * time.Hour},
 	} {
-		if err := p.check(); err == nil {
+		if err := p.check(false); err == nil {
 			t.Errorf("%+v accepted", p)
 		}
 	}
-	if err := (peerFlags{enable: true, tokenFile: "serve_peer_test.go", interval: time.Hour, timeout: time.Minute}).check(); err != nil {
+	if err := (peerFlags{enable: true, tokenFile: "serve_peer_test.go", interval: time.Hour, timeout: time.Minute, maxStreams: 4, maxDuration: time.Second}).check(false); err != nil {
 		t.Errorf("a valid schedule refused: %v", err)
 	}
 }
