@@ -265,24 +265,6 @@ func mustToken(t *testing.T, c *kubetest.Cluster) string {
 	return tok
 }
 
-// calicoV3CRD serves felixconfigurations in projectcalico.org/v3 as a CRD,
-// as Calico's native v3 CRD mode does (the default for new installs from
-// Calico 3.32): the API server itself then admits every write to it.
-const calicoV3CRD = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: felixconfigurations.projectcalico.org}
-spec:
-  group: projectcalico.org
-  scope: Cluster
-  names: {kind: FelixConfiguration, listKind: FelixConfigurationList, plural: felixconfigurations, singular: felixconfiguration}
-  versions:
-    - name: v3
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
-
 // TestCalicoComponentPolicyV3CRDs: where projectcalico.org/v3 is served
 // by CRDs (Calico's native v3 mode, no Calico API server), the agent
 // writes through that group, and the admission policy limits it there
@@ -293,7 +275,7 @@ func TestCalicoComponentPolicyV3CRDs(t *testing.T) {
 	felixtest.InstallCRDs(t, c)
 	ctx := context.Background()
 	f := filepath.Join(t.TempDir(), "v3.yaml")
-	if err := os.WriteFile(f, []byte(calicoV3CRD), 0o644); err != nil {
+	if err := os.WriteFile(f, []byte(felixtest.V3CRD), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	kubectl(t, c, "apply", "--server-side", "-f", f)
