@@ -237,8 +237,11 @@ func (s *peerScheduler) runOnce(ctx context.Context) (string, error) {
 	since := time.Now() // no later than the Leases' first write
 	held, err := s.acquire(ctx, peerLeaseName(peer.Name), peerLeaseName(s.self))
 	defer s.release(held)
-	if err != nil || len(held) < 2 {
-		return peerBusy, err
+	if err != nil {
+		return peerFailed, err // the API's answer says nothing about who holds it
+	}
+	if len(held) < 2 {
+		return peerBusy, nil
 	}
 	mctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
