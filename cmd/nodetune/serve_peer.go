@@ -251,15 +251,19 @@ func (s *peerScheduler) runOnce(ctx context.Context) (string, error) {
 	if !ok {
 		return peerNone, nil
 	}
+	since := time.Now() // no later than the Leases' first write
 	held, err := s.acquire(ctx, peerLeaseName(peer.Name), peerLeaseName(s.self))
 	defer s.release(held)
-	if err != nil || len(held) < 2 {
-		return peerBusy, err
+	if err != nil {
+		return peerFailed, err // the API's answer says nothing about who holds it
+	}
+	if len(held) < 2 {
+		return peerBusy, nil
 	}
 	mctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	renewed := make(chan struct{})
-	go func() { defer close(renewed); s.renew(mctx, cancel, held) }()
+	go func() { defer close(renewed); s.renew(mctx, cancel, held, since) }()
 	m, err := s.measure(mctx, peer.Address)
 	cancel()
 	<-renewed
@@ -299,28 +303,51 @@ func (s *peerScheduler) acquire(ctx context.Context, names ...string) ([]*kube.L
 }
 
 // renew keeps the Leases while the measurement runs, every third of their
-// duration, and ends the measurement (cancel) when one cannot be renewed:
-// another contender may take it then.
-func (s *peerScheduler) renew(ctx context.Context, cancel context.CancelFunc, held []*kube.Lease) {
+// duration, and ends the measurement (cancel) when one cannot be renewed,
+// or when they are not all renewed within two thirds of their duration of
+// the start of the last write that held them (since, at first). Another
+// contender times a Lease from when it saw that write, so it may take it
+// a full duration later; a renewal left to wait for the API client's own
+// timeout would go on measuring past that (client-go's leaderelection
+// gives up leading at its renew deadline in the same way).
+func (s *peerScheduler) renew(ctx context.Context, cancel context.CancelFunc, held []*kube.Lease, since time.Time) {
+	deadline := since.Add(s.renewDeadline())
 	t := time.NewTicker(s.leaseDuration / 3)
 	defer t.Stop()
+	lost := func(l *kube.Lease, err error) {
+		if ctx.Err() == nil {
+			s.log.Warn("lost a peer measurement Lease; stopping the measurement", "lease", l.Name(), "err", err)
+			cancel()
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-time.After(time.Until(deadline)):
+			lost(held[0], errors.New("not renewed in time"))
+			return
 		case <-t.C:
 		}
+		start := time.Now()
+		rctx, rcancel := context.WithDeadline(ctx, deadline)
 		for _, l := range held {
-			if ok, err := l.TryAcquireOrRenew(ctx); !ok || err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("lost a peer measurement Lease; stopping the measurement", "lease", l.Name(), "err", err)
-					cancel()
-				}
+			if ok, err := l.TryAcquireOrRenew(rctx); !ok || err != nil {
+				rcancel()
+				lost(l, err)
 				return
 			}
 		}
+		rcancel()
+		deadline = start.Add(s.renewDeadline())
 	}
 }
+
+// renewDeadline is how long after the start of a write that held the
+// Leases the next must have succeeded: two thirds of their duration, as
+// client-go's defaults (10 s of 15), leaving a third for the measurement
+// to stop.
+func (s *peerScheduler) renewDeadline() time.Duration { return s.leaseDuration * 2 / 3 }
 
 // release gives the Leases up, on a context of its own: the run's may
 // have ended.

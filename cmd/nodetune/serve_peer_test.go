@@ -216,6 +216,13 @@ func TestPeerScheduleMeasurerFails(t *testing.T) {
 	if o, err := s.runOnce(context.Background()); o != peerNone || err != nil {
 		t.Errorf("alone in the ring: %q, %v; want no peer", o, err)
 	}
+	// A Lease that cannot be had for an error (not because another run
+	// holds it) is a failure, retried at the next interval, not every
+	// couple of minutes as a busy one is.
+	s.nodes = func(context.Context) ([]kube.PeerNode, error) { return []kube.PeerNode{{Name: "a"}, {Name: "b"}}, nil }
+	if o, err := s.runOnce(context.Background()); o != peerFailed || err == nil {
+		t.Errorf("Lease unavailable: %q, %v; want failed", o, err)
+	}
 	s.nodes = func(context.Context) ([]kube.PeerNode, error) { return nil, errors.New("forbidden") }
 	if o, err := s.runOnce(context.Background()); o != peerFailed || err == nil {
 		t.Errorf("nodes unreadable: %q, %v; want failed", o, err)
