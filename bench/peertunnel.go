@@ -28,7 +28,7 @@ const (
 
 // aliasTag starts the alias of every temporary tunnel device; the rest
 // says who made it and until when it may live.
-const aliasTag = "nodetune-peer"
+const aliasTag = detect.PeerTunnelAliasTag
 
 // peerSubnets is where the temporary tunnel's /30 is picked from: a
 // link-local range no cloud metadata service or node-local DNS uses.

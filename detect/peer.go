@@ -92,8 +92,21 @@ const (
 	PeerMeasurerDevicePrefix  = "ntpm-"
 )
 
+// PeerTunnelAliasTag is the first word of the alias of every temporary
+// peer tunnel.
+const PeerTunnelAliasTag = "nodetune-peer"
+
+// IsPeerTunnelLink reports whether a link with this name and alias is a
+// peer measurement's temporary tunnel: both its name and the alias bench
+// gives it must say so, so that a node's own device that merely has such
+// a name is still judged.
+func IsPeerTunnelLink(name, alias string) bool {
+	return IsPeerTunnel(name) && strings.HasPrefix(alias, PeerTunnelAliasTag+" ")
+}
+
 // IsPeerTunnel reports whether a device named name is a peer measurement's
-// temporary tunnel, which probes and rules should leave alone.
+// temporary tunnel by its name alone (IsPeerTunnelLink also checks the
+// alias).
 func IsPeerTunnel(name string) bool {
 	for _, p := range []string{PeerResponderDevicePrefix, PeerMeasurerDevicePrefix} {
 		if rest, ok := strings.CutPrefix(name, p); ok && rest != "" && strings.Trim(rest, "0123456789") == "" && rest[0] != '0' {
