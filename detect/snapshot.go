@@ -55,7 +55,7 @@ type Tunnels struct {
 	// running now (bench --peer, serve's responder), left out of Devices:
 	// nothing judges or changes them.
 	PeerMeasurement []string `json:"peer_measurement,omitempty"`
-	Err     Err      `json:"error,omitzero"`
+	Err             Err      `json:"error,omitzero"`
 }
 
 // Tunnel kinds, as netlink names them.
