@@ -330,13 +330,17 @@ func TestPeerOptionsChecked(t *testing.T) {
 }
 
 func TestMeasurementKeepsCases(t *testing.T) {
-	r := PeerResult{Peer: "b", Address: "10.0.0.2", Device: "flannel.1", Cases: []PeerCaseResult{
+	r := PeerResult{Peer: "b", Address: "10.0.0.2", Device: "flannel.1", TunnelMTU: 1450, Cases: []PeerCaseResult{
 		{PeerCase: detect.PeerCase{Name: detect.PeerCaseOffloadOn, Direction: detect.PeerSend, BitsPerSecond: 1e8, Bottleneck: "x"}, Bytes: 5},
 		{PeerCase: detect.PeerCase{Name: detect.PeerCaseOffloadOff, Direction: detect.PeerSend, BitsPerSecond: 4e9}},
 	}}
 	on, off, ok := r.Measurement().OffloadEffect()
 	if !ok || on != 1e8 || off != 4e9 {
 		t.Errorf("OffloadEffect = %v, %v, %t", on, off, ok)
+	}
+	// Without the MTU the device was measured at, the rules cannot use it.
+	if m := r.Measurement(); m.MTU != 1450 || m.Device != "flannel.1" {
+		t.Errorf("Measurement() device %q MTU %d, want flannel.1 at 1450", m.Device, m.MTU)
 	}
 	var sb strings.Builder
 	if err := WritePeerText(&sb, r); err != nil || !strings.Contains(sb.String(), "offload HURTS") {

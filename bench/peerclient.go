@@ -96,6 +96,11 @@ type PeerCaseResult struct {
 // Measurement is r as the rules and the daemon take it.
 func (r PeerResult) Measurement() detect.PeerMeasurement {
 	m := detect.PeerMeasurement{Peer: r.Peer, Address: r.Address, Device: r.Device, At: r.At}
+	if r.Device != "" {
+		// The temporary tunnel copied the device's MTU: the rules take
+		// the measurement as evidence only while the device keeps it.
+		m.MTU = r.TunnelMTU
+	}
 	for _, c := range r.Cases {
 		m.Cases = append(m.Cases, c.PeerCase)
 	}
