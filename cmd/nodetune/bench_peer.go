@@ -13,6 +13,7 @@ import (
 
 	"github.com/nodetune/nodetune/bench"
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/peerstate"
 )
 
 // peerBenchFlags are the options of `nodetune bench --peer`.
@@ -21,6 +22,7 @@ type peerBenchFlags struct {
 	tokenFile string
 	direction string
 	caFile    string
+	stateDir  string
 	vni, port int
 	cases     []string
 }
@@ -31,6 +33,7 @@ func (p *peerBenchFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&p.direction, "direction", "both", "with --peer: send (this node to the peer), receive, or both")
 	fs.StringVar(&p.caFile, "peer.tls-ca-file", "", "with --peer: talk HTTPS to the responder, verifying it with this CA bundle")
 	fs.StringSliceVar(&p.cases, "peer.cases", nil, "with --peer: the cases to measure, of host, tunnel, tunnel-offload-on, tunnel-offload-off (default all four)")
+	fs.StringVar(&p.stateDir, "state-dir", defaultStateDir, "with --peer: where the measurement is kept for doctor and the rules (as serve's schedule keeps its own); empty keeps nothing")
 	fs.IntVar(&p.vni, "peer.tunnel-vni", bench.DefaultPeerVNI, "with --peer: the temporary tunnel's VNI")
 	fs.IntVar(&p.port, "peer.tunnel-port", bench.DefaultPeerTunnelPort, "with --peer: the temporary tunnel's UDP port (the underlay's firewall must pass it between the nodes)")
 }
@@ -63,18 +66,26 @@ func (p peerBenchFlags) options(g *globals, f benchFlags, streamsSet bool) (benc
 	case p.port < 1024 || p.port > 65535:
 		return o, errors.New("--peer.tunnel-port: want 1024 to 65535")
 	}
-	if p.caFile != "" {
-		pem, err := os.ReadFile(p.caFile)
-		if err != nil {
-			return o, fmt.Errorf("--peer.tls-ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return o, fmt.Errorf("--peer.tls-ca-file: no certificate in %s", p.caFile)
-		}
-		o.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tc, err := peerTLS(p.caFile)
+	o.TLS = tc
+	return o, err
+}
+
+// peerTLS is the TLS configuration that verifies peers' responders with
+// the CA bundle in caFile; nil (plain HTTP) when caFile is empty.
+func peerTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
 	}
-	return o, nil
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--peer.tls-ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--peer.tls-ca-file: no certificate in %s", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // runPeerBench is `nodetune bench --peer`.
@@ -90,6 +101,14 @@ func runPeerBench(cmd *cobra.Command, g *globals, f benchFlags) error {
 	res, err := c.Run(cmd.Context(), f.peer.addr)
 	if err != nil {
 		return &exitError{code: exitFailure, err: explainPeerBench(err)}
+	}
+	if f.peer.stateDir != "" {
+		// The measurement is evidence about this node's tunnel: keep it
+		// where doctor, serve and fix read it. A node where it cannot be
+		// kept (no write access) still gets the figures printed.
+		if err := peerstate.Save(f.peer.stateDir, res.Measurement()); err != nil {
+			g.log.Warn("the measurement is not kept for doctor and the rules", "err", err)
+		}
 	}
 	out := cmd.OutOrStdout()
 	if f.output == "json" {

@@ -66,8 +66,11 @@ func startResponder(t testing.TB, a, b *testbed.Side, tokenFile string, extra ..
 // responder and returns its JSON result and the run.
 func peerBench(t *testing.T, a, b *testbed.Side, tokenFile string, extra ...string) (bench.PeerResult, ntRun) {
 	t.Helper()
+	// The measurement is kept in a directory of the test's (extra may
+	// name another): never in the host's state directory.
 	args := append([]string{"bench", "--peer", b.UnderlayIP.String() + ":" + peerPort, "--peer.token-file", tokenFile,
-		"-o", "json", "--duration", "1s", "--warmup", "300ms", "--streams", "2", "--kube-proxy.url="}, extra...)
+		"-o", "json", "--duration", "1s", "--warmup", "300ms", "--streams", "2", "--kube-proxy.url=",
+		"--state-dir", t.TempDir()}, extra...)
 	r := nodetuneIn(t, a.NS, nil, nil, args...)
 	var res bench.PeerResult
 	if r.code == 0 {
@@ -212,7 +215,8 @@ func TestPeerBenchOffloadHurts(t *testing.T) {
 	startResponder(t, a, b, token)
 	dropLargeTunnelPackets(t, a, bench.DefaultPeerTunnelPort, 1500)
 
-	res, r := peerBench(t, a, b, token, "--direction", "send")
+	state := t.TempDir()
+	res, r := peerBench(t, a, b, token, "--direction", "send", "--state-dir", state)
 	expectCode(t, r, exitOK, "bench --peer")
 	on, off, ok := res.Measurement().OffloadEffect()
 	if !ok {
@@ -229,6 +233,39 @@ func TestPeerBenchOffloadHurts(t *testing.T) {
 	var text strings.Builder
 	if err := bench.WritePeerText(&text, res); err != nil || !strings.Contains(text.String(), "offload HURTS") {
 		t.Errorf("the text does not say offload hurts: %v\n%s", err, text.String())
+	}
+
+	// The kept measurement decides: with the CNI tunnel's offload off, on
+	// a kernel with the NAT checksum fix, doctor would recommend turning
+	// it on; on this path it says offload hurts instead, and nothing is
+	// automatic.
+	if err := a.SetFeatures(a.Tunnel, map[string]bool{detect.FeatureTxChecksumGeneric: false}); err != nil {
+		t.Fatal(err)
+	}
+	d := nodetuneIn(t, a.NS, nil, nil, "doctor", "--window", "200ms", "-o", "json", "--kube-proxy.url=", "--state-dir", state)
+	var rep struct {
+		Findings []struct {
+			Rule, Subject string
+			Fix           struct{ Auto bool }
+		}
+	}
+	if i := strings.Index(d.out, "{\n"); i < 0 || json.Unmarshal([]byte(d.out[i:]), &rep) != nil {
+		t.Fatalf("doctor printed no JSON report:\n%s", d.out)
+	}
+	hurts := false
+	for _, f := range rep.Findings {
+		switch {
+		case f.Rule == "tunnel-tx-checksum-off" && f.Subject == a.Tunnel:
+			t.Errorf("doctor recommends turning offload on where it measured slower: %+v", f)
+		case f.Rule == "tunnel-offload-hurts" && f.Subject == a.Tunnel:
+			hurts = true
+			if f.Fix.Auto {
+				t.Errorf("tunnel-offload-hurts is automatic: %+v", f)
+			}
+		}
+	}
+	if !hurts {
+		t.Errorf("doctor does not say offload hurts on %s:\n%s", a.Tunnel, d.out)
 	}
 }
 

@@ -32,18 +32,23 @@ import (
 // reachable at address (HOST or HOST:PORT), as bench --peer does.
 type peerMeasureFunc func(ctx context.Context, peer string) (detect.PeerMeasurement, error)
 
-// errPeerNotBuilt is the placeholder measurer's answer.
-var errPeerNotBuilt = errors.New("peer measurement not built into this binary yet")
-
-// newPeerMeasurer returns the measurer serve's schedule uses, which
-// authenticates to the peers' responders with the token in tokenFile.
-// Until the measurer lands, it is a placeholder that always fails, so the
-// schedule runs, takes its Leases and reports the failure honestly.
-// Wiring the real one is this one line.
-var newPeerMeasurer = func(tokenFile string, log *slog.Logger) peerMeasureFunc {
-	return func(context.Context, string) (detect.PeerMeasurement, error) {
-		return detect.PeerMeasurement{}, errPeerNotBuilt
+// newPeerMeasurer returns the measurer serve's schedule uses: bench
+// --peer's, authenticated with the token in --peer.token-file, over HTTPS
+// when --peer.tls-ca-file is given, through this node's CNI tunnel
+// (--peer.device, else the one bench picks).
+func newPeerMeasurer(g *globals, p peerFlags) (peerMeasureFunc, error) {
+	tc, err := peerTLS(p.caFile)
+	if err != nil {
+		return nil, err
 	}
+	c, err := bench.NewPeerClient(bench.PeerOptions{
+		TokenFile: p.tokenFile, Tunnels: g.nodeTunnels, Device: p.device, TLS: tc,
+		ProcFS: g.paths.ProcFS, Log: g.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.Measure, nil
 }
 
 // peerFlags are the options of serve's peer measurements: the responder
@@ -56,6 +61,7 @@ type peerFlags struct {
 	device      string
 	maxStreams  int
 	maxDuration time.Duration
+	caFile      string
 	interval    time.Duration
 	timeout     time.Duration
 	namespace   string
@@ -80,6 +86,7 @@ func (p *peerFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&p.device, "peer.device", "", "the CNI tunnel device the tunnel case measures (default: the first IPv4 tunnel that is up)")
 	fs.IntVar(&p.maxStreams, "peer.max-streams", bench.MaxPeerStreams, "most TCP streams a measurer may open per case")
 	fs.DurationVar(&p.maxDuration, "peer.max-duration", bench.MaxPeerDuration, "longest measuring window a measurer may ask per case")
+	fs.StringVar(&p.caFile, "peer.tls-ca-file", "", "the schedule talks HTTPS to the other nodes' responders, verifying them with this CA bundle (for responders with --peer.web.config.file)")
 	fs.DurationVar(&p.interval, "peer.interval", time.Hour, "mean time between this node's measurements of its peer in the ring (jittered by ±25%)")
 	fs.DurationVar(&p.timeout, "peer.timeout", 5*time.Minute, "longest one measurement of a peer may take")
 	fs.StringVar(&p.namespace, "peer.lease-namespace", "", "namespace of the peer measurement Leases (default: the pod's own namespace, else nodetune)")
@@ -144,6 +151,10 @@ func startPeerSchedule(ctx context.Context, g *globals, p peerFlags, k kubeFlags
 	if err != nil {
 		return nil, fmt.Errorf("peer schedule: %w", err)
 	}
+	measure, err := newPeerMeasurer(g, p)
+	if err != nil {
+		return nil, fmt.Errorf("peer schedule: %w", err)
+	}
 	ns := p.leaseNamespace()
 	s := &peerScheduler{
 		self: self, interval: p.interval, timeout: p.timeout, leaseDuration: peerLeaseDuration,
@@ -151,7 +162,7 @@ func startPeerSchedule(ctx context.Context, g *globals, p peerFlags, k kubeFlags
 		newLease: func(name string) (*kube.Lease, error) {
 			return kube.NewLease(c, ns, name, self, peerLeaseDuration)
 		},
-		measure: newPeerMeasurer(p.tokenFile, g.log),
+		measure: measure,
 		save:    func(m detect.PeerMeasurement) error { return peerstate.Save(stateDir, m) },
 		log:     g.log.With("component", "peer-schedule"),
 	}

@@ -197,13 +197,10 @@ func TestPeerSchedule(t *testing.T) {
 }
 
 // TestPeerScheduleMeasurerFails: a failed measurement is reported, saves
-// nothing, and releases the Leases; the placeholder measurer says it is
-// not built in.
+// nothing, and releases the Leases.
 func TestPeerScheduleMeasurerFails(t *testing.T) {
-	m := newPeerMeasurer("", slog.New(slog.DiscardHandler))
-	if _, err := m(context.Background(), "10.0.0.2"); !errors.Is(err, errPeerNotBuilt) {
-		t.Errorf("placeholder: %v", err)
-	}
+	errRefused := errors.New("refused")
+	m := func(context.Context, string) (detect.PeerMeasurement, error) { return detect.PeerMeasurement{}, errRefused }
 	saved := 0
 	s := &peerScheduler{
 		self: "a", timeout: time.Second, leaseDuration: time.Second,
