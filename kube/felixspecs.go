@@ -102,3 +102,31 @@ func ReadFelixObjects(ctx context.Context, f *FelixConfigs, node string) detect.
 	}
 	return out
 }
+
+// OverridePlanFrom is the plan of writing spec to node.<name>, worked out
+// from the objects read into a snapshot, with no I/O: what doctor and fix
+// --dry-run show (its Diff, Command and Notes). install is the Calico
+// install type detected on the node.
+func OverridePlanFrom(objs detect.FelixObjects, spec, install string) (*FelixOverridePlan, error) {
+	name := FelixNodeName(objs.Node)
+	after := NewFelixConfiguration(name)
+	if err := json.Unmarshal([]byte(spec), &after.Spec); err != nil || after.Spec == nil {
+		return nil, fmt.Errorf("FelixConfiguration %s: %w: %v", name, detect.ErrFelixSpec, err)
+	}
+	override, _, err := after.SpecString(featureDetectOverride)
+	if err != nil {
+		return nil, err
+	}
+	p := &FelixOverridePlan{Name: name, APIVersion: objs.APIVersion, After: after, Override: override, Install: install, Changed: true}
+	if objs.NodeObj.Exists {
+		before := NewFelixConfiguration(name)
+		before.Metadata.ResourceVersion = objs.NodeObj.ResourceVersion
+		if err := json.Unmarshal([]byte(objs.NodeObj.Spec), &before.Spec); err != nil || before.Spec == nil {
+			return nil, fmt.Errorf("FelixConfiguration %s: %w: %v", name, detect.ErrFelixSpec, err)
+		}
+		after.Metadata.ResourceVersion = before.Metadata.ResourceVersion
+		p.Before = before
+		p.Changed = !detect.FelixValuesEqual(objs.NodeObj.Spec, spec)
+	}
+	return p, nil
+}
