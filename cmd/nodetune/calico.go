@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"time"
 
@@ -86,21 +85,14 @@ func openFelixAPI(ctx context.Context, kubeconfig string) (*felixAPI, error) {
 	return &felixAPI{configs: fcs, kind: tune.NewFelixKind(kube.FelixSpecs{F: fcs})}, nil
 }
 
-// nodeName is the node's name as Calico knows it: the flag, $NODE_NAME,
-// or what the node's files say.
-func (c calicoFlags) node(s *detect.Snapshot) string {
-	switch {
-	case c.nodeName != "":
-		return c.nodeName
-	case os.Getenv("NODE_NAME") != "":
-		return os.Getenv("NODE_NAME")
+// use makes every snapshot g takes read this node's FelixConfigurations
+// through a, named by c's node name ($NODE_NAME, else what the node shows,
+// when it is empty).
+func (a *felixAPI) use(g *globals, c calicoFlags) {
+	g.felix = func(ctx context.Context, node string) detect.FelixObjects {
+		return kube.ReadFelixObjects(ctx, a.configs, node)
 	}
-	return s.Ownership.NodeName
-}
-
-// read puts the FelixConfigurations that apply to the node into s.
-func (a *felixAPI) read(ctx context.Context, c calicoFlags, s *detect.Snapshot) {
-	s.Felix = kube.ReadFelixObjects(ctx, a.configs, c.node(s))
+	g.felixNode = c.nodeName
 }
 
 // journalHasFelix reports whether the journal holds open Felix override
@@ -193,7 +185,7 @@ type cooperation struct {
 // Felix switches it off again, it rolls back the override and the offload
 // change and reports remediation-conflict.
 func cooperateFelix(ctx context.Context, w io.Writer, g *globals, f fixFlags, cfg rules.Config, sys tune.System, tu *tune.Tuner,
-	api *felixAPI, first []tune.Outcome, pids []int, pidErr error) (cooperation, error) {
+	first []tune.Outcome, pids []int, pidErr error) (cooperation, error) {
 	var co cooperation
 	i := slices.IndexFunc(first, func(o tune.Outcome) bool {
 		return o.Change.Kind == rules.ChangeFelixConfiguration && (o.Result == tune.Verified || o.Result == tune.Unchanged)
@@ -210,7 +202,6 @@ func cooperateFelix(ctx context.Context, w io.Writer, g *globals, f fixFlags, cf
 	if err != nil {
 		return co, err
 	}
-	api.read(ctx, f.calico, s)
 	findings := rules.Evaluate(s, cfg).Findings
 	plan := tu.Plan(s, findings, tune.PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}, Exclude: f.exclude})
 	var dev string

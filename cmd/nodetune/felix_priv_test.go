@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nodetune/nodetune/internal/felixtest"
+	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/kube/kubetest"
 	"github.com/nodetune/nodetune/testbed"
 	"github.com/nodetune/nodetune/testbed/testbedtest"
@@ -137,4 +144,153 @@ func TestFelixCooperation(t *testing.T) {
 		t.Fatalf("Felix did not restart after the rollback: %v", err)
 	}
 	waitFelixTx(t, bed.A, false, 30*time.Second)
+}
+
+// tunnelThroughput measures TCP throughput with iperf3 from src in side a
+// to dst in side b, for secs seconds, in bits per second.
+func tunnelThroughput(t *testing.T, a, b *testbed.Side, src, dst string, secs int) float64 {
+	t.Helper()
+	iperf3 := privtest.Tool(t, "iperf3")
+	const port = "5298"
+	server := exec.Command("ip", "netns", "exec", b.NS, iperf3, "-s", "-1", "-B", dst, "-p", port)
+	if err := server.Start(); err != nil {
+		t.Fatalf("starting the iperf3 server: %v", err)
+	}
+	defer func() { server.Process.Kill(); server.Wait() }()
+	var out []byte
+	var err error
+	for try := 0; try < 20; try++ { // until the server listens
+		out, err = exec.Command("ip", "netns", "exec", a.NS, iperf3, "-J", "--connect-timeout", "2000", "-B", src, "-c", dst, "-p", port,
+			"-t", strconv.Itoa(secs), "-O", "1").Output()
+		var r iperf3Result
+		if jerr := json.Unmarshal(out, &r); jerr == nil && r.Error == "" && err == nil {
+			return r.End.SumReceived.BitsPerSecond
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	dump := func(s *testbed.Side) string {
+		l, _ := exec.Command("ip", "-n", s.NS, "-s", "link", "show", felixtest.TunnelDevice).CombinedOutput()
+		r, _ := exec.Command("ip", "netns", "exec", s.NS, "nft", "list", "ruleset").CombinedOutput()
+		return string(l) + string(r)
+	}
+	t.Fatalf("iperf3 client to %s: %v\n%s\nA:\n%s\nB:\n%s", dst, err, out, dump(a), dump(b))
+	return 0
+}
+
+// TestFelixServeCooperates: serve --mode remediate --calico.cooperate, on
+// a node whose Felix keeps vxlan.calico's offload off, writes the
+// override, turns offload on once Felix restarted, and it stays on; the
+// throughput through vxlan.calico to the other node (a second Felix) comes
+// back; rollback after serve stops puts the FelixConfiguration back, and
+// Felix switches offload off again.
+func TestFelixServeCooperates(t *testing.T) {
+	c := kubetest.ForTest(t)
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntsrv"})
+	felixtest.Prepare(t, c, "ChecksumOffloadBroken=true")
+	// An IPAM block for each node, holding its tunnel address: Felix routes
+	// each other node's block through vxlan.calico. (Felix masquerades
+	// what the host sends there from an address not of vxlan.calico, so
+	// the tunnel addresses are the two ends.)
+	src, dst := "192.168.30.1", "192.168.20.1"
+	felixtest.Apply(t, c, ipamBlock("192.168.30.0/26", "srv-a")+"---\n"+ipamBlock("192.168.20.0/26", "srv-b"))
+	fa := felixtest.Start(t, felixtest.Options{Cluster: c, Side: bed.A, Node: "srv-a", TunnelIP: src})
+	felixtest.Start(t, felixtest.Options{Cluster: c, Side: bed.B, Node: "srv-b", TunnelIP: dst})
+	waitFelixTx(t, bed.A, false, 30*time.Second)
+	waitFelixTx(t, bed.B, false, 30*time.Second)
+	waitRoute(t, bed.A, dst)
+	waitRoute(t, bed.B, src)
+	const secs = 3
+	before := tunnelThroughput(t, bed.A, bed.B, src, dst, secs)
+
+	state := t.TempDir()
+	kubeconfig := filepath.Join(fa.Dir, "kubeconfig")
+	cmd := exec.Command("ip", "netns", "exec", bed.A.NS, nodetuneBinary(t), "serve", "--mode", "remediate", "--calico.cooperate",
+		"--kubeconfig", kubeconfig, "--kube.node-name", "srv-a", "--kube-proxy.url=", "--probe.interval", "2s",
+		"--state-dir", state, "--web.listen-address", "127.0.0.1:9848")
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", log.String())
+		}
+	})
+	waitFelixTx(t, bed.A, true, 90*time.Second)
+	if fa.Restarts() == 0 {
+		t.Fatalf("offload went on before Felix restarted with the override")
+	}
+	on := time.Now()
+	for time.Since(on) < 32*time.Second {
+		if tx, ok := felixTx(bed.A); !ok || !tx {
+			t.Fatalf("offload went off again %s after serve turned it on", time.Since(on).Round(time.Second))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !strings.Contains(log.String(), "stayed on across Felix's reconcile periods") {
+		t.Errorf("serve did not report that offload stayed on")
+	}
+	after := tunnelThroughput(t, bed.A, bed.B, src, dst, secs)
+	t.Logf("TCP through vxlan.calico from srv-a to srv-b: %.2f Gbit/s with offload off, %.2f Gbit/s after serve --calico.cooperate", before/1e9, after/1e9)
+	if after < 1.3*before {
+		t.Errorf("throughput %.2f Gbit/s after the fix against %.2f before: not restored", after/1e9, before/1e9)
+	}
+
+	stop()
+	restarts := fa.Restarts()
+	if r := nodetuneIn(t, bed.A.NS, nil, nil, rollbackArgs(state, "--kubeconfig", kubeconfig)...); r.code != exitOK {
+		t.Fatalf("rollback: exit %d\n%s", r.code, r.out)
+	}
+	if out, _ := c.Kubectl(t, c.Dir, "get", "felixconfigurations.crd.projectcalico.org", "--ignore-not-found", "-o", "name", "node.srv-a"); strings.TrimSpace(out) != "" {
+		t.Fatalf("node.srv-a is left after rollback: %s", out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := fa.WaitRestarts(ctx, restarts+1); err != nil {
+		t.Fatalf("Felix did not restart after the rollback: %v", err)
+	}
+	waitFelixTx(t, bed.A, false, 30*time.Second)
+}
+
+// ipamBlock is an IPAM block of cidr (a /26) affine to node, as Calico's
+// IPAM writes it: Felix routes it to that node.
+func ipamBlock(cidr, node string) string {
+	name := strings.NewReplacer(".", "-", "/", "-").Replace(cidr)
+	nulls := strings.TrimSuffix(strings.Repeat("null, ", 64), ", ")
+	free := make([]string, 64)
+	for i := range free {
+		free[i] = strconv.Itoa(i)
+	}
+	return fmt.Sprintf(`apiVersion: crd.projectcalico.org/v1
+kind: IPAMBlock
+metadata: {name: %s}
+spec: {cidr: %q, affinity: "host:%s", strictAffinity: false, deleted: false, attributes: [], allocations: [%s], unallocated: [%s]}
+`, name, cidr, node, nulls, strings.Join(free, ", "))
+}
+
+// waitRoute waits until side has a route to addr through vxlan.calico.
+func waitRoute(t *testing.T, side *testbed.Side, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", side.NS, "route", "get", addr).CombinedOutput()
+		if err == nil && strings.Contains(string(out), felixtest.TunnelDevice) {
+			return
+		}
+		if time.Now().After(deadline) {
+			routes, _ := exec.Command("ip", "-n", side.NS, "route").CombinedOutput()
+			t.Fatalf("no route to %s through %s in %s: %s\n%s", addr, felixtest.TunnelDevice, side.NS, out, routes)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }

@@ -160,6 +160,7 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 			return &exitError{code: exitFailure, err: fmt.Errorf("--calico.cooperate: %w", err)}
 		}
 		sys.More = append(sys.More, felix.kind)
+		felix.use(g, f.calico)
 		if felix.configs.Warning != "" {
 			g.log.Warn(felix.configs.Warning)
 		}
@@ -199,9 +200,6 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	s, err := g.snapshot(ctx, f.window)
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
-	}
-	if f.calico.cooperate {
-		felix.read(ctx, f.calico, s)
 	}
 	findings := rules.Evaluate(s, cfg).Findings
 	opts := tune.PlanOptions{Rules: f.rules, Exclude: f.exclude, Force: f.force, Release: f.release}
@@ -280,7 +278,7 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	printOutcomes(out, outcomes)
 	code := max(partial, outcomeCode(outcomes))
 	if f.calico.cooperate {
-		co, err := cooperateFelix(ctx, out, g, f, cfg, sys, tu, felix, outcomes, pids, pidErr)
+		co, err := cooperateFelix(ctx, out, g, f, cfg, sys, tu, outcomes, pids, pidErr)
 		switch {
 		case err != nil:
 			fmt.Fprintf(out, "\n%s\n", esc(err.Error()))
