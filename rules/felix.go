@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"encoding/json"
+
 	"github.com/nodetune/nodetune/detect"
 )
 
@@ -11,11 +13,18 @@ import (
 // ChecksumOffloadBroken=false in its featureDetectOverride (tune works out
 // the whole spec from the objects read, and journals the original), then,
 // once Felix restarted with it, offload is turned on once. Where another
-// agent also owns the setting, or the objects could not be read, nothing
-// changes: the owner gate keeps refusing, and says why.
+// agent also owns the setting, the objects could not be read, or
+// calico-node's environment sets the override (which wins over every
+// FelixConfiguration), nothing changes: the owner gate keeps refusing, and
+// says why.
 func felixCooperation(s *detect.Snapshot, f *Finding) {
 	o := f.Owner
 	if o == nil || o.Name != detect.OwnerFelix || len(o.Also) > 0 || !s.Felix.Read || s.Felix.Err.Failed() || s.Felix.Node == "" {
+		return
+	}
+	if env := s.Ownership.Calico; env.EnvOverrideSet && !detect.OverrideInForce(felixSpecOf(env.EnvOverride), detect.FelixOverrideKey, "false") {
+		f.Fix.Manual += "; --calico.cooperate cannot help here: calico-node's environment sets FELIX_FEATUREDETECTOVERRIDE=" + env.EnvOverride +
+			", which wins over every FelixConfiguration"
 		return
 	}
 	override := Change{Kind: ChangeFelixConfiguration, Target: "node." + s.Felix.Node, Setting: "spec",
@@ -24,4 +33,10 @@ func felixCooperation(s *detect.Snapshot, f *Finding) {
 	f.Fix.Manual = "with --calico.cooperate nodetune writes " + override.Target + " (featureDetectOverride " + override.Value +
 		", every other key kept), waits for Felix to restart with it, then turns offload on once and checks that it stays on"
 	f.Evidence = append(f.Evidence, Evidence{"felix_configuration_api", s.Felix.APIVersion})
+}
+
+// felixSpecOf is a spec whose featureDetectOverride is override.
+func felixSpecOf(override string) string {
+	b, _ := json.Marshal(map[string]string{detect.FelixSpecField: override})
+	return string(b)
 }

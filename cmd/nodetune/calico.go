@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -306,4 +307,56 @@ func splitLines(s string) []string {
 		s = s[i:]
 	}
 	return out
+}
+
+// withFelixPlan rewrites, where the FelixConfigurations were read, the
+// fix of each finding about a Felix-owned device's offload with the exact
+// change to node.<name>: the kubectl command that makes it as safely as
+// nodetune does (a create, or a patch conditional on the resourceVersion
+// read) and the diff of the spec, with the install type, instead of the
+// generic command worked out from the node alone.
+func withFelixPlan(s *detect.Snapshot, findings []rules.Finding) {
+	if !s.Felix.Read || s.Felix.Err.Failed() {
+		return
+	}
+	spec, err := s.Felix.NodeOverrideSpec(detect.FelixOverrideKey, "false")
+	if err != nil {
+		return // the finding's own text stands; tune refuses the change and says why
+	}
+	install, _ := s.Ownership.Calico.Install()
+	plan, err := kube.OverridePlanFrom(s.Felix, spec, install)
+	if err != nil {
+		return
+	}
+	for i, f := range findings {
+		if f.Owner == nil || f.Owner.Name != detect.OwnerFelix || (f.Rule != rules.TunnelTxChecksumOff && f.Rule != rules.CNIOwnsOffload) {
+			continue
+		}
+		lines := []string{plan.Command()}
+		if f.Rule == rules.TunnelTxChecksumOff {
+			lines = append(lines, f.Fix.Command) // then offload on, once Felix restarted
+		}
+		manual := "the change to " + plan.Name + " (install: " + orUnknown(install) + "): " + oneLine(plan.Diff()) + ". " + strings.Join(plan.Notes(), ". ")
+		if !plan.Changed {
+			manual = plan.Name + " already carries " + detect.FelixOverride + "; " + strings.Join(plan.Notes(), ". ")
+			lines = lines[1:]
+		}
+		findings[i].Fix.Command = strings.Join(lines, "\n")
+		if f.Fix.Manual != "" {
+			manual = f.Fix.Manual + ". " + manual
+		}
+		findings[i].Fix.Manual = manual
+	}
+}
+
+// oneLine joins the lines of a diff with "; ", for a finding's one-paragraph
+// text.
+func oneLine(diff string) string {
+	var out []string
+	for _, l := range splitLines(diff) {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
 }

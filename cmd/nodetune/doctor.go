@@ -36,6 +36,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	cfg := rules.DefaultConfig()
 	var output, stateDir string
 	var window time.Duration
+	var calico calicoFlags
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Report what on this node costs pod network performance, and the fix",
@@ -53,11 +54,19 @@ func newDoctorCmd(g *globals) *cobra.Command {
 				return err
 			}
 			g.peerFile = peerstate.Path(stateDir)
+			if calico.cooperate {
+				api, err := openFelixAPI(cmd.Context(), calico.kubeconfig)
+				if err != nil {
+					return &exitError{code: exitFailure, err: fmt.Errorf("--calico.cooperate: %w", err)}
+				}
+				api.use(g, calico)
+			}
 			s, err := g.snapshot(cmd.Context(), window)
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
 			res := rules.Evaluate(s, cfg)
+			withFelixPlan(s, res.Findings)
 			doc := report.Build(version, s, res)
 			out := cmd.OutOrStdout()
 			if output == "json" {
@@ -79,6 +88,8 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().DurationVar(&window, "window", time.Second, "how long to measure rates (softirq, steal, drops, checksum errors)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "nodetune's state directory, where serve and bench --peer keep the last peer measurements doctor shows")
+	calico.register(cmd.Flags(), true)
+	cmd.Flags().Lookup("calico.cooperate").Usage = "read this node's FelixConfigurations (default and node.<name>) and show the exact change to node.<name> that lets offload stay on, as fix --calico.cooperate would make it; doctor still changes nothing"
 	ruleFlags(cmd, &cfg)
 	return cmd
 }

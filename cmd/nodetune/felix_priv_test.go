@@ -16,6 +16,8 @@ import (
 	"github.com/nodetune/nodetune/internal/felixtest"
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/kube/kubetest"
+	"github.com/nodetune/nodetune/report"
+	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/testbed"
 	"github.com/nodetune/nodetune/testbed/testbedtest"
 	"github.com/nodetune/nodetune/tune"
@@ -82,8 +84,32 @@ func TestFelixCooperation(t *testing.T) {
 		}
 	}
 
+	// doctor --calico.cooperate shows the exact change, and makes none.
+	r := nodetuneIn(t, bed.A.NS, nil, nil, append([]string{"doctor", "-o", "json", "--window", "200ms", "--kube-proxy.url=", "--calico.cooperate"}, kube...)...)
+	var doc report.Document
+	if err := json.Unmarshal([]byte(r.out[strings.Index(r.out, "{"):]), &doc); err != nil {
+		t.Fatalf("doctor -o json: %v\n%s", err, r.out)
+	}
+	var fix rules.Fix
+	for _, f := range doc.Findings {
+		if f.Rule == rules.TunnelTxChecksumOff {
+			fix = f.Fix
+		}
+	}
+	for _, want := range []string{`"name":"node.coop-a"`, "kubectl create -f -", "ethtool -K vxlan.calico tx-checksum-ip-generic on"} {
+		if !strings.Contains(fix.Command, want) {
+			t.Errorf("doctor --calico.cooperate's command does not hold %s: %q", want, fix.Command)
+		}
+	}
+	if want := `created; spec:; + featureDetectOverride: "ChecksumOffloadBroken=false"`; !strings.Contains(fix.Manual, want) {
+		t.Errorf("doctor --calico.cooperate does not show the spec diff %s: %q", want, fix.Manual)
+	}
+	if nodeObj() != "" {
+		t.Fatalf("doctor wrote node.%s", node)
+	}
+
 	// (a) Without --calico.cooperate: Felix is named, nothing changes.
-	r := nodetuneIn(t, bed.A.NS, nil, nil, fixArgs(state)...)
+	r = nodetuneIn(t, bed.A.NS, nil, nil, fixArgs(state)...)
 	if r.code != exitIncomplete || !strings.Contains(r.out, "calico-felix owns this setting") {
 		t.Fatalf("fix without --calico.cooperate: exit %d\n%s", r.code, r.out)
 	}
@@ -292,5 +318,38 @@ func waitRoute(t *testing.T, side *testbed.Side, addr string) {
 			t.Fatalf("no route to %s through %s in %s: %s\n%s", addr, felixtest.TunnelDevice, side.NS, out, routes)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestFelixFightsTheOverride: a Felix whose own environment says
+// ChecksumOffloadBroken=true (which wins over every FelixConfiguration,
+// and which nodetune cannot see here) switches offload off again after
+// fix --calico.cooperate turned it on: fix rolls the override back,
+// reports remediation-conflict naming Felix, and leaves the cluster as it
+// was.
+func TestFelixFightsTheOverride(t *testing.T) {
+	c := kubetest.ForTest(t)
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntfight"})
+	felixtest.Prepare(t, c, "ChecksumOffloadBroken=true")
+	node := "fight-a"
+	f := felixtest.Start(t, felixtest.Options{Cluster: c, Side: bed.A, Node: node,
+		Env: []string{"FELIX_FEATUREDETECTOVERRIDE=ChecksumOffloadBroken=true"}})
+	waitFelixTx(t, bed.A, false, 30*time.Second)
+	state := t.TempDir()
+	r := nodetuneIn(t, bed.A.NS, nil, nil, fixArgs(state, "--calico.cooperate", "--kubeconfig", filepath.Join(f.Dir, "kubeconfig"), "--kube.node-name", node)...)
+	if r.code != exitChangeFailed || !strings.Contains(r.out, "remediation-conflict: calico-felix switched tx checksum offload off again") {
+		t.Fatalf("fix --calico.cooperate against a Felix that ignores the override: exit %d\n%s", r.code, r.out)
+	}
+	out, err := c.Kubectl(t, c.Dir, "get", "felixconfigurations.crd.projectcalico.org", "--ignore-not-found", "-o", "name", "node."+node)
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("node.%s after the conflict: %q, %v", node, out, err)
+	}
+	if on, _ := felixTx(bed.A); on {
+		t.Fatal("offload is on after the conflict")
+	}
+	// Nothing is left for rollback.
+	if r := nodetuneIn(t, bed.A.NS, nil, nil, rollbackArgs(state, "--kubeconfig", filepath.Join(f.Dir, "kubeconfig"))...); r.code != exitOK ||
+		!strings.Contains(r.out, "Nothing to roll back") {
+		t.Errorf("rollback after the conflict: exit %d\n%s", r.code, r.out)
 	}
 }
