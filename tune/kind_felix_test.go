@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
@@ -365,28 +364,4 @@ func countApproved(p Plan, kind string) int {
 		}
 	}
 	return n
-}
-
-// FuzzFelixSpec: any text is a canonical spec or a clear error, never a
-// panic, and a canonical spec is its own canonical form.
-func FuzzFelixSpec(f *testing.F) {
-	for _, s := range []string{`{}`, `{"featureDetectOverride":"A=true"}`, `null`, `[1]`, `{"a":`, `{"a":{"b":[1,2]}}`} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		c, err := detect.FelixSpec(s)
-		if err != nil {
-			if !errors.Is(err, detect.ErrFelixSpec) {
-				t.Fatalf("error %v does not wrap ErrFelixSpec", err)
-			}
-			return
-		}
-		again, err := detect.FelixSpec(c)
-		if err != nil || again != c || !detect.FelixValuesEqual(c, s) {
-			t.Fatalf("canonical %q -> %q, %v", c, again, err)
-		}
-		if _, _, err := detect.FelixSpecString(c, "k"); err != nil && !strings.Contains(err.Error(), "not a string") {
-			t.Fatalf("FelixSpecString: %v", err)
-		}
-	})
 }
