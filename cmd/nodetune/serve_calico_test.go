@@ -50,7 +50,7 @@ func (e *fakeEthtool) Change(dev string, config map[string]bool) error {
 }
 
 func (e *fakeEthtool) set(f string, v bool) { e.mu.Lock(); e.on[f] = v; e.mu.Unlock() }
-func (e *fakeEthtool) get(f string) bool  { e.mu.Lock(); defer e.mu.Unlock(); return e.on[f] }
+func (e *fakeEthtool) get(f string) bool    { e.mu.Lock(); defer e.mu.Unlock(); return e.on[f] }
 
 // memFelix is an API server of FelixConfigurations, specs by name.
 type memFelix struct {
