@@ -104,8 +104,15 @@ func TestFelixCooperation(t *testing.T) {
 	if want := `created; spec:; + featureDetectOverride: "ChecksumOffloadBroken=false"`; !strings.Contains(fix.Manual, want) {
 		t.Errorf("doctor --calico.cooperate does not show the spec diff %s: %q", want, fix.Manual)
 	}
+	// fix --dry-run --calico.cooperate shows the same, and writes nothing.
+	r = nodetuneIn(t, bed.A.NS, nil, nil, fixArgs(state, append([]string{"--dry-run", "--calico.cooperate"}, kube...)...)...)
+	for _, want := range []string{"The change to node.coop-a", `+  featureDetectOverride: "ChecksumOffloadBroken=false"`, "by hand: echo"} {
+		if r.code != exitIncomplete || !strings.Contains(r.out, want) {
+			t.Errorf("fix --dry-run --calico.cooperate (exit %d) does not show %s:\n%s", r.code, want, r.out)
+		}
+	}
 	if nodeObj() != "" {
-		t.Fatalf("doctor wrote node.%s", node)
+		t.Fatalf("doctor or fix --dry-run wrote node.%s", node)
 	}
 
 	// (a) Without --calico.cooperate: Felix is named, nothing changes.
