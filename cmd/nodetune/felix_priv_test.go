@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -358,5 +359,68 @@ func TestFelixFightsTheOverride(t *testing.T) {
 	if r := nodetuneIn(t, bed.A.NS, nil, nil, rollbackArgs(state, "--kubeconfig", filepath.Join(f.Dir, "kubeconfig"))...); r.code != exitOK ||
 		!strings.Contains(r.out, "Nothing to roll back") {
 		t.Errorf("rollback after the conflict: exit %d\n%s", r.code, r.out)
+	}
+}
+
+// TestFelixKillAtEveryStep kills fix --calico.cooperate (the crash hook of
+// a nodetunetest build) at each step of the FelixConfiguration's journaled
+// write, on a node with vxlan.calico and a real API server (no Felix: the
+// steps come before anything waits for it), and then runs rollback: the
+// cluster and the device are as before every time, whether node.<name>
+// existed (its spec put back exactly) or not (deleted).
+func TestFelixKillAtEveryStep(t *testing.T) {
+	c := kubetest.ForTest(t)
+	bed := testbedtest.New(t, testbed.Options{Prefix: "ntkill"})
+	felixtest.Prepare(t, c, "SNATFullyRandom=false,ChecksumOffloadBroken=true")
+	if out, err := exec.Command("ip", "-n", bed.A.NS, "link", "add", felixtest.TunnelDevice, "type", "vxlan", "id", "4096",
+		"dstport", "4789", "dev", testbed.UnderlayName).CombinedOutput(); err != nil {
+		t.Fatalf("creating %s: %v\n%s", felixtest.TunnelDevice, err, out)
+	}
+	if err := bed.A.SetFeatures(felixtest.TunnelDevice, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
+		t.Fatal(err)
+	}
+	var l net.Listener
+	if err := bed.A.Do(func() (err error) { l, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := c.Kubeconfig(t.TempDir(), c.Proxy(t, l), c.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const node = "kill-a"
+	get := func() string {
+		t.Helper()
+		out, err := c.Kubectl(t, c.Dir, "get", "felixconfigurations.crd.projectcalico.org", "--ignore-not-found", "node."+node,
+			"-o", "jsonpath={.spec}")
+		if err != nil {
+			t.Fatalf("kubectl get: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	for _, existing := range []string{"", `{"featureDetectOverride":"B=true","logSeverityScreen":"Debug"}`} {
+		if existing != "" {
+			felixtest.Apply(t, c, fmt.Sprintf("apiVersion: crd.projectcalico.org/v1\nkind: FelixConfiguration\nmetadata: {name: node.%s}\nspec: %s\n", node, existing))
+		}
+		before := get()
+		for _, step := range []string{"intent", "write", "applied", "verified"} {
+			t.Run(fmt.Sprintf("existing=%t/%s", existing != "", step), func(t *testing.T) {
+				state := t.TempDir()
+				r := nodetuneIn(t, bed.A.NS, []string{tune.CrashEnv + "=" + step + ":1"}, nil,
+					fixArgs(state, "--calico.cooperate", "--kubeconfig", kubeconfig, "--kube.node-name", node)...)
+				if !r.killed {
+					t.Fatalf("not killed at %s (exit %d):\n%s", step, r.code, r.out)
+				}
+				r = nodetuneIn(t, bed.A.NS, nil, nil, rollbackArgs(state, "--hold=false", "--kubeconfig", kubeconfig)...)
+				if r.code != exitOK {
+					t.Fatalf("rollback after a kill at %s: exit %d\n%s", step, r.code, r.out)
+				}
+				if got := get(); got != before {
+					t.Errorf("node.%s after a kill at %s and rollback: %q, want %q", node, step, got, before)
+				}
+				if on, _ := felixTx(bed.A); on {
+					t.Errorf("offload on after a kill at %s and rollback", step)
+				}
+			})
+		}
 	}
 }
