@@ -226,3 +226,35 @@ func TestServeCooperationFelixFights(t *testing.T) {
 		t.Errorf("entries still open: %+v", n.tuner.Entries())
 	}
 }
+
+// TestWaitFelixRestart: fix waits until none of the Felix processes seen
+// before the override runs and another does.
+func TestWaitFelixRestart(t *testing.T) {
+	proc := t.TempDir()
+	felixProc(t, proc, 100, 101)
+	before, err := felixPIDs(proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- waitFelixRestart(context.Background(), io.Discard, proc, before, nil) }()
+	time.Sleep(400 * time.Millisecond)
+	felixProc(t, proc, 101, 102) // one old process still runs: not yet
+	select {
+	case err := <-done:
+		t.Fatalf("returned (%v) while an old Felix process still ran", err)
+	case <-time.After(600 * time.Millisecond):
+	}
+	felixProc(t, proc, 102)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("did not see Felix restart")
+	}
+	if _, err := felixPIDs(t.TempDir()); err == nil {
+		t.Error("no Felix process visible is no error")
+	}
+}
