@@ -37,7 +37,7 @@ const (
 	// felixRestartTimeout bounds the wait for Felix to restart.
 	felixRestartTimeout = 60 * time.Second
 	// felixUnseenSettle is the wait where no Felix process is visible
-	// (no host PID namespace), so its restart cannot be seen: long
+	// under --path.procfs, so its restart cannot be seen: long
 	// enough for the measured restart, and what follows checks the
 	// result anyway.
 	felixUnseenSettle = 15 * time.Second
@@ -107,7 +107,7 @@ func journalHasFelix(tu *tune.Tuner) bool {
 func felixPIDs(procfs string) ([]int, error) {
 	pids, err := probes.FelixProcesses(procfs)
 	if err == nil && len(pids) == 0 {
-		err = errors.New("no Felix process is visible (nodetune needs the host's PID namespace to see it)")
+		err = errors.New("no Felix process shows under --path.procfs (the host's /proc is needed to see it)")
 	}
 	return pids, err
 }
