@@ -54,6 +54,17 @@ type Remediator interface {
 	Holdings(ctx context.Context) ([]Holding, error)
 }
 
+// ConflictSource is a Remediator that raises remediation-conflict findings
+// of its own, such as the cooperation with Felix when Felix fought it;
+// each cycle reports them with the back-off's.
+type ConflictSource interface {
+	Conflicts() []rules.Finding
+}
+
+// OutcomesOf is tune's outcomes as the daemon reports them, for a
+// Remediator built around TuneRemediator.
+func OutcomesOf(in []tune.Outcome) []Outcome { return outcomes(in) }
+
 // Options configure a Daemon.
 type Options struct {
 	Host *probes.Host
@@ -355,6 +366,9 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 		JournalOK: err == nil, Owned: len(held), GivenUp: d.conflicts.givenUp(), LastSuccess: d.lastSuccess,
 	}
 	d.remediated(step)
+	if cs, ok := d.opt.Remediator.(ConflictSource); ok {
+		return append(rv.conflicts, cs.Conflicts()...)
+	}
 	return rv.conflicts
 }
 

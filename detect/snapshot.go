@@ -30,6 +30,9 @@ type Snapshot struct {
 	Ownership Ownership `json:"ownership"`
 	// Peers are the last measurements between this node and others.
 	Peers Peers `json:"peers,omitzero"`
+	// Felix is the FelixConfigurations of this node, read with
+	// --calico.cooperate only.
+	Felix FelixObjects `json:"felix,omitzero"`
 	// Probes records how each probe went, for nodetune's own metrics.
 	Probes []ProbeRun `json:"probes"`
 }

@@ -50,6 +50,10 @@ type Host struct {
 	// PeerFile is the peer measurement file in nodetune's state directory
 	// (peerstate.Path); empty skips reading it.
 	PeerFile string
+	// FelixObjects reads this node's FelixConfigurations (default and
+	// node.<node>) from the Kubernetes API; nil skips them. Commands set it
+	// with --calico.cooperate only.
+	FelixObjects func(ctx context.Context, node string) detect.FelixObjects
 
 	proc procfs.FS
 }
@@ -280,6 +284,16 @@ func (p *Prober) Snapshot(ctx context.Context, window time.Duration) (*detect.Sn
 		start := time.Now()
 		s.Peers = p.host.Peers()
 		record("peers", start, s.Peers.Err)
+	}
+
+	if p.host.FelixObjects != nil {
+		start := time.Now()
+		node := p.host.NodeName
+		if node == "" {
+			node = s.Ownership.NodeName
+		}
+		s.Felix = p.host.FelixObjects(ctx, node)
+		record("felix_configurations", start, s.Felix.Err)
 	}
 
 	s.CNI = detect.DetectCNI(s)

@@ -109,6 +109,10 @@ const (
 	ChangeSysctl  = "sysctl"
 	ChangeRPS     = "rps-cpus"
 	ChangeModule  = "kernel-module"
+	// ChangeFelixConfiguration is this node's own FelixConfiguration
+	// (node.<name>), whose spec nodetune sets through the Kubernetes API
+	// with --calico.cooperate.
+	ChangeFelixConfiguration = "calico-felix-configuration"
 )
 
 // SettingKey is the identity of one setting nodetune may change, the one

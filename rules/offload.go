@@ -153,6 +153,7 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 		f.Evidence = append(f.Evidence, peerEv...)
 		if f.Owner != nil && f.Fix.Auto {
 			f.Fix.Manual = f.Owner.Name + " will switch it off again; make the change through it: " + f.Owner.DurableFix
+			felixCooperation(s, &f)
 		}
 		r.add(f)
 	}

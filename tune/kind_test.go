@@ -68,6 +68,17 @@ func contracts() map[string]kindContract {
 			command:  "echo 3 > /sys/class/net/eth0/queues/rx-0/rps_cpus",
 			perNetNS: true,
 		},
+		rules.ChangeFelixConfiguration: {
+			approve: rules.Change{Kind: rules.ChangeFelixConfiguration, Target: "node.n1", Setting: FelixSetting, Value: felixEntry},
+			refuse: rules.Change{Kind: rules.ChangeFelixConfiguration, Target: "node.n1", Setting: FelixSetting,
+				Value: detect.FelixOverrideKey + "=true"},
+			reason:  ReasonAllowlist,
+			read:    FelixKey("n1"),
+			want:    Value{Set: `{"logSeverityScreen":"Info"}`, Effective: `{"logSeverityScreen":"Info"}`},
+			equal:   [][2]string{{`{"a":1,"b":"x"}`, `{ "b": "x", "a": 1 }`}, {detect.FelixAbsent, detect.FelixAbsent}},
+			differ:  [][2]string{{`{"a":1}`, `{"a":2}`}, {`{}`, detect.FelixAbsent}, {`{"a":1}`, `[1]`}},
+			command: "# node.n1: featureDetectOverride ChecksumOffloadBroken=false, with the other keys Felix applies on the node kept (nodetune fix --dry-run shows the spec)",
+		},
 		rules.ChangeModule: {
 			approve:      rules.Change{Kind: rules.ChangeModule, Target: "ip_vs_sh", Value: moduleLoaded},
 			refuse:       rules.Change{Kind: rules.ChangeModule, Target: "nf_nat", Value: moduleLoaded},
@@ -91,6 +102,8 @@ func TestKindsContract(t *testing.T) {
 	}
 	s := loadedSnapshot(t, n)
 	s.KubeProxy.Running = false // the conntrack and module changes are then no one else's
+	s.Felix = felixObjects("n1", `{"featureDetectOverride":"ChecksumOffloadBroken=true"}`, `{"logSeverityScreen":"Info"}`)
+	n.host.More = []Kind{NewFelixKind(newFakeFelix(map[string]string{"default": s.Felix.Default.Spec, "node.n1": s.Felix.NodeObj.Spec}))}
 	all := contracts()
 	for name, kind := range n.host.Kinds() {
 		t.Run(name, func(t *testing.T) {
@@ -135,6 +148,9 @@ func TestKindsContract(t *testing.T) {
 			// With no host, a kind still vets, compares and renders, and
 			// its I/O fails instead of touching this machine.
 			bare, err := HostKinds(nil).Lookup(name)
+			if name == rules.ChangeFelixConfiguration {
+				bare, err = NewFelixKind(nil), nil // registered from cmd, with its client
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -73,9 +73,19 @@ func propose(kinds Kinds, s *detect.Snapshot, findings []rules.Finding, o PlanOp
 			if !r.Refused() && !o.Force {
 				r = keptOff(c, o.Claims)
 			}
+			if !r.Refused() && c.Owner != nil {
+				if why := ownedApart(c.kind); why != "" {
+					c.Owner = nil // the finding's owner owns the device, not this setting
+					c.Notes = append(c.Notes, why)
+				}
+			}
 			if !r.Refused() && c.Owner != nil && !o.Force {
-				r = refuse(ReasonOwner, "%s owns this setting: %s. nodetune does not fight it (--force overrides); the durable fix: %s",
-					c.Owner.Name, c.Owner.Why, c.Owner.DurableFix)
+				if why, ok := cooperates(kinds, s, c, o.Claims); ok {
+					c.Notes = append(c.Notes, why)
+				} else {
+					r = refuse(ReasonOwner, "%s owns this setting: %s. nodetune does not fight it (--force overrides); the durable fix: %s",
+						c.Owner.Name, c.Owner.Why, c.Owner.DurableFix)
+				}
 			}
 			if to, dup := planned[c.Key]; dup {
 				if to == c.To {
@@ -117,4 +127,41 @@ func keptOff(c Change, claims []Entry) Refusal {
 		}
 	}
 	return Refusal{}
+}
+
+// apartOwned is a Kind whose settings have no owner but themselves, even
+// when the finding they fix names one: the owner of a device is not the
+// owner of the object that configures that owner.
+type apartOwned interface {
+	OwnedApart() string
+}
+
+// ownedApart says why the finding's owner does not own a setting of kind,
+// or "".
+func ownedApart(kind Kind) string {
+	if a, ok := kind.(apartOwned); ok {
+		return a.OwnedApart()
+	}
+	return ""
+}
+
+// cooperator is a Kind whose change, once journaled and in place, makes the
+// owner of another setting stop fighting a change to it (Felix, told by
+// its FelixConfiguration that offload is not broken, leaves the device
+// alone). It lets that change past the owner gate only then.
+type cooperator interface {
+	Cooperates(s *detect.Snapshot, c Change, claims []Entry) (string, bool)
+}
+
+// cooperates reports whether one of kinds vouches, from s and the
+// journal's claims, that c's owner no longer fights it, and says why.
+func cooperates(kinds Kinds, s *detect.Snapshot, c Change, claims []Entry) (string, bool) {
+	for _, k := range kinds {
+		if co, ok := k.(cooperator); ok {
+			if why, ok := co.Cooperates(s, c, claims); ok {
+				return why, true
+			}
+		}
+	}
+	return "", false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -18,6 +19,20 @@ import (
 // carries the command to run by hand; a Tuner from OpenReadOnly does a dry
 // run without even taking the journal's lock.
 func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
+	return t.rollback(ctx, dryRun, nil)
+}
+
+// RollbackKeys is Rollback of the entries of keys alone, such as a
+// cooperation with an owner that did not hold: the rest of what nodetune
+// changed stays as it is.
+func (t *Tuner) RollbackKeys(ctx context.Context, keys []Key) []Outcome {
+	if len(keys) == 0 {
+		return nil
+	}
+	return t.rollback(ctx, false, keys)
+}
+
+func (t *Tuner) rollback(ctx context.Context, dryRun bool, keys []Key) []Outcome {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Outcome
@@ -35,6 +50,9 @@ func (t *Tuner) Rollback(ctx context.Context, dryRun bool) []Outcome {
 	// twice is planned back through each step.
 	simulated := map[setting]Value{}
 	for _, e := range t.j.open() {
+		if keys != nil && !slices.Contains(keys, e.Key) {
+			continue
+		}
 		c := entryChange(e)
 		c.kind = t.kind(e.Key)
 		o := Outcome{Change: c, Action: ActionRollback, Command: t.kind(e.Key).Command(e.Key, e.Original.Set)}

@@ -37,6 +37,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	var output, stateDir string
 	var window time.Duration
 	var kf kubeFlags
+	var calico calicoFlags
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Report what on this node costs pod network performance, and the fix",
@@ -54,12 +55,21 @@ func newDoctorCmd(g *globals) *cobra.Command {
 				return err
 			}
 			g.peerFile = peerstate.Path(stateDir)
+			if calico.cooperate {
+				calico.kubeconfig, calico.nodeName = kf.kubeconfig, kf.nodeName
+				api, err := openFelixAPI(cmd.Context(), calico.kubeconfig)
+				if err != nil {
+					return &exitError{code: exitFailure, err: fmt.Errorf("--calico.cooperate: %w", err)}
+				}
+				api.use(g, calico)
+			}
 			s, err := g.snapshot(cmd.Context(), window)
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
 			addDoctorReports(cmd.Context(), kf, s) // doctor_events.go
 			res := rules.Evaluate(s, cfg)
+			withFelixPlan(s, res.Findings)
 			doc := report.Build(version, s, res)
 			out := cmd.OutOrStdout()
 			if output == "json" {
@@ -83,6 +93,8 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "nodetune's state directory, where serve and bench --peer keep the last peer measurements doctor shows")
 	ruleFlags(cmd, &cfg)
 	kf.registerDoctor(cmd.Flags())
+	calico.register(cmd.Flags(), true) // after kf: its --kubeconfig and --kube.node-name are kf's
+	cmd.Flags().Lookup("calico.cooperate").Usage = "read this node's FelixConfigurations (default and node.<name>) and show the exact change to node.<name> that lets offload stay on, as fix --calico.cooperate would make it; doctor still changes nothing"
 	return cmd
 }
 

@@ -62,6 +62,7 @@ type fixFlags struct {
 	release            []string
 	stateDir           string
 	window             time.Duration
+	calico             calicoFlags
 }
 
 func newFixCmd(g *globals) *cobra.Command {
@@ -109,6 +110,7 @@ func newFixCmd(g *globals) *cobra.Command {
 	fs.StringArrayVar(&f.release, "release", nil, "lift the hold that `nodetune rollback` put on the changes of this rule ID, or all (repeatable); the released changes are planned again")
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "directory of the journal that rollback reads")
 	fs.DurationVar(&f.window, "window", time.Second, "how long to measure rates before planning")
+	f.calico.register(fs, true)
 	ruleFlags(cmd, &cfg)
 	return cmd
 }
@@ -152,6 +154,17 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		return &exitError{code: exitFailure, err: err}
 	}
 	defer closeSys()
+	var felix *felixAPI
+	if f.calico.cooperate {
+		if felix, err = openFelixAPI(ctx, f.calico.kubeconfig); err != nil {
+			return &exitError{code: exitFailure, err: fmt.Errorf("--calico.cooperate: %w", err)}
+		}
+		sys.More = append(sys.More, felix.kind)
+		felix.use(g, f.calico)
+		if felix.configs.Warning != "" {
+			g.log.Warn(felix.configs.Warning)
+		}
+	}
 
 	// The journal's history shapes the plan. Finish whatever an interrupted
 	// run left behind before looking at the node, so the plan starts from a
@@ -167,6 +180,14 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 			return &exitError{code: exitFailure, err: err}
 		}
 		defer tu.Close()
+		if felix == nil && journalHasFelix(tu) {
+			// Its Felix entries are reconciled and rolled back by the kind.
+			if felix, err = openFelixAPI(ctx, f.calico.kubeconfig); err != nil {
+				fmt.Fprintf(out, "The journal holds FelixConfiguration changes, and the API server cannot be reached to check them: %v\n", err)
+			} else {
+				sys.More = append(sys.More, felix.kind)
+			}
+		}
 	}
 	if tu != nil && !f.dryRun {
 		if reconciled = tu.Reconcile(ctx); len(reconciled) > 0 {
@@ -204,6 +225,9 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	}
 	held := heldBack(findings, f.rules)
 	printPlan(out, plan, held)
+	if f.calico.cooperate {
+		printFelixPlan(out, plan, s)
+	}
 	approved := len(plan.Approved())
 	partial := outcomeCode(reconciled)
 	if len(plan.Refusals()) > 0 || len(held) > 0 {
@@ -244,10 +268,31 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		// account.
 		plan = tu.Plan(s, findings, opts)
 	}
+	var pids []int
+	var pidErr error
+	if f.calico.cooperate {
+		pids, pidErr = felixPIDs(g.paths.ProcFS) // before the override, to see Felix restart after it
+	}
 	outcomes := tu.Apply(ctx, plan)
 	fmt.Fprintln(out, "\nResult:")
 	printOutcomes(out, outcomes)
 	code := max(partial, outcomeCode(outcomes))
+	if f.calico.cooperate {
+		co, err := cooperateFelix(ctx, out, g, f, cfg, sys, tu, outcomes, pids, pidErr)
+		switch {
+		case err != nil:
+			fmt.Fprintf(out, "\n%s\n", esc(err.Error()))
+			code = max(code, exitChangeFailed)
+		case co.conflict:
+			code = max(code, exitChangeFailed, outcomeCode(co.outcomes))
+		case co.done:
+			// The offload change the first plan refused as Felix's is made.
+			code = max(outcomeCode(reconciled), outcomeCode(co.outcomes), outcomeCode(withoutOwnerRefusals(outcomes)))
+			if len(held) > 0 || len(withoutOwnerRefusals(plan.Refusals())) > 0 {
+				code = max(code, exitIncomplete)
+			}
+		}
+	}
 	if code == exitOK {
 		fmt.Fprintf(out, "\nEvery change was applied and verified. Undo with: nodetune rollback --state-dir %s\n", f.stateDir)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/vishvananda/netns"
 
+	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/probes"
 )
 
@@ -23,6 +25,11 @@ type globals struct {
 	// peerFile is the peer measurement file the peers probe reads, set by
 	// the command from its state directory; empty skips the probe.
 	peerFile string
+	// felix reads this node's FelixConfigurations into each snapshot
+	// (--calico.cooperate), and felixNode names the node for them; nil
+	// and empty: not read, and $NODE_NAME.
+	felix     func(ctx context.Context, node string) detect.FelixObjects
+	felixNode string
 	// prober opens the node; tests replace it with a fixture.
 	prober func() (*probes.Prober, func(), error)
 }
@@ -89,6 +96,10 @@ func (g *globals) host() (*probes.Host, func(), error) {
 	h.KubeProxyURL = g.kubeProxy
 	h.Capture = probes.AFPacket{}
 	h.NodeName = os.Getenv("NODE_NAME")
+	if g.felixNode != "" {
+		h.NodeName = g.felixNode
+	}
+	h.FelixObjects = g.felix
 	h.PeerFile = g.peerFile
 	return h, func() { et.Close(); nl.Close() }, nil
 }

@@ -13,6 +13,7 @@ import (
 func newRollbackCmd(g *globals) *cobra.Command {
 	var stateDir string
 	var dryRun, hold, yes bool
+	var calico calicoFlags
 	cmd := &cobra.Command{
 		Use:   "rollback",
 		Short: "Restore every value nodetune changed and still owns, newest first",
@@ -56,6 +57,16 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				return &exitError{code: exitFailure, err: err}
 			}
 			defer tu.Close()
+			if journalHasFelix(tu) {
+				// Only the Felix kind can read and restore those entries.
+				api, err := openFelixAPI(cmd.Context(), calico.kubeconfig)
+				if err != nil {
+					fmt.Fprintf(out, "The journal holds changes to a FelixConfiguration, and nodetune cannot reach the API server to restore them "+
+						"(they stay open; run rollback again with --kubeconfig, or where the in-cluster configuration works): %v\n", err)
+				} else {
+					sys.More = append(sys.More, api.kind)
+				}
+			}
 			if !dryRun && !yes {
 				// Ask as fix does: show what would be restored first.
 				planned := 0
@@ -103,6 +114,7 @@ func newRollbackCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "directory of the journal")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "restore without asking")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the commands that would restore the values, and change nothing")
+	calico.register(cmd.Flags(), false)
 	cmd.Flags().BoolVar(&hold, "hold", true, "keep nodetune fix and serve --mode remediate from making the rolled-back changes again, until nodetune fix --release RULE|all")
 	return cmd
 }

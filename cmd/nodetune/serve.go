@@ -45,6 +45,7 @@ type serveFlags struct {
 	enableBench    bool
 	kube           kubeFlags
 	peer           peerFlags
+	calico         calicoFlags
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -86,6 +87,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.BoolVar(&f.enableBench, "web.enable-bench", false, "serve POST /bench, which builds a throwaway testbed and loads the CPU for a few seconds; it needs --peer.token-file and takes the same token (and, in a cluster, a Node's address) as peer measurements, one run at a time")
 	fs.DurationVar(&f.benchDuration, "bench.duration", 2*time.Second, "how long POST /bench measures each case")
 	f.kube.register(fs)
+	f.calico.register(fs, true) // after kube: its --kubeconfig and --kube.node-name are kube's
 	f.peer.register(fs)
 	ruleFlags(cmd, &cfg)
 	return cmd
@@ -166,6 +168,22 @@ func listenAddress(a string) string {
 }
 
 func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) error {
+	var felix *felixAPI
+	switch {
+	case f.calico.cooperate && f.mode == "remediate":
+		api, err := openFelixAPI(ctx, f.kube.kubeconfig)
+		if err != nil {
+			g.log.Error("--calico.cooperate: the FelixConfigurations cannot be reached; nodetune does not cooperate with Felix", "err", err)
+			break
+		}
+		if api.configs.Warning != "" {
+			g.log.Warn(api.configs.Warning)
+		}
+		felix = api
+		api.use(g, calicoFlags{nodeName: f.kube.nodeName})
+	case f.calico.cooperate:
+		g.log.Warn("--calico.cooperate takes effect in --mode remediate only: observe mode writes nothing")
+	}
 	h, closeHost, err := g.host()
 	if err != nil {
 		return &exitError{code: exitFailure, err: err}
@@ -183,7 +201,7 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	}
 	var journalErr error
 	if f.mode == "remediate" {
-		rem, closeRem, err := openRemediator(g, f)
+		rem, closeRem, err := openRemediator(ctx, g, f, felix)
 		switch {
 		case err != nil:
 			// Exiting would only crash-loop the agent: a corrupt, foreign
