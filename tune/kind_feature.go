@@ -181,6 +181,13 @@ func (f featureKind) Write(ctx context.Context, k Key, value string) error {
 	return h.writeFeature(k, value)
 }
 
+// RaisesThroughput reports whether c turns tx checksum offload on: the
+// change nodetune makes to raise a tunnel's throughput, which on some
+// NIC paths lowers it instead.
+func (featureKind) RaisesThroughput(c Change) bool {
+	return c.Setting == detect.FeatureTxChecksumGeneric && c.To == on
+}
+
 // FollowUps are, for tx checksum offload turned on, the tx segmentation
 // features of its device: the kernel restores those it dropped, since they
 // stay requested on, and Apply turns on any an operator had turned off.

@@ -1,0 +1,229 @@
+package tune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nodetune/nodetune/detect"
+)
+
+// MeasureFunc measures the path between this node and peer (HOST[:PORT]
+// of its responder): the peer measurer's Measure.
+type MeasureFunc func(ctx context.Context, peer string) (detect.PeerMeasurement, error)
+
+// DefaultMargin is the share of a path's throughput that two measurements
+// of it, a few seconds apart with nothing changed, can differ by: a
+// change is undone only when its path fell by more. On a loaded two-core
+// testbed (two namespaces over VXLAN, iperf3, 1 to 3 s runs, 2 to 4
+// streams) consecutive runs fell by up to 60%; offload on where it hurts
+// falls by 95% or more (30 times slower in projectcalico/calico issue
+// 11435; to almost nothing on an underlay that drops large packets).
+const DefaultMargin = 0.7
+
+// Verifier measures, for changes made to raise throughput, the path they
+// should speed up, against one peer.
+type Verifier struct {
+	// Peer is the responder measured against, HOST[:PORT].
+	Peer string
+	// Measure runs one measurement.
+	Measure MeasureFunc
+	// Margin is the noise margin, in [0, 1): the share of throughput the
+	// path may lose after the change before it counts as slower.
+	Margin float64
+}
+
+// Verdict is what verifying one change concluded.
+type Verdict string
+
+// Verdicts.
+const (
+	// VerdictKept: the path did not measure slower beyond the margin; the
+	// change stays.
+	VerdictKept Verdict = "kept"
+	// VerdictUndone: the path measured slower; the change was rolled back
+	// through the journal and is held.
+	VerdictUndone Verdict = "undone"
+	// VerdictUnmeasured: the measurement after the change is no evidence
+	// about it (it failed, or measured another path); the change stays,
+	// and the next measurement judges it.
+	VerdictUnmeasured Verdict = "unmeasured"
+	// VerdictDeferred: the path could not be measured before the change,
+	// so it was not made; it is tried again later.
+	VerdictDeferred Verdict = "deferred"
+)
+
+// Verification is what became of one change made to raise throughput.
+type Verification struct {
+	Change  Change
+	Verdict Verdict
+	// Measured holds the two figures, as far as they were measured.
+	Measured Measured
+	// Err says why the change was not measured or not made.
+	Err error
+	// Hold is the hold that keeps an undone change from being made again.
+	Hold *Hold
+}
+
+// String is one line for a person.
+func (v Verification) String() string {
+	switch v.Verdict {
+	case VerdictUndone:
+		return fmt.Sprintf("%s measured slower, %s; rolled back and held", v.Change.Key, v.Measured)
+	case VerdictKept:
+		return fmt.Sprintf("%s kept, %s", v.Change.Key, v.Measured)
+	}
+	return fmt.Sprintf("%s %s: %v", v.Change.Key, v.Verdict, v.Err)
+}
+
+// ApplyVerified is Apply for a plan with changes made to raise throughput
+// (Kinds.RaisesThroughput): it makes the other changes first, then each
+// such change between two measurements against v.Peer, and rolls back
+// through the journal, and holds, each one whose path measured slower by
+// more than v.Margin. The measurement before a change is taken just
+// before it, not taken from an older run, so that both figures come from
+// the same peer and path within seconds, under the same load. A change whose path cannot be measured before it is not made
+// (Refused, ReasonUnmeasured); one measured after it with an error is kept
+// and reported, not undone blindly: a failed measurement is no evidence
+// that the change harms, and undoing on it would let a flaky peer decide.
+func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcome, []Verification) {
+	if v.Margin < 0 || v.Margin >= 1 {
+		v.Margin = DefaultMargin
+	}
+	var rest, measured []Change
+	for _, c := range p.Changes {
+		if c.Refused == "" && t.kinds.RaisesThroughput(c) {
+			measured = append(measured, c)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	if len(measured) == 0 || v.Measure == nil || v.Peer == "" {
+		return t.Apply(ctx, p), nil
+	}
+	out := t.Apply(ctx, p.with(rest))
+	var vs []Verification
+	var last *detect.PeerMeasurement
+	for _, c := range measured {
+		before := last
+		if before == nil {
+			m, err := v.Measure(ctx, v.Peer)
+			if err == nil {
+				_, _, err = tunnelSend(m, c.Target, false)
+			}
+			if err != nil {
+				err = fmt.Errorf("%s was not made: the path it should speed up could not be measured before it (peer %s: %w); nodetune tries again later", c.Key, v.Peer, err)
+				o := Outcome{Change: c, Action: ActionApply, Result: Refused, Err: err, Command: c.Command()}
+				o.Change.Reason = ReasonUnmeasured
+				t.logOutcome(o, false)
+				out = append(out, o)
+				vs = append(vs, Verification{Change: c, Verdict: VerdictDeferred, Err: err})
+				continue
+			}
+			before = &m
+		}
+		made := t.Apply(ctx, p.with([]Change{c}))
+		out = append(out, made...)
+		if len(made) == 0 || made[0].Result != Verified {
+			last = before // nothing changed: the measurement still stands
+			continue
+		}
+		vf, undone := t.verifyOne(ctx, v, c, *before, made)
+		i := len(out) - len(made)
+		out[i].Note = joinNote(out[i].Note, vf.String())
+		out = append(out, undone...)
+		vs = append(vs, vf)
+		last = nil
+	}
+	return out, vs
+}
+
+// verifyOne measures after change c, which made, an Apply, wrote, and
+// undoes it when its path measured slower than before.
+func (t *Tuner) verifyOne(ctx context.Context, v Verifier, c Change, before detect.PeerMeasurement, made []Outcome) (Verification, []Outcome) {
+	vf := Verification{Change: c}
+	after, err := v.Measure(ctx, v.Peer)
+	if err != nil {
+		vf.Verdict, vf.Err = VerdictUnmeasured, fmt.Errorf("measuring after the change: %w; the change stays, unverified", err)
+		return vf, nil
+	}
+	vf.Measured, err = Compare(before, after, c.Target, v.Margin)
+	if err != nil {
+		vf.Verdict, vf.Err = VerdictUnmeasured, fmt.Errorf("%w; the change stays, unverified", err)
+		return vf, nil
+	}
+	if !vf.Measured.Slower() {
+		vf.Verdict = VerdictKept
+		return vf, nil
+	}
+	var ids []int64
+	for _, o := range made {
+		if o.Result == Verified && o.Entry != 0 {
+			ids = append(ids, o.Entry)
+		}
+	}
+	undone, hold, err := t.undo(ctx, ids, c, vf.Measured)
+	vf.Verdict, vf.Hold, vf.Err = VerdictUndone, hold, err
+	return vf, undone
+}
+
+// undo rolls back, newest first, the journal entries ids (what one Apply
+// wrote for change c, its follow-ups included), records m with each, and
+// holds c's setting at c's value, so that neither serve nor fix makes c
+// again until a release lifts the hold. A setting that could not be
+// restored is not held.
+func (t *Tuner) undo(ctx context.Context, ids []int64, c Change, m Measured) ([]Outcome, *Hold, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Outcome
+	var hold *Hold
+	var errs []error
+	stop := t.j.usable()
+	for _, e := range t.j.open() {
+		if !slices.Contains(ids, e.ID) {
+			continue
+		}
+		rc := entryChange(e)
+		rc.kind = t.kind(e.Key)
+		o := Outcome{Change: rc, Action: ActionRollback, Entry: e.ID, Command: rc.kind.Command(e.Key, e.Original.Set), Note: "measured slower: " + m.String()}
+		if stop != nil {
+			o.Result, o.Err = Failed, stop
+		} else {
+			o, stop = t.restore(ctx, o, e, false, map[setting]Value{}, &m)
+		}
+		t.logOutcome(o, false)
+		out = append(out, o)
+		if o.Result == Failed {
+			errs = append(errs, o.Err)
+			continue
+		}
+		if e.Key != c.Key || (o.Result != Restored && o.Result != Closed) {
+			continue
+		}
+		k := c.Key
+		r := record{Event: evHold, Key: &k, Rule: c.Rule, Subject: c.Subject, NetNS: t.netns, To: c.To, Measured: &m}
+		setTarget(&r, &k)
+		if err := t.j.append(r, nil); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		h := *t.j.st.holds[len(t.j.st.holds)-1]
+		hold = &h
+	}
+	t.maybeCompact()
+	return out, hold, errors.Join(errs...)
+}
+
+// with is p with only the changes cs, for applying a part of p.
+func (p Plan) with(cs []Change) Plan {
+	p.Changes = cs
+	return p
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
