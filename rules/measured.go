@@ -61,8 +61,8 @@ func MeasuredSlowerFinding(m MeasuredSlower) Finding {
 			"that asked for the change may stay; on this path its published estimate is wrong.",
 		Evidence: ev,
 		Impact: Impact{
-			Summary:             fmt.Sprintf("the change cost %.0f%% of the measured throughput; it is undone", 100*loss),
-			Source:              "measured on this node pair, before and after the change",
+			Summary: fmt.Sprintf("the change cost %.0f%% of the measured throughput; it is undone", 100*loss),
+			Source:  "measured on this node pair, before and after the change",
 		},
 		Fix: Fix{
 			Command: "nodetune fix --release " + m.Rule,
