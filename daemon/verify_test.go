@@ -18,7 +18,9 @@ import (
 
 // tunnelEthtool is one VXLAN device's ethtool features, every one
 // changeable, requested and active alike.
-type tunnelEthtool struct{ fs map[string]ethtool.FeatureState }
+type tunnelEthtool struct {
+	fs map[string]ethtool.FeatureState
+}
 
 func newTunnelEthtool(offload bool) *tunnelEthtool {
 	fs := map[string]ethtool.FeatureState{}
