@@ -14,6 +14,10 @@ import (
 type throughputKind interface {
 	// RaisesThroughput reports whether c is made to raise throughput.
 	RaisesThroughput(c Change) bool
+	// Helps says what a peer measurement m says about c on its own
+	// subject: whether c measured no slower than without it, beyond the
+	// noise margin, and whether m measured that at all.
+	Helps(c Change, m detect.PeerMeasurement, margin float64) (helps, measured bool)
 }
 
 // RaisesThroughput reports whether c is made to raise throughput, as its

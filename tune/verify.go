@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nodetune/nodetune/detect"
 )
@@ -13,16 +14,20 @@ import (
 // of its responder): the peer measurer's Measure.
 type MeasureFunc func(ctx context.Context, peer string) (detect.PeerMeasurement, error)
 
-// DefaultMargin is the share of a path's throughput that two measurements
-// of it, a few seconds apart with nothing changed, can differ by: a
-// change is undone only when its path fell by more. On a loaded two-core
-// testbed (two namespaces over VXLAN, 54 iperf3 runs of 1 to 3 s with 2
-// to 4 streams, nothing changed between them) one run fell below the one
-// before by up to 60%, with a coefficient of variation of 0.3 to 0.6;
-// offload on where it hurts falls by 95% or more (30 times slower in
-// projectcalico/calico issue 11435; to almost nothing on an underlay that
-// drops large packets).
-const DefaultMargin = 0.7
+// DefaultMargin is the share of a path's throughput a change may lose, as
+// measured, before it counts as slower and is undone. Two measurements a
+// few seconds apart differ with nothing changed: on a two-core testbed
+// loaded far beyond a node's usual (load average 17; two namespaces over
+// VXLAN, 54 iperf3 runs of 1 to 3 s with 2 to 4 streams), one run fell
+// below the one before by more than 30% in 14 of 51 pairs, by more than
+// 50% in 3, and by more than 60% in none. Where offload hurts it costs
+// 95% or more (30 times slower in projectcalico/calico issue 11435; almost
+// everything on an underlay that drops large packets). The costs are
+// uneven: undoing a change on noise leaves the setting as it was and
+// misses a gain until a new measurement lifts the hold, while keeping a
+// change that hurts leaves the path collapsed; so the margin sits where
+// noise alone rarely reaches, not beyond every noise ever seen.
+const DefaultMargin = 0.5
 
 // Verifier measures, for changes made to raise throughput, the path they
 // should speed up, against one peer.
@@ -228,4 +233,39 @@ func joinNote(a, b string) string {
 		return b
 	}
 	return a + "; " + b
+}
+
+// ReleaseMeasured lifts the holds nodetune made itself after a change
+// measured slower, where a measurement in ms taken since says otherwise:
+// one that measured the change's own subject and found it no slower,
+// beyond margin, than without it (for tx checksum offload, the temporary
+// tunnel copied from the device, with offload on and off side by side).
+// It returns the holds it lifted.
+func (t *Tuner) ReleaseMeasured(ms []detect.PeerMeasurement, margin float64) ([]Hold, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Hold
+	for _, h := range t.j.st.active() {
+		if h.Measured == nil {
+			continue
+		}
+		tk, ok := t.kind(h.Key).(throughputKind)
+		if !ok {
+			continue
+		}
+		c := Change{Key: h.Key, To: h.To}
+		i := slices.IndexFunc(ms, func(m detect.PeerMeasurement) bool {
+			helps, measured := tk.Helps(c, m, margin)
+			return measured && helps && m.At.After(h.Measured.AfterAt)
+		})
+		if i < 0 {
+			continue
+		}
+		if err := t.j.append(record{Event: evRelease, Entry: h.ID, Note: fmt.Sprintf("a measurement against %s at %s found it helps",
+			ms[i].Peer, ms[i].At.UTC().Format(time.RFC3339))}, nil); err != nil {
+			return out, err
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }

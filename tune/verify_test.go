@@ -254,3 +254,50 @@ func TestApplyVerifiedWaitsWithoutABaseline(t *testing.T) {
 		t.Errorf("verifications %+v; offload active: %v", vs, n.et.devs["vxlan0"][detect.FeatureTxChecksumGeneric].Active)
 	}
 }
+
+// TestReleaseMeasured: a hold nodetune made after offload on measured
+// slower is lifted by a later measurement of the same device that found
+// offload on no slower than off; not by an older one, one of another
+// device, or one where it still hurts; a user's hold is never lifted by a
+// measurement.
+func TestReleaseMeasured(t *testing.T) {
+	ctx := context.Background()
+	n, tu, s, fs := offloadOffPlan(t, t.TempDir())
+	path := &offloadPath{n: n, on: 1e8, off: 5e9}
+	plan := tu.Plan(s, fs, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
+	_, vs := tu.ApplyVerified(ctx, plan, Verifier{Peer: "b", Measure: path.measure, Margin: 0.5})
+	if len(vs) != 1 || vs[0].Hold == nil {
+		t.Fatalf("verifications: %+v", vs)
+	}
+	at := vs[0].Measured.AfterAt
+	offload := func(dev string, on, off float64, when time.Time) detect.PeerMeasurement {
+		return detect.PeerMeasurement{Peer: "c", Device: dev, At: when, Cases: []detect.PeerCase{
+			{Name: detect.PeerCaseOffloadOn, Direction: detect.PeerSend, BitsPerSecond: on},
+			{Name: detect.PeerCaseOffloadOff, Direction: detect.PeerSend, BitsPerSecond: off},
+		}}
+	}
+	for _, ms := range [][]detect.PeerMeasurement{
+		{offload("vxlan0", 9e9, 3e9, at.Add(-time.Minute))}, // older
+		{offload("flannel.1", 9e9, 3e9, at.Add(time.Hour))}, // another device
+		{offload("vxlan0", 1e9, 5e9, at.Add(time.Hour))},    // still hurts
+	} {
+		if rel, err := tu.ReleaseMeasured(ms, 0.5); err != nil || len(rel) != 0 {
+			t.Errorf("released %v (%v) on %+v", rel, err, ms)
+		}
+	}
+	rel, err := tu.ReleaseMeasured([]detect.PeerMeasurement{offload("vxlan0", 9e9, 3e9, at.Add(time.Hour))}, 0.5)
+	if err != nil || len(rel) != 1 || len(tu.Holds()) != 0 {
+		t.Fatalf("released %v (%v); holds left %v", rel, err, tu.Holds())
+	}
+	// A user's rollback holds the setting whatever a measurement says.
+	if _, err := tu.Hold(tu.Rollback(ctx, false)); err != nil {
+		t.Fatal(err)
+	}
+	tu.ApplyVerified(ctx, tu.Plan(s, fs, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}}), Verifier{})
+	if _, err := tu.Hold(tu.Rollback(ctx, false)); err != nil || len(tu.Holds()) != 2 { // the feature and TSO
+		t.Fatalf("user hold: %v, %v", tu.Holds(), err)
+	}
+	if rel, _ := tu.ReleaseMeasured([]detect.PeerMeasurement{offload("vxlan0", 9e9, 3e9, time.Now().Add(time.Hour))}, 0.5); len(rel) != 0 {
+		t.Errorf("a measurement lifted the user's hold: %v", rel)
+	}
+}
