@@ -24,13 +24,15 @@ const JournalFile = "journal.jsonl"
 
 // The journal's header names its format and version; a file whose first
 // line does not is refused. Version 2 added the device identity and the
-// lossless target of an intent, the gone event, and holds; a version 1
-// journal is read as it is, and rewritten with a version 2 header the
-// first time a writer opens it (migrate.go), so that a nodetune that reads
-// only version 1 refuses it by its version rather than as corrupt.
+// lossless target of an intent, the gone event, and holds; version 3 the
+// measurement of a change undone because it measured slower, and holds
+// on one value ("to"). An older journal is read as it is, and rewritten
+// with the current header the first time a writer opens it (rewrite.go),
+// so that a nodetune that reads only an older version refuses it by its
+// version rather than as corrupt.
 const (
 	journalFormat  = "nodetune-journal"
-	journalVersion = 2
+	journalVersion = 3
 )
 
 // ErrJournal marks a journal nodetune refuses to use: corrupt, foreign,
