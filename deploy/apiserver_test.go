@@ -156,6 +156,10 @@ var needed = []permission{
 	{"patch", "", "nodes", "status", ""},
 	{"create", "events.k8s.io", "events", "", "default"},
 	{"patch", "events.k8s.io", "events", "", "default"},
+	// serve --peer.enable: one Lease per measured node (kube.Lease).
+	{"get", "coordination.k8s.io", "leases", "", "nodetune"},
+	{"create", "coordination.k8s.io", "leases", "", "nodetune"},
+	{"update", "coordination.k8s.io", "leases", "", "nodetune"},
 }
 
 // notNeeded are things the agent must not be able to do.
@@ -173,6 +177,9 @@ var notNeeded = []permission{
 	{"create", "", "serviceaccounts", "token", "nodetune"},
 	{"patch", "apps", "daemonsets", "", "nodetune"},
 	{"impersonate", "", "users", "", ""},
+	{"delete", "coordination.k8s.io", "leases", "", "nodetune"},
+	{"update", "coordination.k8s.io", "leases", "", "kube-node-lease"},
+	{"update", "coordination.k8s.io", "leases", "", "kube-system"},
 }
 
 func saClient(t *testing.T, c *kubetest.Cluster, ns, name string) kubernetes.Interface {

@@ -74,4 +74,7 @@ func TestHelmInstall(t *testing.T) {
 	if _, err := c.Admin.RbacV1().Roles("default").Get(ctx, "nodetune-events", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("after uninstall the events Role in default is still there (%v)", err)
 	}
+	if _, err := c.Admin.RbacV1().Roles("nodetune").Get(ctx, "nodetune-peer-leases", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after uninstall the peer Lease Role is still there (%v)", err)
+	}
 }

@@ -174,7 +174,10 @@ type expectation struct {
 	kinds    []string
 }
 
-var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "RoleBinding", "Service", "ServiceAccount"}
+// baseKinds are the kinds every variant renders, sorted, once per object:
+// two Roles and their bindings (events in default, peer Leases in
+// nodetune's namespace).
+var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"}
 
 // testTag is the IMAGE_TAG the tests render with.
 const testTag = "v0.0.0-test"

@@ -28,6 +28,9 @@ type PeerMeasurement struct {
 	// Device is this node's CNI tunnel device whose kind and MTU the
 	// temporary tunnel copied, empty when there is none.
 	Device string `json:"device,omitempty"`
+	// MTU is that device's MTU when measured; the measurement is evidence
+	// about the device only while its MTU is the same.
+	MTU int `json:"mtu,omitempty"`
 	// At is when the measurement ended.
 	At    time.Time  `json:"at"`
 	Cases []PeerCase `json:"cases"`

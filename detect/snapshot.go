@@ -27,6 +27,8 @@ type Snapshot struct {
 	Host      Host      `json:"host"`
 	CNI       CNI       `json:"cni"`
 	Ownership Ownership `json:"ownership"`
+	// Peers are the last measurements between this node and others.
+	Peers Peers `json:"peers,omitzero"`
 	// Probes records how each probe went, for nodetune's own metrics.
 	Probes []ProbeRun `json:"probes"`
 }

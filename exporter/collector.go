@@ -103,6 +103,7 @@ var allDescs = []*prometheus.Desc{
 	descUDPCsum, descProbeDuration, descProbeSuccess, descThroughput,
 	descJournalOK, descOwned, descGivenUp, descLastSuccess,
 	descUDP6Csum, descUDPAttribution, descUDPBadSource,
+	descPeerThroughput, descPeerCaseSuccess, descPeerBottleneck, descPeerTimestamp,
 }
 
 // collector turns the exporter's current State into metrics. It only reads
@@ -156,6 +157,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descUDPCsum, s.UDP.InCsumErrors)
 	}
 	collectUDPChecksums(s.UDP, gauge, counter)
+	collectPeers(s.Peers, gauge)
 	for _, p := range s.Probes {
 		gauge(descProbeDuration, p.Duration.Seconds(), p.Name)
 		gauge(descProbeSuccess, boolFloat(!p.Err.Failed()), p.Name)

@@ -194,6 +194,7 @@ func TestMetricNamesAllEmitted(t *testing.T) {
 	st.Result.Unchecked = append(st.Result.Unchecked, rules.Unchecked{Rule: rules.CPUStealHigh, Reason: "test"})
 	st.Snapshot.UDP.Delta = 1
 	st.Snapshot.UDP.Capture = &detect.ChecksumCapture{OtherBad: 1, Sources: []detect.BadChecksumSource{{Addr: netip.MustParseAddr("192.0.2.9"), Port: 1, DstPort: 53, Count: 1}}}
+	st.Snapshot.Peers = peerMeasurements()
 	e.Update(st)
 	e.RecordRemediation("r", "a", "failed")
 	e.RecordConflict("r", "s")
@@ -464,6 +465,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	st.Snapshot.UDP.Delta = 2
 	st.Snapshot.UDP.Capture = &detect.ChecksumCapture{TunnelBad: 2, Sources: []detect.BadChecksumSource{
 		{Addr: netip.MustParseAddr("192.0.2.7"), DstPort: 4789, Tunnel: "vxlan.calico", Count: 2}}}
+	st.Snapshot.Peers = peerMeasurements()
 	e.Update(st)
 	e.RecordRemediation(rules.TunnelTxChecksumOff, "apply", "verified")
 	e.RecordConflict(rules.TunnelTxChecksumOff, "vxlan.calico")

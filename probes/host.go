@@ -47,6 +47,9 @@ type Host struct {
 	// NodeName is the node's name as the caller knows it ($NODE_NAME in
 	// the DaemonSet), one of the sources of Ownership's node name.
 	NodeName string
+	// PeerFile is the peer measurement file in nodetune's state directory
+	// (peerstate.Path); empty skips reading it.
+	PeerFile string
 
 	proc procfs.FS
 }
@@ -272,6 +275,12 @@ func (p *Prober) Snapshot(ctx context.Context, window time.Duration) (*detect.Sn
 	p.trackQuiet(&s.UDP, p.last.at, cur.at)
 	p.last = cur
 	p.kubeProxySyncs(&s.KubeProxy)
+
+	if p.host.PeerFile != "" {
+		start := time.Now()
+		s.Peers = p.host.Peers()
+		record("peers", start, s.Peers.Err)
+	}
 
 	s.CNI = detect.DetectCNI(s)
 	s.Taken = cur.at

@@ -23,7 +23,9 @@ type Document struct {
 	Kernel        KernelSummary     `json:"kernel"`
 	Findings      []rules.Finding   `json:"findings"`
 	Unchecked     []rules.Unchecked `json:"unchecked"`
-	Facts         *detect.Snapshot  `json:"facts"`
+	// Peers are the last peer measurements, each marked recent or not.
+	Peers []PeerSummary    `json:"peers,omitempty"`
+	Facts *detect.Snapshot `json:"facts"`
 }
 
 // KernelSummary is the kernel and its verdict on the NAT checksum fix.
@@ -49,6 +51,7 @@ func Build(version string, s *detect.Snapshot, res rules.Result) Document {
 		Kernel:        k,
 		Findings:      res.Findings,
 		Unchecked:     res.Unchecked,
+		Peers:         peerSummaries(s),
 		Facts:         s,
 	}
 }

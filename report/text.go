@@ -96,6 +96,7 @@ func (p *printer) summary(d Document) {
 	p.conntrack(s.Conntrack)
 	p.udp(s.UDP)
 	p.kubeProxy(s.KubeProxy)
+	p.peers(d)
 	p.printf("\n")
 }
 

@@ -105,6 +105,7 @@ func Catalog() []Rule {
 	return []Rule{
 		{ID: TunnelTxChecksumOff, Title: "Tunnel tx checksum offload is off", Auto: true, eval: evalChecksumOff},
 		{ID: TunnelTxChecksumUnsafe, Title: "Tunnel tx checksum offload is on where it corrupts packets", Auto: true, eval: evalChecksumUnsafe},
+		{ID: TunnelOffloadHurts, Title: "Tunnel tx checksum offload measured slower on than off", eval: evalOffloadHurts},
 		{ID: UDPChecksumErrors, Title: "UDP packets with bad checksums that are not a tunnel's", eval: evalUDPChecksumErrors},
 		{ID: CNIOwnsOffload, Title: "The CNI manages tunnel offload and reverts changes", eval: evalCNIOwnsOffload},
 		{ID: TunnelMTUMismatch, Title: "Tunnel MTU too large for its underlay", eval: evalMTU},

@@ -100,8 +100,11 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 	if fix == detect.FixMissing {
 		return // off is the right state on this kernel
 	}
-	loss, says, source := checksumOffLoss(c)
 	for _, t := range off {
+		if s.PeerOffloadOnBlocked(t.Name) != "" {
+			continue // measured slower on: tunnel-offload-hurts says so
+		}
+		loss, says, source, peerEv := peerChecksumOffLoss(s, t, c)
 		change := featureChange(t.Name, detect.FeatureTxChecksumGeneric, "on")
 		f := Finding{
 			Rule:     TunnelTxChecksumOff,
@@ -136,6 +139,7 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 			f.Fix.Auto = false
 			f.Fix.Manual = why
 		}
+		f.Evidence = append(f.Evidence, peerEv...)
 		if f.Owner != nil && f.Fix.Auto {
 			f.Fix.Manual = f.Owner.Name + " will switch it off again; make the change through it: " + f.Owner.DurableFix
 		}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/peerstate"
 	"github.com/nodetune/nodetune/report"
 	"github.com/nodetune/nodetune/rules"
 )
@@ -33,7 +34,7 @@ func ruleFlags(cmd *cobra.Command, c *rules.Config) {
 
 func newDoctorCmd(g *globals) *cobra.Command {
 	cfg := rules.DefaultConfig()
-	var output string
+	var output, stateDir string
 	var window time.Duration
 	cmd := &cobra.Command{
 		Use:   "doctor",
@@ -51,6 +52,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 			if err := checkWindow("--window", window); err != nil {
 				return err
 			}
+			g.peerFile = peerstate.Path(stateDir)
 			s, err := g.snapshot(cmd.Context(), window)
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
@@ -76,6 +78,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().DurationVar(&window, "window", time.Second, "how long to measure rates (softirq, steal, drops, checksum errors)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "nodetune's state directory, where serve and bench --peer keep the last peer measurements doctor shows")
 	ruleFlags(cmd, &cfg)
 	return cmd
 }

@@ -20,6 +20,9 @@ type globals struct {
 	logLevel  string
 	logFormat string
 	log       *slog.Logger
+	// peerFile is the peer measurement file the peers probe reads, set by
+	// the command from its state directory; empty skips the probe.
+	peerFile string
 	// prober opens the node; tests replace it with a fixture.
 	prober func() (*probes.Prober, func(), error)
 }
@@ -86,5 +89,6 @@ func (g *globals) host() (*probes.Host, func(), error) {
 	h.KubeProxyURL = g.kubeProxy
 	h.Capture = probes.AFPacket{}
 	h.NodeName = os.Getenv("NODE_NAME")
+	h.PeerFile = g.peerFile
 	return h, func() { et.Close(); nl.Close() }, nil
 }

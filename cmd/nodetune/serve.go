@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodetune/nodetune/daemon"
 	"github.com/nodetune/nodetune/exporter"
+	"github.com/nodetune/nodetune/peerstate"
 	"github.com/nodetune/nodetune/rules"
 )
 
@@ -43,6 +44,7 @@ type serveFlags struct {
 	benchDuration  time.Duration
 	enableBench    bool
 	kube           kubeFlags
+	peer           peerFlags
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -84,6 +86,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.BoolVar(&f.enableBench, "web.enable-bench", false, "serve POST /bench, which builds a throwaway testbed and loads the CPU for a few seconds; anyone who reaches the listen address can start it, one run at a time")
 	fs.DurationVar(&f.benchDuration, "bench.duration", 2*time.Second, "how long POST /bench measures each case")
 	f.kube.register(fs)
+	f.peer.register(fs)
 	ruleFlags(cmd, &cfg)
 	return cmd
 }
@@ -108,6 +111,12 @@ func (f serveFlags) check() error {
 	}
 	if err := checkWindow("--probe.window", f.window); err != nil {
 		return err
+	}
+	if err := f.peer.check(); err != nil {
+		return err
+	}
+	if f.peer.enable {
+		return checkStateDir(f.stateDir, true) // peer measurements are saved there
 	}
 	// Remediate mode falls back to observing when the journal cannot be
 	// opened (serve.go); a directory that cannot be one is bad usage.
@@ -162,6 +171,7 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 		return &exitError{code: exitFailure, err: err}
 	}
 	defer closeHost()
+	h.PeerFile = peerstate.Path(f.stateDir)
 	exp := exporter.New(version)
 	opts := daemon.Options{
 		Host: h, Outputs: []daemon.Publisher{promOutput{exp}}, Rules: cfg,
@@ -197,6 +207,11 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 	if journalErr != nil {
 		kh.journalUnusable(f.stateDir, journalErr)
 	}
+	stopPeers, err := startPeerSchedule(ctx, g, f.peer, f.kube, f.stateDir)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	defer stopPeers()
 	if f.enableBench {
 		opts.Bench = benchRunner(exp, f.benchDuration, g.log)
 	}

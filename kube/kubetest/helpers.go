@@ -13,11 +13,28 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// adminKubeconfigs are the admin kubeconfig files written so far, by
+// cluster directory: one per cluster, since a test binary may start
+// several (ForTest), each in a directory removed when it stops.
 var (
-	adminKubeconfigOnce sync.Once
-	adminKubeconfig     string
-	adminKubeconfigErr  error
+	adminMu          sync.Mutex
+	adminKubeconfigs = map[string]string{}
 )
+
+// adminKubeconfig returns the admin kubeconfig of c, written on first use.
+func (c *Cluster) adminKubeconfig() (string, error) {
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	if p, ok := adminKubeconfigs[c.Dir]; ok {
+		return p, nil
+	}
+	p, err := c.Kubeconfig(c.Dir, "", c.AdminToken)
+	if err != nil {
+		return "", err
+	}
+	adminKubeconfigs[c.Dir] = p
+	return p, nil
+}
 
 // Kubectl runs kubectl (make deps builds it) as the admin against the
 // cluster, from the working directory dir, and returns its combined
@@ -25,11 +42,9 @@ var (
 func (c *Cluster) Kubectl(t testing.TB, dir string, args ...string) (string, error) {
 	t.Helper()
 	kubectl := Tool(t, "kubectl")
-	adminKubeconfigOnce.Do(func() {
-		adminKubeconfig, adminKubeconfigErr = c.Kubeconfig(c.Dir, "", c.AdminToken)
-	})
-	if adminKubeconfigErr != nil {
-		t.Fatal(adminKubeconfigErr)
+	adminKubeconfig, err := c.adminKubeconfig()
+	if err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command(kubectl, append([]string{"--kubeconfig=" + adminKubeconfig}, args...)...)
 	cmd.Dir = dir

@@ -49,6 +49,9 @@ func Load(t testing.TB, dir string) *probes.Prober {
 			t.Fatalf("loading fixture %s: %v", dir, err)
 		}
 		h.KubeProxyURL = kubeProxy(t, filepath.Join(dir, "kube-proxy"))
+		if peers := filepath.Join(dir, "state", "peers.json"); exists(peers) {
+			h.PeerFile = peers
+		}
 		if c, err := LoadCapture(filepath.Join(dir, "capture", "packets.txt")); err == nil {
 			h.Capture = c
 		} else if !os.IsNotExist(err) {
@@ -77,4 +80,10 @@ func kubeProxy(t testing.TB, dir string) string {
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// exists reports whether the fixture has the file at path.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
