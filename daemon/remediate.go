@@ -51,8 +51,14 @@ type TuneRemediator struct {
 // ones; with a peer to measure against, the changes made to raise
 // throughput are verified by measuring.
 func (r TuneRemediator) Apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) ([]Outcome, error) {
+	// A hold nodetune made after a change measured slower lasts until a
+	// newer measurement of the change's own subject finds that it helps,
+	// judged as the rules judge it (detect.OffloadHurtsMargin).
+	if _, err := r.Tuner.ReleaseMeasured(recentPeers(s), detect.OffloadHurtsMargin); err != nil {
+		return nil, err
+	}
 	p := r.Tuner.Plan(s, findings, r.Plan)
-	v, ok := r.Verify.verifier()
+	v, ok := r.Verify.verifier(s)
 	if !ok {
 		return outcomes(r.Tuner.Apply(ctx, p)), nil
 	}

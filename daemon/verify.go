@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/tune"
 )
@@ -11,25 +12,55 @@ import (
 type Verify struct {
 	// Measure runs one measurement against a peer.
 	Measure tune.MeasureFunc
-	// Peer returns the peer to measure against, HOST[:PORT] of its
-	// responder, or "" when there is none yet: then such changes are made
-	// as before, unverified, and their outcome says so.
-	Peer func() string
+	// Peer is the responder to measure against, HOST[:PORT]. Empty means
+	// the peer of the newest recent peer measurement in the snapshot (the
+	// one serve's schedule saved last): a node known to answer, whose path
+	// this node measured lately. With neither, changes made to raise
+	// throughput are made unverified, as before, and their outcome says
+	// nothing was measured.
+	Peer string
 	// Margin is the noise margin (tune.DefaultMargin when 0).
 	Margin float64
 }
 
-// verifier is v as tune takes it, and whether there is a peer.
-func (v *Verify) verifier() (tune.Verifier, bool) {
-	if v == nil || v.Measure == nil || v.Peer == nil {
+// verifier is v as tune takes it for snapshot s, and whether there is a
+// peer to measure against.
+func (v *Verify) verifier(s *detect.Snapshot) (tune.Verifier, bool) {
+	if v == nil || v.Measure == nil {
 		return tune.Verifier{}, false
 	}
-	peer := v.Peer()
+	peer := v.Peer
+	if peer == "" {
+		peer = lastPeer(s)
+	}
 	margin := v.Margin
 	if margin <= 0 {
 		margin = tune.DefaultMargin
 	}
 	return tune.Verifier{Peer: peer, Measure: v.Measure, Margin: margin}, peer != ""
+}
+
+// lastPeer is the address of the peer of the newest peer measurement in s
+// that is not stale, or "".
+func lastPeer(s *detect.Snapshot) string {
+	var newest detect.PeerMeasurement
+	for _, m := range recentPeers(s) {
+		if m.Address != "" && m.At.After(newest.At) {
+			newest = m
+		}
+	}
+	return newest.Address
+}
+
+// recentPeers are the peer measurements of s that still count as evidence.
+func recentPeers(s *detect.Snapshot) []detect.PeerMeasurement {
+	var out []detect.PeerMeasurement
+	for _, m := range s.Peers.Measurements {
+		if !m.Stale(s.Taken) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // findingSource is a Remediator with findings of its own, raised every

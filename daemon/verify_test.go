@@ -48,8 +48,7 @@ func (e *tunnelEthtool) Change(dev string, config map[string]bool) error {
 func (e *tunnelEthtool) offload() bool { return e.fs[detect.FeatureTxChecksumGeneric].Active }
 
 // tunnelPath is a fake peer measurer: the tunnel's send rate follows
-// vxlan0's offload (on and off), and err, when set, fails the call with
-// that number.
+// vxlan0's offload (on and off), and the call numbered failAt fails.
 type tunnelPath struct {
 	et      *tunnelEthtool
 	on, off float64
@@ -103,7 +102,7 @@ func verifyingDaemon(t *testing.T, dir string, et *tunnelEthtool, p *tunnelPath,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tu.Close() })
-	r := TuneRemediator{Tuner: tu, System: host, Verify: &Verify{Measure: p.measure, Peer: func() string { return peer }}}
+	r := TuneRemediator{Tuner: tu, System: host, Verify: &Verify{Measure: p.measure, Peer: peer}}
 	d, rec := newTestDaemon(t, r, &clock{time.Unix(1e9, 0)}, "")
 	return d, rec, r
 }
@@ -200,5 +199,50 @@ func TestRemediateKeepsWhatDidNotMeasureSlower(t *testing.T) {
 				t.Errorf("findings: %+v", own)
 			}
 		})
+	}
+}
+
+// TestRemediateMeasuresAgainstTheLastPeer: without a peer given, remediate
+// mode measures against the peer of the newest recent saved measurement,
+// not a stale one; a hold it made after offload measured slower is lifted
+// when a newer measurement of the device finds offload on no slower than
+// off, and the change is then made and measured again.
+func TestRemediateMeasuresAgainstTheLastPeer(t *testing.T) {
+	ctx := context.Background()
+	et := newTunnelEthtool(false)
+	p := &tunnelPath{et: et, on: 80e6, off: 4e9}
+	d, _, r := verifyingDaemon(t, t.TempDir(), et, p, "")
+	s, fs := offloadNode(t, et)
+	s.Taken = time.Now()
+	saved := func(addr string, age time.Duration, on, off float64) detect.PeerMeasurement {
+		return detect.PeerMeasurement{Peer: "node-" + addr, Address: addr, Device: "vxlan0", At: s.Taken.Add(-age), Cases: []detect.PeerCase{
+			{Name: detect.PeerCaseOffloadOn, Direction: detect.PeerSend, BitsPerSecond: on},
+			{Name: detect.PeerCaseOffloadOff, Direction: detect.PeerSend, BitsPerSecond: off},
+		}}
+	}
+	s.Peers.Measurements = []detect.PeerMeasurement{
+		saved("10.0.0.7", 2*time.Hour, 5e9, 4e9),
+		saved("10.0.0.8", 20*time.Minute, 5e9, 4e9),
+		saved("10.0.0.9", 7*time.Hour, 5e9, 4e9), // stale
+	}
+	if own := d.remediate(ctx, s, fs); len(own) != 1 || et.offload() {
+		t.Fatalf("offload on %v, findings %+v", et.offload(), own)
+	}
+	if strings.Join(p.peers, " ") != "10.0.0.8 10.0.0.8" {
+		t.Errorf("measured against %v, want the newest recent peer twice", p.peers)
+	}
+	// The schedule's next measurement, taken after the undo, finds offload
+	// on faster on this device: the hold goes, and the change is tried
+	// again, measured again.
+	p.on = 9e9
+	later := saved("10.0.0.8", -time.Minute, 9e9, 4e9)
+	s2, fs2 := offloadNode(t, et)
+	s2.Taken = time.Now().Add(time.Minute)
+	s2.Peers.Measurements = []detect.PeerMeasurement{later}
+	if own := d.remediate(ctx, s2, fs2); len(own) != 0 || !et.offload() {
+		t.Errorf("after a measurement that finds offload helps: offload on %v, findings %+v", et.offload(), own)
+	}
+	if p.calls != 4 || len(r.Tuner.Holds()) != 0 {
+		t.Errorf("%d measurements, holds %v", p.calls, r.Tuner.Holds())
 	}
 }

@@ -261,10 +261,11 @@ func (t *Tuner) ReleaseMeasured(ms []detect.PeerMeasurement, margin float64) ([]
 		if i < 0 {
 			continue
 		}
-		if err := t.j.append(record{Event: evRelease, Entry: h.ID, Note: fmt.Sprintf("a measurement against %s at %s found it helps",
-			ms[i].Peer, ms[i].At.UTC().Format(time.RFC3339))}, nil); err != nil {
+		note := fmt.Sprintf("a measurement against %s at %s found it helps", ms[i].Peer, ms[i].At.UTC().Format(time.RFC3339))
+		if err := t.j.append(record{Event: evRelease, Entry: h.ID, Note: note}, nil); err != nil {
 			return out, err
 		}
+		t.log.Info("lifted the hold on a change that had measured slower", "rule", h.Rule, "key", h.Key.String(), "why", note)
 		out = append(out, h)
 	}
 	return out, nil
