@@ -62,6 +62,7 @@ type fixFlags struct {
 	release            []string
 	stateDir           string
 	window             time.Duration
+	verify             fixVerifyFlags
 }
 
 func newFixCmd(g *globals) *cobra.Command {
@@ -97,6 +98,9 @@ func newFixCmd(g *globals) *cobra.Command {
 			if err := checkStateDir(f.stateDir, !f.dryRun); err != nil {
 				return err
 			}
+			if err := f.verify.check(); err != nil {
+				return err
+			}
 			return runFix(cmd, g, cfg, f)
 		},
 	}
@@ -109,6 +113,7 @@ func newFixCmd(g *globals) *cobra.Command {
 	fs.StringArrayVar(&f.release, "release", nil, "lift the hold that `nodetune rollback` put on the changes of this rule ID, or all (repeatable); the released changes are planned again")
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "directory of the journal that rollback reads")
 	fs.DurationVar(&f.window, "window", time.Second, "how long to measure rates before planning")
+	f.verify.register(fs)
 	ruleFlags(cmd, &cfg)
 	return cmd
 }
@@ -244,10 +249,13 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		// account.
 		plan = tu.Plan(s, findings, opts)
 	}
-	outcomes := tu.Apply(ctx, plan)
+	outcomes, verified := applyFix(ctx, g, f.verify, tu, plan)
 	fmt.Fprintln(out, "\nResult:")
 	printOutcomes(out, outcomes)
 	code := max(partial, outcomeCode(outcomes))
+	if f.verify.peer != "" {
+		code = max(code, printVerifications(out, f.verify.peer, verified))
+	}
 	if code == exitOK {
 		fmt.Fprintf(out, "\nEvery change was applied and verified. Undo with: nodetune rollback --state-dir %s\n", f.stateDir)
 	}

@@ -45,6 +45,7 @@ type serveFlags struct {
 	enableBench    bool
 	kube           kubeFlags
 	peer           peerFlags
+	verify         verifyFlags
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -87,6 +88,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.DurationVar(&f.benchDuration, "bench.duration", 2*time.Second, "how long POST /bench measures each case")
 	f.kube.register(fs)
 	f.peer.register(fs)
+	f.verify.register(fs)
 	ruleFlags(cmd, &cfg)
 	return cmd
 }
@@ -113,6 +115,9 @@ func (f serveFlags) check() error {
 		return err
 	}
 	if err := f.peer.check(); err != nil {
+		return err
+	}
+	if err := f.verify.check(f.peer.tokenFile); err != nil {
 		return err
 	}
 	if f.peer.enable {

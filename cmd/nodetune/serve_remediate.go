@@ -26,5 +26,10 @@ func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error)
 		}
 		closeSys()
 	}
-	return daemon.TuneRemediator{Tuner: t, System: sys, Plan: tune.PlanOptions{Force: f.force, Rules: f.rules, Exclude: f.excludeRules}}, closeAll, nil
+	var measure tune.MeasureFunc
+	if f.peer.tokenFile != "" {
+		measure = tune.MeasureFunc(newPeerMeasurer(f.peer.tokenFile, g.log))
+	}
+	return daemon.TuneRemediator{Tuner: t, System: sys, Plan: tune.PlanOptions{Force: f.force, Rules: f.rules, Exclude: f.excludeRules},
+		Verify: f.verifier(measure)}, closeAll, nil
 }
