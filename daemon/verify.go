@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/tune"
@@ -21,6 +23,10 @@ type Verify struct {
 	Peer string
 	// Margin is the noise margin (tune.DefaultMargin when 0).
 	Margin float64
+	// Retries and RetryWait retry a failed measurement after a change
+	// (serve: tune.DefaultRetries, tune.DefaultRetryWait).
+	Retries   int
+	RetryWait time.Duration
 }
 
 // verifier is v as tune takes it for snapshot s, and whether there is a
@@ -37,7 +43,7 @@ func (v *Verify) verifier(s *detect.Snapshot) (tune.Verifier, bool) {
 	if margin <= 0 {
 		margin = tune.DefaultMargin
 	}
-	return tune.Verifier{Peer: peer, Measure: v.Measure, Margin: margin}, peer != ""
+	return tune.Verifier{Peer: peer, Measure: v.Measure, Margin: margin, Retries: v.Retries, RetryWait: v.RetryWait}, peer != ""
 }
 
 // lastPeer is the address of the peer of the newest peer measurement in s

@@ -29,6 +29,14 @@ type MeasureFunc func(ctx context.Context, peer string) (detect.PeerMeasurement,
 // noise alone rarely reaches, not beyond every noise ever seen.
 const DefaultMargin = 0.5
 
+// Retries of a failed measurement after a change, as serve and fix make
+// them: a peer's run takes seconds (four cases of 3 s each, by default), so
+// two tries 15 s apart outlast most runs that made the peer busy.
+const (
+	DefaultRetries   = 2
+	DefaultRetryWait = 15 * time.Second
+)
+
 // Verifier measures, for changes made to raise throughput, the path they
 // should speed up, against one peer.
 type Verifier struct {
@@ -39,6 +47,12 @@ type Verifier struct {
 	// Margin is the noise margin, in [0, 1): the share of throughput the
 	// path may lose after the change before it counts as slower.
 	Margin float64
+	// Retries is how many times a failed measurement after a change is
+	// tried again, RetryWait apart: a peer busy with another node's run
+	// answers 429, and the change is in place, so its verdict is worth a
+	// wait.
+	Retries   int
+	RetryWait time.Duration
 }
 
 // Verdict is what verifying one change concluded.
@@ -151,6 +165,13 @@ func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcom
 func (t *Tuner) verifyOne(ctx context.Context, v Verifier, c Change, before detect.PeerMeasurement, made []Outcome) (Verification, []Outcome) {
 	vf := Verification{Change: c}
 	after, err := v.Measure(ctx, v.Peer)
+	for try := 0; err != nil && try < v.Retries && ctx.Err() == nil; try++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(v.RetryWait):
+			after, err = v.Measure(ctx, v.Peer)
+		}
+	}
 	if err != nil {
 		vf.Verdict, vf.Err = VerdictUnmeasured, fmt.Errorf("measuring after the change: %w; the change stays, unverified", err)
 		return vf, nil

@@ -207,14 +207,14 @@ func TestApplyVerifiedKeeps(t *testing.T) {
 	}{
 		{"faster", offloadPath{on: 9e9, off: 3e9}, VerdictKept, "3.00 Gbit/s before, 9.00 Gbit/s after"},
 		{"within the margin", offloadPath{on: 3e9, off: 5e9}, VerdictKept, "5.00 Gbit/s before, 3.00 Gbit/s after"},
-		{"measurement failed after", offloadPath{on: 1e8, off: 5e9, err: []error{nil, errors.New("peer busy")}}, VerdictUnmeasured, "peer busy; the change stays, unverified"},
+		{"measurement failed after", offloadPath{on: 1e8, off: 5e9, err: []error{nil, errors.New("peer busy"), errors.New("peer busy")}}, VerdictUnmeasured, "peer busy; the change stays, unverified"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			n, tu, s, fs := offloadOffPlan(t, t.TempDir())
 			path := tt.path
 			path.n = n
 			plan := tu.Plan(s, fs, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
-			out, vs := tu.ApplyVerified(context.Background(), plan, Verifier{Peer: "b", Measure: path.measure, Margin: 0.5})
+			out, vs := tu.ApplyVerified(context.Background(), plan, Verifier{Peer: "b", Measure: path.measure, Margin: 0.5, Retries: 1})
 			want := []result{{"vxlan0 tx-checksum-ip-generic", Verified}, {"vxlan0 tx-tcp-segmentation", Verified}}
 			if diff := cmp.Diff(want, results(out)); diff != "" {
 				t.Fatalf("outcomes (-want +got):\n%s", diff)
@@ -299,5 +299,17 @@ func TestReleaseMeasured(t *testing.T) {
 	}
 	if rel, _ := tu.ReleaseMeasured([]detect.PeerMeasurement{offload("vxlan0", 9e9, 3e9, time.Now().Add(time.Hour))}, 0.5); len(rel) != 0 {
 		t.Errorf("a measurement lifted the user's hold: %v", rel)
+	}
+}
+
+// TestApplyVerifiedRetriesAfter: a measurement after the change that fails
+// (the peer busy with another run) is tried again, and its verdict stands.
+func TestApplyVerifiedRetriesAfter(t *testing.T) {
+	n, tu, s, fs := offloadOffPlan(t, t.TempDir())
+	path := &offloadPath{n: n, on: 1e8, off: 5e9, err: []error{nil, errors.New("429")}}
+	plan := tu.Plan(s, fs, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
+	_, vs := tu.ApplyVerified(context.Background(), plan, Verifier{Peer: "b", Measure: path.measure, Margin: 0.5, Retries: 2, RetryWait: time.Millisecond})
+	if len(vs) != 1 || vs[0].Verdict != VerdictUndone || path.calls != 3 {
+		t.Errorf("verification %+v after %d measurements", vs, path.calls)
 	}
 }

@@ -53,7 +53,8 @@ func applyFix(ctx context.Context, g *globals, v fixVerifyFlags, tu *tune.Tuner,
 		return tu.Apply(ctx, plan), nil
 	}
 	measure := tune.MeasureFunc(newPeerMeasurer(v.tokenFile, g.log))
-	return tu.ApplyVerified(ctx, plan, tune.Verifier{Peer: v.peer, Measure: measure, Margin: v.margin})
+	return tu.ApplyVerified(ctx, plan, tune.Verifier{Peer: v.peer, Measure: measure, Margin: v.margin,
+		Retries: tune.DefaultRetries, RetryWait: tune.DefaultRetryWait})
 }
 
 // printVerifications writes what measuring each change found, with both

@@ -44,5 +44,6 @@ func (f serveFlags) verifier(measure tune.MeasureFunc) *daemon.Verify {
 	if f.peer.tokenFile == "" {
 		return nil
 	}
-	return &daemon.Verify{Measure: measure, Peer: f.verify.peer, Margin: f.verify.margin}
+	return &daemon.Verify{Measure: measure, Peer: f.verify.peer, Margin: f.verify.margin,
+		Retries: tune.DefaultRetries, RetryWait: tune.DefaultRetryWait}
 }
