@@ -57,7 +57,7 @@ func vetFeature(s *detect.Snapshot, c *Change) Refusal {
 	}
 	c.From = detect.OnOff(active)
 	if c.To == on {
-		if why := offloadGate(s); why != "" {
+		if why := offloadGate(s, t.Name); why != "" {
 			return refuse(ReasonGate, "%s", why)
 		}
 	}
@@ -72,8 +72,10 @@ func vetFeature(s *detect.Snapshot, c *Change) Refusal {
 // apart from the rules: whatever a finding says, tune checks the kernel and
 // the receive-side evidence itself, through detect's one decision about it
 // (detect.UDP.OffloadOnBlocked): never on unattributed or tunnel bad
-// checksums, nor on one quiet window after errors since boot.
-func offloadGate(s *detect.Snapshot) string {
+// checksums, nor on one quiet window after errors since boot; and never
+// where a recent peer measurement of this very device found offload on
+// slower than off (detect.Snapshot.PeerOffloadOnBlocked).
+func offloadGate(s *detect.Snapshot, dev string) string {
 	switch {
 	case s.Kernel.Err.Failed():
 		return "the kernel release could not be read, so nodetune cannot tell whether it has the NAT checksum fix: " + s.Kernel.Err.Error()
@@ -81,7 +83,10 @@ func offloadGate(s *detect.Snapshot) string {
 		return fmt.Sprintf("kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
 			s.Kernel.Release, s.Kernel.Version.NATChecksumFix())
 	}
-	return s.UDP.OffloadOnBlocked()
+	if why := s.UDP.OffloadOnBlocked(); why != "" {
+		return why
+	}
+	return s.PeerOffloadOnBlocked(dev)
 }
 
 // validFeature checks a feature key against the allowlist, whatever

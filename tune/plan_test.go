@@ -122,6 +122,25 @@ func finding(c rules.Change) rules.Finding {
 	return rules.Finding{Rule: "test-rule", Subject: c.Target, Summary: "test", Fix: rules.Fix{Auto: true, Changes: []rules.Change{c}}}
 }
 
+// peerMeasured makes s hold a recent peer measurement of dev at its MTU
+// with offload on and off at the rates given.
+func peerMeasured(dev string, on, off float64) func(*detect.Snapshot) {
+	return func(s *detect.Snapshot) {
+		mtu := 0
+		for _, t := range s.Tunnels.Devices {
+			if t.Name == "vxlan0" {
+				mtu = t.MTU
+			}
+		}
+		s.Peers.Measurements = append(s.Peers.Measurements, detect.PeerMeasurement{
+			Peer: "node-b", Device: dev, MTU: mtu, At: s.Taken.Add(-time.Minute),
+			Cases: []detect.PeerCase{
+				{Name: detect.PeerCaseOffloadOn, Direction: detect.PeerSend, BitsPerSecond: on},
+				{Name: detect.PeerCaseOffloadOff, Direction: detect.PeerSend, BitsPerSecond: off},
+			}})
+	}
+}
+
 func TestProposeChecks(t *testing.T) {
 	feature := func(dev, name, v string) rules.Change {
 		return rules.Change{Kind: rules.ChangeFeature, Target: dev, Setting: name, Value: v}
@@ -176,6 +195,12 @@ func TestProposeChecks(t *testing.T) {
 				s.UDP.Capture = &detect.ChecksumCapture{OtherBad: 3, Sources: []detect.BadChecksumSource{
 					{Addr: netip.MustParseAddr("198.51.100.9"), Port: 5353, DstPort: 9999, Count: 3}}}
 			}, ""},
+		{"checksum on, a peer measured offload on slower here", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			peerMeasured("vxlan0", 2e8, 6e9), "offload on measured slower than off on this path"},
+		{"checksum on, a peer measured offload helping", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			peerMeasured("vxlan0", 9e9, 3e9), ""},
+		{"checksum on, offload slower on another device", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			peerMeasured("flannel.1", 2e8, 6e9), ""},
 		{"TSO on", feature("vxlan0", detect.FeatureTSO, "on"), nil, ""},
 		{"not a tunnel", feature("eth0", detect.FeatureTxChecksumGeneric, "on"), nil, "not a tunnel device"},
 		{"unknown device", feature("ghost0", detect.FeatureTxChecksumGeneric, "on"), nil, "not a tunnel device"},
