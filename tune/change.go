@@ -2,10 +2,10 @@ package tune
 
 import (
 	"fmt"
-	"github.com/nodetune/nodetune/rules"
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
 )
 
 // Key names one setting on the host that tune may write: rules'
@@ -74,9 +74,30 @@ type Plan struct {
 	// by is the Tuner whose Plan made it, after consulting its journal;
 	// Apply makes no change of a plan another Tuner, or Propose, made.
 	by *Tuner
-	// approved is the value Plan approved for each setting, so a change
-	// edited after planning is not made.
-	approved map[Key]string
+	// approved is what Plan approved for each setting, so a change edited
+	// after planning is not made.
+	approved map[Key]approval
+}
+
+// approval is what Apply relies on in a change Plan approved: the value it
+// writes, the value the staleness check compares, and the finding the
+// journal records (which later plans' claims and releases match).
+type approval struct{ to, from, rule, subject string }
+
+func approvalOf(c Change) approval { return approval{c.To, c.From, c.Rule, c.Subject} }
+
+// approve records the approved changes of p as made by t.
+func (p *Plan) approve(t *Tuner) {
+	p.by, p.approved = t, map[Key]approval{}
+	for _, c := range p.Approved() {
+		p.approved[c.Key] = approvalOf(c)
+	}
+}
+
+// approves reports whether t's Plan made p and approved c as it is.
+func (p Plan) approves(t *Tuner, c Change) bool {
+	a, ok := p.approved[c.Key]
+	return p.by == t && ok && a == approvalOf(c)
 }
 
 // Approved returns the changes that Apply will make.

@@ -22,11 +22,13 @@
 // kind_<name>.go with a type that implements Kind and carries its own
 // dependencies (a client), register it in Host.More where those
 // dependencies are built (cmd), and add its fixtures to contracts() in
-// kind_test.go; TestKindsContract fails for a registered kind without
-// them. The Kind interface's comment says what each method must do. Its
-// values are strings, the journal records them as they are, and a setting
-// is named by a Key (rules.SettingKey), the one identity rules, tune and
-// the daemon share.
+// kind_test.go, registering it (with a fake client) on the test node's
+// Host.More there: TestKindsContract runs the kinds of that Host, and
+// fails for one without fixtures, but never sees a kind only cmd
+// registers. The Kind interface's comment says what each method must do.
+// Its values are strings, the journal records them as they are, and a
+// setting is named by a Key (rules.SettingKey), the one identity rules,
+// tune and the daemon share.
 //
 // # Refusals and the journal's claims
 //

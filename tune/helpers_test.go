@@ -251,9 +251,6 @@ func (f *flakySystem) Write(ctx context.Context, k Key, value string) error {
 // applyProposed applies p, a plan Propose made for a test whose journal
 // holds no claims or holds that Plan would add, as if t's Plan had made it.
 func (t *Tuner) applyProposed(ctx context.Context, p Plan) []Outcome {
-	p.by, p.approved = t, map[Key]string{}
-	for _, c := range p.Approved() {
-		p.approved[c.Key] = c.To
-	}
+	p.approve(t)
 	return t.Apply(ctx, p)
 }

@@ -20,7 +20,9 @@ import (
 //   - Vet is pure: it checks a planned change against the kind's
 //     allowlist, bounds and gates using only the snapshot, fills c.From
 //     (and c.Notes), and returns why the change is refused, or the zero
-//     Refusal. Unknown evidence refuses with ReasonUnknown.
+//     Refusal. Unknown evidence refuses with ReasonUnknown. An empty From
+//     turns Apply's staleness check off, so a kind whose setting may be
+//     absent (an object not yet created) spells absence as a value.
 //   - Read, Writable and Write do the I/O. Writable writes nothing. Values
 //     are strings; a kind whose value is a document may use its text.
 //   - Equal says whether two values mean the same setting ("1" and "1\n"
@@ -41,7 +43,8 @@ import (
 // some of whose changes are made to raise throughput implements
 // throughputKind (measured.go): those changes are then measured against a
 // peer before and after, and undone when slower (Tuner.ApplyVerified).
-// TestKindsContract runs every registered kind through its fixtures.
+// TestKindsContract runs every kind registered on its test Host through
+// its fixtures.
 type Kind interface {
 	Name() string
 	Vet(s *detect.Snapshot, c *Change) Refusal
@@ -170,15 +173,17 @@ func (ks Kinds) kind(k Key) Kind {
 }
 
 // kind returns the kind of k's setting on t's System.
-func (t *Tuner) kind(k Key) Kind { return t.kinds.kind(k) }
+func (t *Tuner) kind(k Key) Kind { return t.Kinds().kind(k) }
 
 // Equal reports whether a and b mean the same value of k's setting, as
 // tune compares them when it verifies a write or detects a revert. The
 // daemon uses it, so the two never disagree.
 func (t *Tuner) Equal(k Key, a, b string) bool { return t.kind(k).Equal(a, b) }
 
-// Kinds are the kinds of setting t changes.
-func (t *Tuner) Kinds() Kinds { return t.kinds }
+// Kinds are the kinds of setting t changes: its System's, looked up
+// each time, so a kind registered after Open (Host.More) is the Tuner's
+// as soon as the System dispatches to it.
+func (t *Tuner) Kinds() Kinds { return KindsOf(t.sys) }
 
 func (t *Tuner) equal(k Key, a, b string) bool { return t.kind(k).Equal(a, b) }
 

@@ -3,11 +3,11 @@ package tune
 import (
 	"context"
 	"fmt"
-	"github.com/nodetune/nodetune/rules"
 	"slices"
 	"strings"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
 )
 
 // Feature values.
@@ -57,8 +57,8 @@ func vetFeature(s *detect.Snapshot, c *Change) Refusal {
 	}
 	c.From = detect.OnOff(active)
 	if c.To == on {
-		if why := offloadGate(s, t.Name); why != "" {
-			return refuse(ReasonGate, "%s", why)
+		if r := offloadGate(s, t.Name); r.Refused() {
+			return r
 		}
 	}
 	if c.Setting == detect.FeatureTxChecksumGeneric && c.To == on {
@@ -68,25 +68,38 @@ func vetFeature(s *detect.Snapshot, c *Change) Refusal {
 	return Refusal{}
 }
 
-// offloadGate says why tx offload must not be turned on, or "". It stands
-// apart from the rules: whatever a finding says, tune checks the kernel and
-// the receive-side evidence itself, through detect's one decision about it
-// (detect.UDP.OffloadOnBlocked): never on unattributed or tunnel bad
-// checksums, nor on one quiet window after errors since boot; and never
-// where a recent peer measurement of this very device found offload on
-// slower than off (detect.Snapshot.PeerOffloadOnBlocked).
-func offloadGate(s *detect.Snapshot, dev string) string {
-	switch {
+// offloadGate says why tx offload must not be turned on, or refuses
+// nothing. It stands apart from the rules: whatever a finding says, tune
+// checks the kernel and the receive-side evidence itself, through detect's
+// one decision about it (detect.UDP.OffloadOnBlocked): never on
+// unattributed or tunnel bad checksums, nor on one quiet window after
+// errors since boot; and never where a recent peer measurement of this very
+// device found offload on slower than off (detect.Snapshot.PeerOffloadOnBlocked).
+// What it could not check (the kernel release or the
+// checksum counters unreadable, a kernel whose fix status is unknown) is
+// refused as ReasonUnknown, what the evidence rules out as ReasonGate.
+func offloadGate(s *detect.Snapshot, dev string) Refusal {
+	switch fix := s.Kernel.Version.NATChecksumFix(); {
 	case s.Kernel.Err.Failed():
-		return "the kernel release could not be read, so nodetune cannot tell whether it has the NAT checksum fix: " + s.Kernel.Err.Error()
-	case s.Kernel.Version.NATChecksumFix() != detect.FixPresent:
-		return fmt.Sprintf("kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
-			s.Kernel.Release, s.Kernel.Version.NATChecksumFix())
+		return refuse(ReasonUnknown, "the kernel release could not be read, so nodetune cannot tell whether it has the NAT checksum fix: %s", s.Kernel.Err.Error())
+	case fix == detect.FixUnknown:
+		return refuse(ReasonUnknown, "kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
+			s.Kernel.Release, fix)
+	case fix != detect.FixPresent:
+		return refuse(ReasonGate, "kernel %s may lack the NAT checksum fix (commit ea64d8d6c675; status %s); tx checksum offload stays off",
+			s.Kernel.Release, fix)
 	}
-	if why := s.UDP.OffloadOnBlocked(); why != "" {
-		return why
+	why := s.UDP.OffloadOnBlocked()
+	switch {
+	case why == "":
+		if why := s.PeerOffloadOnBlocked(dev); why != "" {
+			return refuse(ReasonGate, "%s", why)
+		}
+		return Refusal{}
+	case s.UDP.Readable() != nil:
+		return refuse(ReasonUnknown, "%s", why)
 	}
-	return s.PeerOffloadOnBlocked(dev)
+	return refuse(ReasonGate, "%s", why)
 }
 
 // validFeature checks a feature key against the allowlist, whatever

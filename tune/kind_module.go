@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nodetune/nodetune/rules"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/probes"
+	"github.com/nodetune/nodetune/rules"
 )
 
 // Module values.

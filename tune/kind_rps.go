@@ -3,7 +3,6 @@ package tune
 import (
 	"context"
 	"fmt"
-	"github.com/nodetune/nodetune/rules"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodetune/nodetune/detect"
+	"github.com/nodetune/nodetune/rules"
 )
 
 // CPUMask is a set of CPUs in the form rps_cpus takes and prints:
@@ -120,7 +120,7 @@ func splitQueue(target string) (dev, queue string, err error) {
 func vetRPS(s *detect.Snapshot, c *Change) Refusal {
 	dev, queue, err := splitQueue(c.Target)
 	if err != nil {
-		return refuse(ReasonBound, "%s", err.Error())
+		return refuse(ReasonAllowlist, "%s", err.Error())
 	}
 	var found *detect.RxQueue
 	for _, t := range s.Tunnels.Devices {

@@ -261,7 +261,7 @@ func TestRefusalReasons(t *testing.T) {
 	}
 	s.Kernel.Err = detect.Fail(errors.New("no osrelease"))
 	p := Propose(s, res.Findings, PlanOptions{Rules: []string{rules.TunnelTxChecksumOff}})
-	if len(p.Changes) != 1 || p.Changes[0].Reason != ReasonGate {
+	if len(p.Changes) != 1 || p.Changes[0].Reason != ReasonUnknown {
 		t.Errorf("offload with an unreadable kernel: %+v", p.Changes)
 	}
 }
@@ -299,5 +299,59 @@ func TestApplyOnlyTakesItsOwnPlans(t *testing.T) {
 	}
 	if out := tu.Apply(ctx, tu.Plan(s, findings, opts)); len(out) == 0 || out[0].Result != Verified {
 		t.Errorf("its own plan: %v", out)
+	}
+}
+
+// TestAKindRegisteredAfterOpen: a kind added to Host.More after the Tuner
+// was opened (cmd builds a Kubernetes client when it needs one) is the
+// Tuner's as much as the Host's: planned, compared and rolled back by the
+// kind, never taken for an unknown one the Host would still write.
+func TestAKindRegisteredAfterOpen(t *testing.T) {
+	n := newNode(t)
+	k := Key{Kind: "test-object", Target: "node.a"}
+	mk := memKind{values: map[Key]string{k: "A=true"}}
+	tu := openTuner(t, t.TempDir(), n.host)
+	n.host.More = []Kind{mk}
+	f := rules.Finding{Rule: "r", Subject: "node.a", Summary: "s", Fix: rules.Fix{Auto: true,
+		Changes: []rules.Change{{Kind: k.Kind, Target: k.Target, Value: "B=false,A=true"}}}}
+	ctx := context.Background()
+	out := tu.Apply(ctx, tu.Plan(n.snapshot(t), []rules.Finding{f}, PlanOptions{}))
+	if len(out) != 1 || out[0].Result != Verified {
+		t.Fatalf("apply: %v", out)
+	}
+	if !tu.Equal(k, "A=true,B=false", mk.values[k]) || !tu.Kinds().Equal(k, "A=true,B=false", mk.values[k]) {
+		t.Errorf("the Tuner does not compare by the kind")
+	}
+	if back := tu.Rollback(ctx, false); len(back) != 1 || back[0].Result != Restored || mk.values[k] != "A=true" {
+		t.Errorf("rollback: %v, value %q", back, mk.values[k])
+	}
+}
+
+// chainKind is memKind whose change brings a follow-up change of its own
+// kind on another target.
+type chainKind struct{ memKind }
+
+func (chainKind) FollowUps(c Change) []Change {
+	return []Change{{Key: Key{Kind: c.Kind, Target: "node.b"}, To: c.To, Rule: c.Rule, Subject: c.Subject, vetted: true}}
+}
+
+// TestFollowUpRenderedByItsKind: a follow-up change of a registered kind
+// outside the host is rendered by that kind, as the change that brought it.
+func TestFollowUpRenderedByItsKind(t *testing.T) {
+	n := newNode(t)
+	a, b := Key{Kind: "test-object", Target: "node.a"}, Key{Kind: "test-object", Target: "node.b"}
+	ck := chainKind{memKind{values: map[Key]string{a: "A=true", b: "A=true"}}}
+	n.host.More = []Kind{ck}
+	tu := openTuner(t, t.TempDir(), n.host)
+	f := rules.Finding{Rule: "r", Subject: "node.a", Summary: "s", Fix: rules.Fix{Auto: true,
+		Changes: []rules.Change{{Kind: a.Kind, Target: a.Target, Value: "B=false"}}}}
+	out := tu.Apply(context.Background(), tu.Plan(n.snapshot(t), []rules.Finding{f}, PlanOptions{}))
+	var got []string
+	for _, o := range out {
+		got = append(got, string(o.Result)+" "+o.Command)
+	}
+	want := []string{"verified kubectl apply node.a B=false", "verified kubectl apply node.b B=false"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
 }

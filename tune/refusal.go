@@ -2,9 +2,10 @@ package tune
 
 import "fmt"
 
-// Reason is why tune refused a change, as one stable word: the `reason`
-// label of nodetune_remediations_total and the "reason" of a refused
-// change in fix's JSON. Users alert on these, so they never change.
+// Reason is why tune refused a change, as one stable word: a refused
+// Change's Reason and the `reason` label of
+// nodetune_remediation_refusals_total. Users alert on these, so they never
+// change.
 type Reason string
 
 // Reasons a change is refused.

@@ -22,7 +22,6 @@ import (
 type Tuner struct {
 	mu    sync.Mutex
 	sys   System
-	kinds Kinds
 	j     *journal
 	run   string
 	netns string
@@ -62,7 +61,6 @@ func newTuner(j *journal, sys System) *Tuner {
 	netns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return &Tuner{
 		sys:        sys,
-		kinds:      KindsOf(sys),
 		j:          j,
 		run:        fmt.Sprintf("%d-%d", j.now().UnixNano(), os.Getpid()),
 		netns:      netns,
@@ -102,12 +100,8 @@ func (t *Tuner) Plan(s *detect.Snapshot, findings []rules.Finding, o PlanOptions
 			o.Holds = append(o.Holds, h)
 		}
 	}
-	p := propose(t.kinds, s, findings, o)
-	p.by = t
-	p.approved = map[Key]string{}
-	for _, c := range p.Approved() {
-		p.approved[c.Key] = c.To
-	}
+	p := propose(t.Kinds(), s, findings, o)
+	p.approve(t)
 	return p
 }
 
@@ -157,10 +151,10 @@ func (t *Tuner) Apply(ctx context.Context, p Plan) []Outcome {
 		case c.Refused != "":
 			o.Result, o.Err = Refused, errors.New(c.Refused)
 		case !c.vetted:
-			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned by tune.Propose: %w", c.Key, ErrNotAllowed)
+			o.Result, o.Err = Refused, fmt.Errorf("%s was not vetted by a plan of tune: %w", c.Key, ErrNotAllowed)
 			o.Change.Reason = ReasonUnplanned
-		case p.by != t || p.approved[c.Key] != c.To:
-			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned by this Tuner's Plan, which consults the journal's holds and claims: %w", c.Key, ErrNotAllowed)
+		case !p.approves(t, c):
+			o.Result, o.Err = Refused, fmt.Errorf("%s was not planned as it stands by this Tuner's Plan, which consults the journal's holds and claims: %w", c.Key, ErrNotAllowed)
 			o.Change.Reason = ReasonUnplanned
 		default:
 			var more []Outcome
@@ -203,6 +197,7 @@ func (t *Tuner) followUp(ctx context.Context, c Change, subs []Change) ([]Outcom
 	var out []Outcome
 	for _, sub := range subs {
 		k := sub.Key
+		sub.kind = t.kind(k)
 		v, err := t.sys.Read(ctx, k)
 		if detect.Unavailable(err) {
 			continue // the device has no such feature, or is gone

@@ -114,7 +114,7 @@ func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcom
 	}
 	var rest, measured []Change
 	for _, c := range p.Changes {
-		if c.Refused == "" && t.kinds.RaisesThroughput(c) {
+		if c.Refused == "" && t.Kinds().RaisesThroughput(c) {
 			measured = append(measured, c)
 		} else {
 			rest = append(rest, c)
