@@ -44,7 +44,7 @@ type Verifier struct {
 	Peer string
 	// Measure runs one measurement.
 	Measure MeasureFunc
-	// Margin is the noise margin, in [0, 1): the share of throughput the
+	// Margin is the noise margin, in (0, 1) (DefaultMargin otherwise): the share of throughput the
 	// path may lose after the change before it counts as slower.
 	Margin float64
 	// Retries is how many times a failed measurement after a change is
@@ -109,7 +109,7 @@ func (v Verification) String() string {
 // and reported, not undone blindly: a failed measurement is no evidence
 // that the change harms, and undoing on it would let a flaky peer decide.
 func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcome, []Verification) {
-	if v.Margin < 0 || v.Margin >= 1 {
+	if v.Margin <= 0 || v.Margin >= 1 {
 		v.Margin = DefaultMargin
 	}
 	var rest, measured []Change

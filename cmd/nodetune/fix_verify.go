@@ -26,13 +26,13 @@ type fixVerifyFlags struct {
 func (v *fixVerifyFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&v.peer, "verify-peer", "", "measure each change made to raise throughput against the responder (nodetune serve --peer.enable) at HOST[:PORT] (default port 9849), before and after it, and undo and hold it if the path measured slower")
 	fs.StringVar(&v.tokenFile, "peer.token-file", "", "with --verify-peer: file holding the token the peer's responder expects")
-	fs.Float64Var(&v.margin, "peer.verify-margin", tune.DefaultMargin, "with --verify-peer: share of the measured throughput a change may lose before it counts as slower and is undone")
+	fs.Float64Var(&v.margin, "peer.verify-margin", tune.DefaultMargin, "with --verify-peer: share of the measured throughput a change may lose before it counts as slower and is undone; 0: the default")
 }
 
 func (v fixVerifyFlags) check() error {
 	switch {
-	case v.margin <= 0 || v.margin >= 1:
-		return fmt.Errorf("--peer.verify-margin is %g; want more than 0 and less than 1", v.margin)
+	case v.margin < 0 || v.margin >= 1:
+		return fmt.Errorf("--peer.verify-margin is %g; want at least 0 (the default) and less than 1", v.margin)
 	case v.peer == "" && v.tokenFile != "":
 		return errors.New("--peer.token-file is for --verify-peer; give the peer too")
 	case v.peer == "":

@@ -67,7 +67,7 @@ func TestBadInputsAreUsageErrors(t *testing.T) {
 		"rollback empty state dir": {"rollback", "--state-dir", ""},
 		"rollback state dir file":  {"rollback", "--state-dir", file},
 		"serve empty state dir":    {"serve", "--mode", "remediate", "--state-dir", ""},
-		"serve verify margin 0":    {"serve", "--mode", "remediate", "--peer.verify-margin", "0", "--state-dir", t.TempDir()},
+		"serve verify margin <0":   {"serve", "--mode", "remediate", "--peer.verify-margin", "-0.5", "--state-dir", t.TempDir()},
 		"serve verify margin 1":    {"serve", "--mode", "remediate", "--peer.verify-margin", "1", "--state-dir", t.TempDir()},
 		"serve verify no token":    {"serve", "--mode", "remediate", "--peer.verify", "10.0.0.2", "--state-dir", t.TempDir()},
 		"fix verify no token":      {"fix", "--yes", "--verify-peer", "10.0.0.2", "--state-dir", t.TempDir()},

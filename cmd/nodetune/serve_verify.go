@@ -24,14 +24,14 @@ type verifyFlags struct {
 
 func (v *verifyFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&v.peer, "peer.verify", "", "in remediate mode, measure each change made to raise throughput against the responder at HOST[:PORT] (default port 9849), before and after it, and undo it if the path measured slower; empty: the peer of the newest recent saved peer measurement, if any; needs --peer.token-file")
-	fs.Float64Var(&v.margin, "peer.verify-margin", tune.DefaultMargin, "share of the measured throughput a change may lose before it counts as slower and is undone (noise between two runs)")
+	fs.Float64Var(&v.margin, "peer.verify-margin", tune.DefaultMargin, "share of the measured throughput a change may lose before it counts as slower and is undone (noise between two runs); 0: the default")
 }
 
-// check rejects a margin outside (0, 1) and a peer without a token.
+// check rejects a margin outside [0, 1) and a peer without a token.
 func (v verifyFlags) check(tokenFile string) error {
 	switch {
-	case v.margin <= 0 || v.margin >= 1:
-		return fmt.Errorf("--peer.verify-margin is %g; want more than 0 and less than 1", v.margin)
+	case v.margin < 0 || v.margin >= 1:
+		return fmt.Errorf("--peer.verify-margin is %g; want at least 0 (the default) and less than 1", v.margin)
 	case v.peer != "" && tokenFile == "":
 		return errors.New("--peer.verify needs --peer.token-file, the token the peer's responder expects")
 	}
