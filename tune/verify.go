@@ -44,8 +44,9 @@ type Verifier struct {
 	Peer string
 	// Measure runs one measurement.
 	Measure MeasureFunc
-	// Margin is the noise margin, in (0, 1) (DefaultMargin otherwise): the share of throughput the
-	// path may lose after the change before it counts as slower.
+	// Margin is the noise margin, in (0, 1) (DefaultMargin otherwise):
+	// the share of throughput the path may lose after the change before it
+	// counts as slower.
 	Margin float64
 	// Retries is how many times a failed measurement after a change is
 	// tried again, RetryWait apart: a peer busy with another node's run
