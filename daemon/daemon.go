@@ -91,7 +91,10 @@ type Options struct {
 	RollbackOnExit bool
 	// Bench, when set, is what an on-demand benchmark runs.
 	Bench BenchRunner
-	Log   *slog.Logger
+	// Reports, when set, is asked at each full cycle what other nodes
+	// reported about this node's tunnel packets (reports.go).
+	Reports ReportSource
+	Log     *slog.Logger
 }
 
 // Daemon is a running serve loop.
@@ -180,6 +183,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(d.opt.Interval)
 	defer tick.Stop()
+	reports := d.reportsChanged()
 	var debounce <-chan time.Time
 	for {
 		select {
@@ -207,6 +211,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.quickCycle(ctx)
 		case <-d.kick:
 			d.quickCycle(ctx)
+		case <-reports:
+			d.reportCycle(ctx)
 		}
 	}
 }
@@ -255,6 +261,7 @@ func (d *Daemon) fullCycle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.addReports(ctx, s)
 	d.full = s
 	d.conclude(ctx, s)
 	return nil

@@ -160,6 +160,10 @@ var needed = []permission{
 	{"get", "coordination.k8s.io", "leases", "", "nodetune"},
 	{"create", "coordination.k8s.io", "leases", "", "nodetune"},
 	{"update", "coordination.k8s.io", "leases", "", "nodetune"},
+	// The TunnelChecksumErrors events about its own Node (kube.ChecksumEvents).
+	{"get", "events.k8s.io", "events", "", "default"},
+	{"list", "events.k8s.io", "events", "", "default"},
+	{"watch", "events.k8s.io", "events", "", "default"},
 }
 
 // notNeeded are things the agent must not be able to do.
@@ -172,6 +176,9 @@ var notNeeded = []permission{
 	{"create", "", "events", "", "default"},
 	{"create", "events.k8s.io", "events", "", "kube-system"},
 	{"delete", "events.k8s.io", "events", "", "default"},
+	{"update", "events.k8s.io", "events", "", "default"},
+	{"list", "events.k8s.io", "events", "", "kube-system"},
+	{"list", "", "events", "", ""},
 	{"list", "", "pods", "", ""},
 	{"create", "", "pods", "", "nodetune"},
 	{"create", "", "serviceaccounts", "token", "nodetune"},

@@ -29,6 +29,7 @@ var helmVariants = map[string][]string{
 	"observe-prometheus-operator":   {"prometheusOperator.enabled=true"},
 	"remediate-prometheus-operator": {"mode=remediate", "prometheusOperator.enabled=true"},
 	"remediate-load-modules":        {"mode=remediate", "loadModules=true"},
+	"remediate-calico":              {"mode=remediate", "calico.cooperate=true"},
 }
 
 // helm runs the helm binary that make deps builds into .cache/bin.

@@ -197,6 +197,8 @@ var (
 		"observe-prometheus-operator":   {"observe", 65534, nil, observeWritable, "ghcr.io/nodetune/nodetune:" + testTag, withKinds("PrometheusRule", "ServiceMonitor")},
 		"remediate-prometheus-operator": {"remediate", 0, []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:" + testTag, withKinds("PrometheusRule", "ServiceMonitor")},
 		"remediate-load-modules":        {"remediate", 0, []corev1.Capability{"NET_ADMIN", "SYS_MODULE"}, remediateWritable, "ghcr.io/nodetune/nodetune-modules:" + testTag, withKinds()},
+		"remediate-calico": {"remediate", 0, []corev1.Capability{"NET_ADMIN"}, remediateWritable, "ghcr.io/nodetune/nodetune:" + testTag,
+			withKinds("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")},
 	}
 )
 
@@ -218,7 +220,13 @@ func TestRenderedVariants(t *testing.T) {
 			if got := v.kinds(); !slices.Equal(got, want.kinds) {
 				t.Errorf("kinds = %v; want %v", got, want.kinds)
 			}
-			checkDaemonSet(t, v.daemonSet(t), want)
+			ds := v.daemonSet(t)
+			checkDaemonSet(t, ds, want)
+			// The calico component, and only it, turns on the agent's
+			// cooperation with Felix.
+			if got := slices.Contains(ds.Spec.Template.Spec.Containers[0].Args, "--calico.cooperate"); got != strings.HasSuffix(name, "-calico") {
+				t.Errorf("--calico.cooperate in the arguments: %t", got)
+			}
 		})
 	}
 }

@@ -160,3 +160,64 @@ func TestFelixOwnerNamesThePerNodeFix(t *testing.T) {
 		t.Errorf("owner = %+v", o)
 	}
 }
+
+func TestNodeFeatureDetectOverride(t *testing.T) {
+	tests := []struct {
+		name          string
+		global, node  string
+		nodeSet       bool
+		want          string
+		malformedWhat string // the object named in the error, when malformed
+	}{
+		{name: "nothing set anywhere", want: "ChecksumOffloadBroken=false"},
+		{name: "default's keys carried over", global: "SNATFullyRandom=false,ChecksumOffloadBroken=true,MASQFullyRandom=true",
+			want: "SNATFullyRandom=false,ChecksumOffloadBroken=false,MASQFullyRandom=true"},
+		{name: "node object without the field takes default's", global: "SNATFullyRandom=false", nodeSet: false,
+			want: "SNATFullyRandom=false,ChecksumOffloadBroken=false"},
+		{name: "node object with an empty string takes default's", global: "SNATFullyRandom=false", node: "", nodeSet: true,
+			want: "SNATFullyRandom=false,ChecksumOffloadBroken=false"},
+		{name: "node's string is in force and replaces default's", global: "SNATFullyRandom=false,ChecksumOffloadBroken=true",
+			node: "RestoreSupportsLock=true,ChecksumOffloadBroken=", nodeSet: true,
+			want: "RestoreSupportsLock=true,ChecksumOffloadBroken=false"},
+		{name: "already false on the node", node: "ChecksumOffloadBroken=false", nodeSet: true, want: "ChecksumOffloadBroken=false"},
+		{name: "malformed default", global: "SNATFullyRandom", malformedWhat: "default"},
+		{name: "malformed default under a node string", global: "A=true; B=false", node: "A=true", nodeSet: true, malformedWhat: "default"},
+		{name: "malformed node string", global: "A=true", node: "A=yes", nodeSet: true, malformedWhat: "per-node"},
+		{name: "spaces in the node string", node: "A=true, B=false", nodeSet: true, malformedWhat: "per-node"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NodeFeatureDetectOverride(tt.global, tt.node, tt.nodeSet, FelixOverrideKey, "false")
+			if tt.malformedWhat != "" {
+				if !errors.Is(err, ErrMalformedOverride) || !strings.Contains(err.Error(), tt.malformedWhat) || got != "" {
+					t.Fatalf("got %q, %v; want an ErrMalformedOverride naming the %s object", got, err, tt.malformedWhat)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func FuzzNodeFeatureDetectOverride(f *testing.F) {
+	f.Add("", "", false)
+	f.Add("SNATFullyRandom=false,ChecksumOffloadBroken=true", "A=true,", true)
+	f.Add("A=true, B=false", "", true)
+	f.Fuzz(func(t *testing.T, global, node string, nodeSet bool) {
+		got, err := NodeFeatureDetectOverride(global, node, nodeSet, FelixOverrideKey, "false")
+		if err != nil {
+			if !errors.Is(err, ErrMalformedOverride) || got != "" {
+				t.Fatalf("got %q, %v", got, err)
+			}
+			return
+		}
+		if !overridePattern.MatchString(got) || strings.Count(got, FelixOverrideKey+"=") != 1 || !strings.Contains(got, FelixOverride) {
+			t.Fatalf("NodeFeatureDetectOverride(%q, %q, %v) = %q", global, node, nodeSet, got)
+		}
+	})
+}

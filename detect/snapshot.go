@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -79,6 +80,9 @@ type Tunnel struct {
 	OuterChecksum *OuterChecksum `json:"outer_checksum,omitempty"`
 	// Underlay is the device the encapsulated packets leave by, if known.
 	Underlay *Underlay `json:"underlay,omitempty"`
+	// Local is the outer source address the tunnel is bound to (VXLAN
+	// "local"), invalid when it is not bound to one.
+	Local netip.Addr `json:"local,omitzero"`
 }
 
 // Underlay is the physical (or veth) device beneath a tunnel.
@@ -93,6 +97,10 @@ type Underlay struct {
 	Features Features `json:"features"`
 	// RxQueues are the device's receive queues and their RPS CPU masks.
 	RxQueues []RxQueue `json:"rx_queues,omitempty"`
+	// Addrs are the device's global unicast addresses, the sources of an
+	// unbound tunnel's packets; nil when they were not read (AddrsErr).
+	Addrs    []netip.Addr `json:"addrs,omitempty"`
+	AddrsErr Err          `json:"addrs_error,omitzero"`
 }
 
 // RxQueue is one receive queue of a device and its RPS setting.
@@ -249,6 +257,9 @@ type UDP struct {
 	// Capture is what a bounded capture saw when the counters rose, nil
 	// when they did not or no capture was attempted.
 	Capture *ChecksumCapture `json:"capture,omitempty"`
+	// Reported is what other nodes reported about this node's tunnel
+	// packets, nil where nodetune runs outside a cluster.
+	Reported *ChecksumReports `json:"reported,omitempty"`
 }
 
 // KubeProxy is what the local kube-proxy says about itself.

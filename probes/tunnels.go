@@ -50,6 +50,9 @@ func (h *Host) Tunnels() detect.Tunnels {
 				Features: h.features(a.Name),
 				RxQueues: h.rxQueues(a.Name),
 			}
+			h.fillAddrs(&t, l, pl)
+		} else {
+			h.fillAddrs(&t, l, nil)
 		}
 		out.Devices = append(out.Devices, t)
 	}

@@ -35,6 +35,24 @@ func (p *printer) udp(u detect.UDP) {
 		p.row("udp", "a %s capture verified %d UDP packets: %d bad to tunnel ports, %d bad to other ports", c.Duration, c.Inspected, c.TunnelBad, c.OtherBad)
 		p.sources(c)
 	}
+	p.reported(u.Reported)
+}
+
+// reported prints what other nodes reported about this node's tunnel
+// packets: nothing outside a cluster.
+func (p *printer) reported(r *detect.ChecksumReports) {
+	switch {
+	case r == nil:
+	case r.Err.Failed():
+		p.row("reported", "what other nodes reported about this node's tunnel packets is unknown: %s", r.Err)
+	case len(r.Reports) == 0:
+		p.row("reported", "no other node reported bad checksums on tunnel packets from %s", r.Node)
+	default:
+		p.row("reported", "%d reports by other nodes of bad checksums on tunnel packets from %s:", len(r.Reports), r.Node)
+		for _, rep := range r.Reports {
+			p.row("", "  %s", rep)
+		}
+	}
 }
 
 // sources prints the senders a capture named, one a line.

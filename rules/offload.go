@@ -138,6 +138,10 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 		} else if why := s.UDP.OffloadOnBlocked(); why != "" {
 			f.Fix.Auto = false
 			f.Fix.Manual = why
+		} else if why := reportsHoldOffloadOff(s, t); why != "" {
+			f.Fix.Auto = false
+			f.Fix.Manual = why
+			f.Evidence = append(f.Evidence, Evidence{"checksum_reports", why})
 		}
 		f.Evidence = append(f.Evidence, peerEv...)
 		if f.Owner != nil && f.Fix.Auto {
@@ -170,9 +174,10 @@ func evalChecksumUnsafe(s *detect.Snapshot, c Config, r *Result) {
 	verdict := s.UDP.ChecksumVerdict()
 	for _, t := range on {
 		peers := peerSources(s, t)
+		reported := reportsAbout(s, t, r)
 		zero, known := t.SendsZeroChecksum()
 		exposed := fix == detect.FixMissing && (zero || !known)
-		if len(peers) == 0 && !exposed {
+		if len(peers) == 0 && len(reported) == 0 && !exposed {
 			if fix == detect.FixUnknown && verdict == detect.AttrUnknown {
 				r.unchecked(TunnelTxChecksumUnsafe, t.Name, fmt.Errorf("kernel fix status unknown and UDP checksum errors unreadable: %w", s.UDP.Readable()))
 			}
@@ -210,6 +215,9 @@ func evalChecksumUnsafe(s *detect.Snapshot, c Config, r *Result) {
 		}
 		if len(peers) > 0 {
 			attributedUnsafe(s, t, peers, fix, &f)
+		}
+		if len(reported) > 0 {
+			reportedUnsafe(s, t, reported, change, &f)
 		}
 		r.add(f)
 	}

@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nodetune/nodetune/detect"
 )
@@ -104,4 +106,85 @@ func evalPeersOffloadOff(s *detect.Snapshot, r *Result) {
 			References: checksumReferences,
 		})
 	}
+}
+
+// reportsAbout returns the recent reports by other nodes that packets
+// from tunnel t arrived corrupt, recording in r when the reports could not
+// be read or matched to t.
+func reportsAbout(s *detect.Snapshot, t detect.Tunnel, r *Result) []detect.ChecksumReport {
+	rep := s.UDP.Reported
+	if rep == nil {
+		return nil // outside a cluster: no one to report
+	}
+	if rep.Err.Failed() {
+		r.unchecked(TunnelTxChecksumUnsafe, t.Name, fmt.Errorf("reading what other nodes reported about this node's tunnel packets: %w", rep.Err))
+		return nil
+	}
+	about, known := rep.ReportsAbout(t)
+	if !known {
+		err := errors.New("other nodes reported bad checksums on packets to port " + fmt.Sprint(t.Port) +
+			", but the addresses " + t.Name + " sends from could not be read to tell whether they were this tunnel's")
+		if t.Underlay != nil && t.Underlay.AddrsErr.Failed() {
+			err = fmt.Errorf("%w: %w", err, t.Underlay.AddrsErr)
+		}
+		r.unchecked(TunnelTxChecksumUnsafe, t.Name, err)
+		return nil
+	}
+	return detect.FreshReports(about, s.Taken)
+}
+
+// reportedUnsafe rewrites f for recent reports, by the nodes that received
+// them, that tunnel packets this node sent from t arrived with bad outer
+// checksums: evidence about this node's own tunnel, which turning its tx
+// checksum offload off addresses, so the fix is automatic here.
+func reportedUnsafe(s *detect.Snapshot, t detect.Tunnel, reported []detect.ChecksumReport, change Change, f *Finding) {
+	var n uint64
+	receivers := map[string]bool{}
+	var names []string
+	for _, rep := range reported {
+		n += rep.Count
+		if !receivers[rep.Receiver] {
+			receivers[rep.Receiver] = true
+			names = append(names, rep.Receiver)
+		}
+	}
+	f.Severity = Critical
+	f.Summary = fmt.Sprintf("%d tunnel packets this node sent from %s %s arrived with bad outer UDP checksums at %s",
+		n, t.Kind, t.Name, strings.Join(names, ", "))
+	f.Explanation = "Other nodes traced packets with bad outer UDP checksums, arriving at the tunnel port of " + t.Name +
+		", to an address that " + t.Name + " sends from, and recorded it on this Node (" + detect.JoinReports(reported) +
+		"). The packets are corrupted on this node or on its way out, which tx checksum offload on " + t.Name +
+		" is the known cause of (the NAT checksum bug, commit ea64d8d6c675, and NICs or hypervisors that mishandle " +
+		"offloaded UDP tunnel checksums). Turning it off makes the kernel compute the checksums in software, at a cost " +
+		"in throughput; the receivers' reports stop when the packets arrive whole."
+	f.Evidence = append(f.Evidence, Evidence{"reported_by", detect.JoinReports(reported)},
+		Evidence{"report_freshness", detect.ReportFreshness.String()})
+	f.Impact.Summary = "tunnel packets from this node are dropped by their receivers for bad checksums now"
+	f.Fix = Fix{Command: change.Command(), Auto: true, Changes: []Change{change}}
+}
+
+// reportsHoldOffloadOff says why tx checksum offload must stay off on t,
+// or "": another node reported this node's packets from t corrupt, and the
+// API server still holds that report (Events live an hour by default), or
+// the reports could not be read. Turning offload on again would undo the
+// fix those reports led to; unread reports are no evidence that none exist.
+func reportsHoldOffloadOff(s *detect.Snapshot, t detect.Tunnel) string {
+	rep := s.UDP.Reported
+	if rep == nil {
+		return ""
+	}
+	if rep.Err.Failed() {
+		return "what other nodes reported about this node's tunnel packets could not be read (" + rep.Err.Error() +
+			"); tx checksum offload is turned on automatically only where nodetune can see that no node reports " + t.Name + "'s packets corrupt"
+	}
+	about, known := rep.ReportsAbout(t)
+	if !known {
+		return "other nodes reported bad checksums on packets to port " + fmt.Sprint(t.Port) +
+			" and the addresses " + t.Name + " sends from could not be read to rule this tunnel out; tx checksum offload stays off"
+	}
+	if len(about) == 0 {
+		return ""
+	}
+	return "other nodes reported tunnel packets from " + t.Name + " with bad outer checksums (" + detect.JoinReports(about) +
+		"); tx checksum offload stays off while the API server keeps those reports, whatever their age"
 }

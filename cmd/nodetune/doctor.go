@@ -36,6 +36,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	cfg := rules.DefaultConfig()
 	var output, stateDir string
 	var window time.Duration
+	var kf kubeFlags
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Report what on this node costs pod network performance, and the fix",
@@ -57,6 +58,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
+			addDoctorReports(cmd.Context(), kf, s) // doctor_events.go
 			res := rules.Evaluate(s, cfg)
 			doc := report.Build(version, s, res)
 			out := cmd.OutOrStdout()
@@ -80,6 +82,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&window, "window", time.Second, "how long to measure rates (softirq, steal, drops, checksum errors)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "nodetune's state directory, where serve and bench --peer keep the last peer measurements doctor shows")
 	ruleFlags(cmd, &cfg)
+	kf.registerDoctor(cmd.Flags())
 	return cmd
 }
 

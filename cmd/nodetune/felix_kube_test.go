@@ -46,8 +46,7 @@ func TestFelixFixAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// kubectl through a kubeconfig of this test's own: Cluster.Kubectl
-	// keeps the first cluster's for the whole test binary.
+	// kubectl through a kubeconfig of this test's own.
 	k := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(kubectl, append([]string{"--kubeconfig=" + kubeconfig}, args...)...)

@@ -50,6 +50,9 @@ type kubeHook struct {
 	// the check of each cycle.
 	paused   bool
 	labelled string
+	// csum reports bad tunnel checksums to their senders' Nodes and
+	// reads those reported about this one.
+	csum *checksumHook
 }
 
 // startKube connects serve to the API server, if there is one, and adds
@@ -96,6 +99,11 @@ func startKube(g *globals, k kubeFlags, mode string, opts *daemon.Options) (*kub
 	}
 	h := newKubeHook(rep, g.log, mode)
 	opts.Outputs = append(opts.Outputs, h)
+	// Cross-node checksum evidence (serve_events.go).
+	if h.csum, err = startChecksumEvents(cfg, name, g.log, opts); err != nil {
+		h.close()
+		return nil, err
+	}
 	if opts.Remediator != nil {
 		opts.Paused = h.Paused
 	}
@@ -116,6 +124,7 @@ func (h *kubeHook) close() {
 	if h == nil {
 		return
 	}
+	h.csum.close()
 	h.cancel()
 	<-h.done
 	h.rep.Close()

@@ -30,24 +30,32 @@ variants=(
 	"observe-prometheus-operator observe prometheus-operator"
 	"remediate-prometheus-operator remediate prometheus-operator"
 	"remediate-load-modules remediate load-modules"
+	"remediate-calico remediate calico"
 )
 
 mkdir -p "$out"
 # kustomize refuses absolute paths, so the wrapping kustomizations live in
-# the repository (under the git-ignored .cache) and name the overlays relatively.
-scratch=$(mktemp -d "$repo/.cache/manifests.XXXXXX")
+# the repository (under the git-ignored bin, not .cache, which may be a
+# symlink to a cache shared by several checkouts: a path through it would
+# resolve into another checkout's deploy/) and name the overlays relatively.
+mkdir -p "$repo/bin"
+scratch=$(mktemp -d "$repo/bin/.manifests.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 for v in "${variants[@]}"; do
 	read -r name overlay components <<<"$v"
 	dir=$scratch/$name
 	mkdir -p "$dir"
+	# Relative to where the scratch directory really is: .cache may be a
+	# symbolic link to a cache shared by several checkouts, and kustomize
+	# resolves the link, so a fixed ../../.. would render another checkout.
+	up=$(realpath --relative-to="$(realpath "$dir")" "$repo")
 	{
 		echo "apiVersion: kustomize.config.k8s.io/v1beta1"
 		echo "kind: Kustomization"
-		echo "resources: [../../../deploy/overlays/$overlay]"
+		echo "resources: [$up/deploy/overlays/$overlay]"
 		if [[ -n $components ]]; then
 			echo "components:"
-			for c in $components; do echo "  - ../../../deploy/components/$c"; done
+			for c in $components; do echo "  - $up/deploy/components/$c"; done
 		fi
 		echo "images:"
 		echo "  - {name: ghcr.io/nodetune/nodetune, newTag: \"$tag\"}"
