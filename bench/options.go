@@ -103,10 +103,14 @@ func (o *Options) Mirror(t detect.Tunnel) {
 
 // NodeTunnel picks the node tunnel a bench should mirror: the one named
 // name, or when name is empty the first IPv4 tunnel that is up (else the
-// first one). ok is false when there is none.
+// first one), never a temporary tunnel of a peer measurement. ok is false
+// when there is none.
 func NodeTunnel(ts detect.Tunnels, name string) (t detect.Tunnel, ok bool) {
 	var first *detect.Tunnel
 	for i, d := range ts.Devices {
+		if name == "" && detect.IsPeerTunnel(d.Name) {
+			continue
+		}
 		if name != "" {
 			if d.Name == name {
 				return d, true

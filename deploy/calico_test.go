@@ -264,3 +264,79 @@ func mustToken(t *testing.T, c *kubetest.Cluster) string {
 	}
 	return tok
 }
+
+// TestCalicoComponentPolicyV3CRDs: where projectcalico.org/v3 is served
+// by CRDs (Calico's native v3 mode, no Calico API server), the agent
+// writes through that group, and the admission policy limits it there
+// too: its own node.<nodename> is written, default and another node's
+// object are refused.
+func TestCalicoComponentPolicyV3CRDs(t *testing.T) {
+	c := kubetest.Get(t)
+	felixtest.InstallCRDs(t, c)
+	ctx := context.Background()
+	f := filepath.Join(t.TempDir(), "v3.yaml")
+	if err := os.WriteFile(f, []byte(felixtest.V3CRD), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, c, "apply", "--server-side", "-f", f)
+	t.Cleanup(func() { kubectl(t, c, "delete", "--wait", "crd/felixconfigurations.projectcalico.org") })
+	kubectl(t, c, "wait", "--for=condition=established", "--timeout=60s", "crd/felixconfigurations.projectcalico.org")
+	applyCalicoComponent(t, c)
+
+	admin, err := kube.NewClient(&kube.Config{Host: c.URL, BearerToken: c.AdminToken, CAData: c.CAData, QPS: 100, Burst: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminV3 := kube.NewFelixConfigs(admin, kube.CalicoAPIGroup, kube.CalicoAPIVersion)
+	var def, other *kube.FelixConfiguration
+	for range 40 { // the new group is served within a few seconds
+		if def, err = adminV3.Create(ctx, felixConfiguration(t, kube.FelixDefault, `{"featureDetectOverride":"ChecksumOffloadBroken=true"}`)); err == nil {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("creating default in projectcalico.org/v3: %v", err)
+	}
+	if other, err = adminV3.Create(ctx, felixConfiguration(t, "node.calico-b", `{"logSeverityScreen":"Info"}`)); err != nil {
+		t.Fatal(err)
+	}
+	c.CreateNode(t, "calico-a")
+	c.CreateNode(t, "calico-b")
+	agentToken := podToken(t, c, "calico-a")
+	waitPolicy(t, c, agentToken)
+	cl, err := kube.NewClient(&kube.Config{Host: c.URL, BearerToken: agentToken, CAData: c.CAData, QPS: 100, Burst: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := kube.NewFelixConfigs(cl, kube.CalicoAPIGroup, kube.CalicoAPIVersion)
+
+	p, err := agent.PlanNodeOverride(ctx, "calico-a", detect.FelixOverrideKey, "false", "")
+	if err != nil {
+		t.Fatalf("planning as the agent: %v", err)
+	}
+	written, err := agent.Apply(ctx, p)
+	if err != nil {
+		t.Fatalf("creating node.calico-a in v3 as the agent: %v", err)
+	}
+	if err := agent.Restore(ctx, p.Before, written); err != nil {
+		t.Fatalf("deleting node.calico-a in v3 as the agent: %v", err)
+	}
+	if _, err := agent.Create(ctx, felixConfiguration(t, "node.calico-c", `{}`)); !kube.IsForbidden(err) {
+		t.Errorf("creating node.calico-c in v3 as calico-a's agent: %v, want Forbidden", err)
+	}
+	for _, obj := range []*kube.FelixConfiguration{other, def} {
+		changed := obj.Clone()
+		changed.SetSpecString("featureDetectOverride", "ChecksumOffloadBroken=false")
+		if _, err := agent.Update(ctx, changed); !kube.IsForbidden(err) {
+			t.Errorf("updating %s in v3 as calico-a's agent: %v, want Forbidden", obj.Metadata.Name, err)
+		}
+		if err := agent.Delete(ctx, obj.Metadata.Name, obj.Metadata.ResourceVersion); !kube.IsForbidden(err) {
+			t.Errorf("deleting %s in v3 as calico-a's agent: %v, want Forbidden", obj.Metadata.Name, err)
+		}
+		cur, err := adminV3.Get(ctx, obj.Metadata.Name)
+		if err != nil || cur.Metadata.ResourceVersion != obj.Metadata.ResourceVersion {
+			t.Errorf("%s in v3 changed: %v", obj.Metadata.Name, err)
+		}
+	}
+}

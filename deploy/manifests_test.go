@@ -176,8 +176,8 @@ type expectation struct {
 
 // baseKinds are the kinds every variant renders, sorted, once per object:
 // two Roles and their bindings (events in default, peer Leases in
-// nodetune's namespace).
-var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"}
+// nodetune's namespace) and the peer token's Secret.
+var baseKinds = []string{"ClusterRole", "ClusterRoleBinding", "DaemonSet", "Namespace", "ResourceQuota", "Role", "Role", "RoleBinding", "RoleBinding", "Secret", "Service", "ServiceAccount"}
 
 // testTag is the IMAGE_TAG the tests render with.
 const testTag = "v0.0.0-test"
@@ -380,16 +380,27 @@ func checkSecurityContext(t *testing.T, sc *corev1.SecurityContext, caps []corev
 
 // checkMounts checks that the host's /proc, /sys and / are mounted
 // read-only (recursively where the runtime can) and that only the given
-// paths are writable, each a hostPath the docs explain.
+// paths are writable on the host, each a hostPath the docs explain; an
+// emptyDir (the pod's own, size-limited) may be written too.
 func checkMounts(t *testing.T, spec corev1.PodSpec, c corev1.Container, writable []string) {
 	t.Helper()
 	hostPaths := map[string]string{}
+	scratch := map[string]bool{} // emptyDirs: the pod's own, bounded
 	for _, v := range spec.Volumes {
+		if v.Secret != nil && v.Name == "peer-token" && v.Secret.SecretName == "nodetune-peer" {
+			continue // the peer token (TestPeerDaemonSet)
+		}
 		if v.HostPath == nil && v.EmptyDir == nil {
 			t.Errorf("volume %s is neither a hostPath nor an emptyDir", v.Name)
 		}
 		if v.HostPath != nil {
 			hostPaths[v.Name] = v.HostPath.Path
+		}
+		if v.EmptyDir != nil {
+			if v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.IsZero() {
+				t.Errorf("emptyDir %s has no size limit", v.Name)
+			}
+			scratch[v.Name] = true
 		}
 	}
 	readOnly := map[string]string{"/host/proc": "/proc", "/host/sys": "/sys", "/host/root": "/"}
@@ -407,7 +418,7 @@ func checkMounts(t *testing.T, spec corev1.PodSpec, c corev1.Container, writable
 			}
 			delete(readOnly, m.MountPath)
 		}
-		if !m.ReadOnly {
+		if !m.ReadOnly && !scratch[m.Name] {
 			gotWritable = append(gotWritable, m.MountPath)
 		}
 	}

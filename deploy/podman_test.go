@@ -116,8 +116,13 @@ func runAsPod(t *testing.T, ds *appsv1.DaemonSet, name, netns string, hostPaths,
 	}
 	for _, m := range c.VolumeMounts {
 		v, ok := volumes[m.Name]
+		if ok && v.Secret != nil {
+			// The peer token Secret, as the kubelet projects it.
+			args = append(args, fmt.Sprintf("--mount=type=bind,source=%s,destination=%s,ro=true", secretDir(t, v.Secret), m.MountPath))
+			continue
+		}
 		if !ok || v.HostPath == nil {
-			t.Fatalf("mount %s: volume %s is not a hostPath", m.MountPath, m.Name)
+			t.Fatalf("mount %s: volume %s is not a hostPath or the peer Secret", m.MountPath, m.Name)
 		}
 		src := v.HostPath.Path
 		if sub, ok := hostPaths[src]; ok {
@@ -240,6 +245,7 @@ func TestImagePrivileges(t *testing.T) {
 				t.Error(b)
 			}
 			checkContainerMounts(t, pid, ds.Spec.Template.Spec.Containers[0], p.readOnlyRoot)
+			checkPeerPrivilege(t, side, name != "observe")
 		})
 	}
 }

@@ -1,6 +1,9 @@
 package detect
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Peer measurement case names, stable: JSON, metrics and rules use them.
 const (
@@ -78,4 +81,37 @@ func (m PeerMeasurement) OffloadEffect() (on, off float64, ok bool) {
 		return 0, 0, false
 	}
 	return cOn.BitsPerSecond, cOff.BitsPerSecond, true
+}
+
+// Name prefixes of the temporary tunnel devices a peer measurement makes
+// (bench): the responder's end is ntpr-<pid>, the measurer's ntpm-<pid>.
+// They last one session, carry the alias "nodetune-peer pid=... expires=...",
+// and are not the node's tunnels.
+const (
+	PeerResponderDevicePrefix = "ntpr-"
+	PeerMeasurerDevicePrefix  = "ntpm-"
+)
+
+// PeerTunnelAliasTag is the first word of the alias of every temporary
+// peer tunnel.
+const PeerTunnelAliasTag = "nodetune-peer"
+
+// IsPeerTunnelLink reports whether a link with this name and alias is a
+// peer measurement's temporary tunnel: both its name and the alias bench
+// gives it must say so, so that a node's own device that merely has such
+// a name is still judged.
+func IsPeerTunnelLink(name, alias string) bool {
+	return IsPeerTunnel(name) && strings.HasPrefix(alias, PeerTunnelAliasTag+" ")
+}
+
+// IsPeerTunnel reports whether a device named name is a peer measurement's
+// temporary tunnel by its name alone (IsPeerTunnelLink also checks the
+// alias).
+func IsPeerTunnel(name string) bool {
+	for _, p := range []string{PeerResponderDevicePrefix, PeerMeasurerDevicePrefix} {
+		if rest, ok := strings.CutPrefix(name, p); ok && rest != "" && strings.Trim(rest, "0123456789") == "" && rest[0] != '0' {
+			return true
+		}
+	}
+	return false
 }

@@ -26,9 +26,15 @@ const PeerMaxAge = 6 * time.Hour
 // two runs over a real path differ by a few percent with nothing changed.
 const OffloadHurtsMargin = 0.10
 
-// Stale reports whether m is too old to count at now.
+// PeerClockSlack is how far after now a measurement may be dated and
+// still count: further means the clock was set back since it was taken,
+// and its age cannot be told.
+const PeerClockSlack = 5 * time.Minute
+
+// Stale reports whether m does not count at now: too old, or dated after
+// now by more than PeerClockSlack.
 func (m PeerMeasurement) Stale(now time.Time) bool {
-	return m.At.IsZero() || now.Sub(m.At) > PeerMaxAge
+	return m.At.IsZero() || now.Sub(m.At) > PeerMaxAge || m.At.Sub(now) > PeerClockSlack
 }
 
 // UsableFor says why m is not evidence about tunnel device t at now, or ""
@@ -36,6 +42,9 @@ func (m PeerMeasurement) Stale(now time.Time) bool {
 // copied from this very device at its present MTU.
 func (m PeerMeasurement) UsableFor(t Tunnel, now time.Time) string {
 	switch {
+	case m.At.Sub(now) > PeerClockSlack:
+		return fmt.Sprintf("the measurement against %s is dated %s, later than this node's clock (%s): its age cannot be told",
+			m.Peer, m.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case m.Stale(now):
 		return fmt.Sprintf("the measurement against %s is from %s, older than %s", m.Peer, m.At.UTC().Format(time.RFC3339), PeerMaxAge)
 	case m.Device != t.Name:

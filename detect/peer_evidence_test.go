@@ -32,6 +32,9 @@ func TestPeerOffloadEvidence(t *testing.T) {
 		{name: "hurts", ms: []PeerMeasurement{offloadPeer("b", "vxlan.calico", 1450, recent, 2e8, 9e9)}, ok: true, peer: "b", hurts: true, blocked: true},
 		{name: "within noise", ms: []PeerMeasurement{offloadPeer("b", "vxlan.calico", 1450, recent, 9.5e9, 1e10)}, ok: true, peer: "b"},
 		{name: "stale", ms: []PeerMeasurement{offloadPeer("b", "vxlan.calico", 1450, peerNow.Add(-PeerMaxAge-time.Second), 2e8, 9e9)}, whyHas: "older than 6h0m0s"},
+		// Dated after the clock (it was ahead when measured, then set
+		// back): its age cannot be told, so it counts for nothing.
+		{name: "dated in the future", ms: []PeerMeasurement{offloadPeer("b", "vxlan.calico", 1450, peerNow.Add(24*time.Hour), 2e8, 9e9)}, whyHas: "later than this node's clock"},
 		{name: "other device", ms: []PeerMeasurement{offloadPeer("b", "flannel.1", 1450, recent, 2e8, 9e9)}, whyHas: `copied device "flannel.1"`},
 		{name: "other MTU", ms: []PeerMeasurement{offloadPeer("b", "vxlan.calico", 1500, recent, 2e8, 9e9)}, whyHas: "made at MTU 1500; vxlan.calico is at 1450"},
 		{name: "no MTU", ms: []PeerMeasurement{offloadPeer("b", "vxlan.calico", 0, recent, 2e8, 9e9)}, whyHas: "does not record the MTU"},

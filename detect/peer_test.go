@@ -20,3 +20,14 @@ func TestPeerMeasurementOffloadEffect(t *testing.T) {
 		t.Error("OffloadEffect() is ok with a failed offload-off case")
 	}
 }
+
+func TestIsPeerTunnel(t *testing.T) {
+	for name, want := range map[string]bool{
+		"ntpr-123": true, "ntpm-7": true, "ntpr-": false, "ntpr-01": false, "ntpr-12a": false,
+		"ntpx-12": false, "vxlan.calico": false, "ntpm--3": false,
+	} {
+		if got := IsPeerTunnel(name); got != want {
+			t.Errorf("IsPeerTunnel(%q) = %t, want %t", name, got, want)
+		}
+	}
+}

@@ -51,7 +51,11 @@ type Memory struct {
 // Tunnels lists every encapsulating link in this network namespace.
 type Tunnels struct {
 	Devices []Tunnel `json:"devices"`
-	Err     Err      `json:"error,omitzero"`
+	// PeerMeasurement names the temporary tunnels of a peer measurement
+	// running now (bench --peer, serve's responder), left out of Devices:
+	// nothing judges or changes them.
+	PeerMeasurement []string `json:"peer_measurement,omitempty"`
+	Err             Err      `json:"error,omitzero"`
 }
 
 // Tunnel kinds, as netlink names them.

@@ -407,25 +407,6 @@ func FuzzFelixConfigurationJSON(f *testing.F) {
 	})
 }
 
-// v3CRD serves felixconfigurations in projectcalico.org/v3 as a CRD, the
-// paths and apiVersion the Calico API server serves, for the client's v3
-// path on a real API server (the Calico API server itself is not built
-// here).
-const v3CRD = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: felixconfigurations.projectcalico.org}
-spec:
-  group: projectcalico.org
-  scope: Cluster
-  names: {kind: FelixConfiguration, listKind: FelixConfigurationList, plural: felixconfigurations, singular: felixconfiguration}
-  versions:
-    - name: v3
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
-
 // TestFelixConfigsPrefersV3RealAPIServer: where projectcalico.org/v3 is
 // served, discovery picks it without a warning, and objects are written
 // and read there with that apiVersion.
@@ -433,7 +414,7 @@ func TestFelixConfigsPrefersV3RealAPIServer(t *testing.T) {
 	c, _ := calicoCluster(t)
 	ctx := context.Background()
 	f := t.TempDir() + "/v3.yaml"
-	if err := os.WriteFile(f, []byte(v3CRD), 0o600); err != nil {
+	if err := os.WriteFile(f, []byte(felixtest.V3CRD), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := c.Kubectl(t, c.Dir, "apply", "--server-side", "-f", f); err != nil {

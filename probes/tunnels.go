@@ -38,6 +38,12 @@ func (h *Host) Tunnels() detect.Tunnels {
 		if !ok {
 			continue
 		}
+		if a := l.Attrs(); detect.IsPeerTunnelLink(a.Name, a.Alias) {
+			// A peer measurement's temporary tunnel: its offload is
+			// switched on purpose, and it is gone after the session.
+			out.PeerMeasurement = append(out.PeerMeasurement, a.Name)
+			continue
+		}
 		t.Features = h.features(t.Name)
 		source := "link"
 		if parent == 0 {

@@ -77,3 +77,35 @@ func TestExternalVXLANChecksumPerPacket(t *testing.T) {
 		t.Error("SendsZeroChecksum claims to know")
 	}
 }
+
+// listed is a Netlink that lists the links given.
+type listed []netlink.Link
+
+func (l listed) LinkList() ([]netlink.Link, error)                  { return l, nil }
+func (listed) RouteList(netlink.Link, int) ([]netlink.Route, error) { return nil, nil }
+
+// TestTunnelsLeavePeerMeasurementDevicesOut: a peer measurement's
+// temporary tunnel (its name and its alias say so) is not one of the
+// node's tunnels; a device that only has such a name is.
+func TestTunnelsLeavePeerMeasurementDevicesOut(t *testing.T) {
+	vx := func(name, alias string, idx int) netlink.Link {
+		return &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: name, Alias: alias, Index: idx}, VxlanId: 1, Port: 4789}
+	}
+	h := procTree(t, nil)
+	h.Netlink, h.Ethtool = listed{
+		vx("vxlan.calico", "", 2),
+		vx("ntpm-4242", "nodetune-peer pid=4242 expires=1900000000", 3),
+		vx("ntpr-77", "", 4),
+	}, noFeatures{}
+	got := h.Tunnels()
+	var names []string
+	for _, d := range got.Devices {
+		names = append(names, d.Name)
+	}
+	if len(names) != 2 || names[0] != "ntpr-77" || names[1] != "vxlan.calico" {
+		t.Errorf("tunnels %v, want ntpr-77 (no alias) and vxlan.calico", names)
+	}
+	if len(got.PeerMeasurement) != 1 || got.PeerMeasurement[0] != "ntpm-4242" {
+		t.Errorf("peer measurement devices %v, want [ntpm-4242]", got.PeerMeasurement)
+	}
+}

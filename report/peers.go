@@ -58,6 +58,10 @@ func (p *printer) peers(d Document) {
 			who += " (" + m.Address + ")"
 		}
 		age := time.Duration(m.AgeSeconds) * time.Second
+		if !m.Recent && age < 0 {
+			p.row(name, "%s: dated %s after this run (%s), later than this node's clock: its age cannot be told, not used", who, -age, m.At)
+			continue
+		}
 		if !m.Recent {
 			p.row(name, "%s: measured %s ago (%s), stale: older than %s, not used", who, age, m.At, detect.PeerMaxAge)
 			continue

@@ -142,6 +142,13 @@ func evalChecksumOff(s *detect.Snapshot, c Config, r *Result) {
 			f.Fix.Auto = false
 			f.Fix.Manual = why
 			f.Evidence = append(f.Evidence, Evidence{"checksum_reports", why})
+		} else if err := s.Peers.Err; err.Failed() {
+			// One of the saved measurements may have found offload
+			// slower on this very device: could not check, so no auto.
+			f.Fix.Auto = false
+			f.Fix.Manual = "the saved peer measurements could not be read (" + err.Error() + "), and one may have found offload on " +
+				"slower than off on " + t.Name + ": fix or remove the state directory's peer file, or measure again " +
+				"(`nodetune bench --peer NODE`), before turning it on"
 		}
 		f.Evidence = append(f.Evidence, peerEv...)
 		if f.Owner != nil && f.Fix.Auto {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,23 @@ func TestPeerLossQuoted(t *testing.T) {
 	}
 	if peer != "node-b" {
 		t.Errorf("evidence %v lacks peer=node-b", f.Evidence)
+	}
+}
+
+// TestPeerFileUnreadable: when the saved peer measurements could not be
+// read, one of them may have found offload slower on this very device, so
+// tunnel-tx-checksum-off is still raised but not automatic, and says why
+// and what would settle it.
+func TestPeerFileUnreadable(t *testing.T) {
+	s := offload(node("6.1.0"), false)
+	s.Taken = peerTaken
+	s.Peers = detect.Peers{Err: detect.Fail(errors.New("peer measurements: 40 entries, more than 32"))}
+	res := Evaluate(s, DefaultConfig())
+	if diff := cmp.Diff([]string{"tunnel-tx-checksum-off vxlan0 warning auto=false"}, fired(res)); diff != "" {
+		t.Fatalf("findings (-want +got):\n%s", diff)
+	}
+	f := res.Findings[0]
+	if !strings.Contains(f.Fix.Manual, "40 entries") || !strings.Contains(f.Fix.Manual, "nodetune bench --peer") {
+		t.Errorf("manual = %q; want the reason and what would settle it", f.Fix.Manual)
 	}
 }

@@ -95,6 +95,11 @@ func offloadGate(s *detect.Snapshot, dev string) Refusal {
 		if why := s.PeerOffloadOnBlocked(dev); why != "" {
 			return refuse(ReasonGate, "%s", why)
 		}
+		if err := s.Peers.Err; err.Failed() {
+			// One of the saved measurements may have found offload
+			// slower on this very device.
+			return refuse(ReasonUnknown, "the saved peer measurements could not be read, and one may have found offload on slower than off on %s: %s", dev, err.Error())
+		}
 		return Refusal{}
 	case s.UDP.Readable() != nil:
 		return refuse(ReasonUnknown, "%s", why)

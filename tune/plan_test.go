@@ -199,6 +199,8 @@ func TestProposeChecks(t *testing.T) {
 			peerMeasured("vxlan0", 2e8, 6e9), "offload on measured slower than off on this path"},
 		{"checksum on, a peer measured offload helping", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
 			peerMeasured("vxlan0", 9e9, 3e9), ""},
+		{"checksum on, peer measurements unreadable", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
+			func(s *detect.Snapshot) { s.Peers.Err = detect.Fail(detect.ErrPermission) }, "saved peer measurements could not be read"},
 		{"checksum on, offload slower on another device", feature("vxlan0", detect.FeatureTxChecksumGeneric, "on"),
 			peerMeasured("flannel.1", 2e8, 6e9), ""},
 		{"TSO on", feature("vxlan0", detect.FeatureTSO, "on"), nil, ""},

@@ -27,6 +27,7 @@ type benchFlags struct {
 	mtu          int
 	mirror       bool
 	nodeFeatures bool
+	peer         peerBenchFlags
 }
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -39,9 +40,16 @@ func newBenchCmd(g *globals) *cobra.Command {
 			"over the underlay alone, through the tunnel with tx checksum offload on, with it off, and with this\n" +
 			"node's own tunnel features. It never touches the node's devices, removes everything it built (also\n" +
 			"when interrupted), and first removes what an earlier crashed run left behind. It needs root.\n\n" +
+			"With --peer HOST[:PORT] it measures instead between this node and another node whose nodetune serve\n" +
+			"runs with --peer.enable: TCP between the underlay addresses (host), through the CNI tunnel (tunnel),\n" +
+			"and through a temporary tunnel of the CNI's kind and MTU with tx checksum offload on and off on the\n" +
+			"sending end (tunnel-offload-on, tunnel-offload-off), naming what limited each case.\n\n" +
 			"Exit status: 0 measured, 3 bad usage, 4 bench could not run.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.peer.addr != "" {
+				return runPeerBench(cmd, g, f) // bench_peer.go
+			}
 			o, err := f.options(g, g.nodeTunnels)
 			if err != nil {
 				return err
@@ -74,6 +82,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	fs.IntVar(&f.mtu, "mtu", 0, "throwaway tunnel MTU (default: the node tunnel's, else the underlay's minus the overhead)")
 	fs.BoolVar(&f.mirror, "mirror", true, "copy this node's tunnel settings onto the throwaway tunnel")
 	fs.BoolVar(&f.nodeFeatures, "node-features", true, "also measure with this node's tunnel offload features")
+	f.peer.register(fs)
 	return cmd
 }
 

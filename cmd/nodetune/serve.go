@@ -84,7 +84,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "where the remediation journal lives")
 	fs.IntVar(&f.backoff.Max, "remediation.max-reapplies", f.backoff.Max, "re-apply an undone fix at most this many times per window, then stop managing it")
 	fs.DurationVar(&f.backoff.Window, "remediation.window", f.backoff.Window, "the window re-applies are counted in")
-	fs.BoolVar(&f.enableBench, "web.enable-bench", false, "serve POST /bench, which builds a throwaway testbed and loads the CPU for a few seconds; anyone who reaches the listen address can start it, one run at a time")
+	fs.BoolVar(&f.enableBench, "web.enable-bench", false, "serve POST /bench, which builds a throwaway testbed and loads the CPU for a few seconds; it needs --peer.token-file and takes the same token (and, in a cluster, a Node's address) as peer measurements, one run at a time")
 	fs.DurationVar(&f.benchDuration, "bench.duration", 2*time.Second, "how long POST /bench measures each case")
 	f.kube.register(fs)
 	f.peer.register(fs)
@@ -111,10 +111,10 @@ func (f serveFlags) check() error {
 	case f.maxConns < minConns:
 		return fmt.Errorf("--web.max-connections is %d; want at least %d", f.maxConns, minConns)
 	}
-	if err := checkWindow("--probe.window", f.window); err != nil {
+	if err := f.peer.check(f.enableBench); err != nil {
 		return err
 	}
-	if err := f.peer.check(); err != nil {
+	if err := checkWindow("--probe.window", f.window); err != nil {
 		return err
 	}
 	if err := f.verify.check(f.peer.tokenFile); err != nil {
@@ -243,6 +243,20 @@ func serve(ctx context.Context, g *globals, f serveFlags, cfg rules.Config) erro
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The token (and Node address) guard of POST /bench and the peer
+	// responder (serve_peer.go).
+	if f.enableBench || f.peer.enable {
+		gd, err := f.peer.guard(g, f.kube)
+		if err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
+		handler = guardBench(handler, gd)
+		stopPeer, err := startPeer(ctx, g, f, gd, cancel)
+		if err != nil {
+			return &exitError{code: exitFailure, err: err}
+		}
+		defer stopPeer()
+	}
 	listen := make([]string, len(f.listen))
 	for i, a := range f.listen {
 		listen[i] = listenAddress(a)

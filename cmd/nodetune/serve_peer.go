@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nodetune/nodetune/bench"
 	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/kube"
 	"github.com/nodetune/nodetune/peerstate"
@@ -31,27 +32,39 @@ import (
 // reachable at address (HOST or HOST:PORT), as bench --peer does.
 type peerMeasureFunc func(ctx context.Context, peer string) (detect.PeerMeasurement, error)
 
-// errPeerNotBuilt is the placeholder measurer's answer.
-var errPeerNotBuilt = errors.New("peer measurement not built into this binary yet")
-
-// newPeerMeasurer returns the measurer serve's schedule uses, which
-// authenticates to the peers' responders with the token in tokenFile.
-// Until the measurer lands, it is a placeholder that always fails, so the
-// schedule runs, takes its Leases and reports the failure honestly.
-// Wiring the real one is this one line.
-var newPeerMeasurer = func(tokenFile string, log *slog.Logger) peerMeasureFunc {
-	return func(context.Context, string) (detect.PeerMeasurement, error) {
-		return detect.PeerMeasurement{}, errPeerNotBuilt
+// newPeerMeasurer returns the measurer serve's schedule uses: bench
+// --peer's, authenticated with the token in --peer.token-file, over HTTPS
+// when --peer.tls-ca-file is given, through this node's CNI tunnel
+// (--peer.device, else the one bench picks).
+func newPeerMeasurer(g *globals, p peerFlags) (peerMeasureFunc, error) {
+	tc, err := peerTLS(p.caFile)
+	if err != nil {
+		return nil, err
 	}
+	c, err := bench.NewPeerClient(bench.PeerOptions{
+		TokenFile: p.tokenFile, Tunnels: g.nodeTunnels, Device: p.device, TLS: tc,
+		ProcFS: g.paths.ProcFS, Log: g.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.Measure, nil
 }
 
-// peerFlags are the options of serve's peer schedule.
+// peerFlags are the options of serve's peer measurements: the responder
+// (serve_peer_responder.go) and the schedule.
 type peerFlags struct {
-	enable    bool
-	tokenFile string
-	interval  time.Duration
-	timeout   time.Duration
-	namespace string
+	enable      bool
+	tokenFile   string
+	listen      string
+	webConfig   string
+	device      string
+	maxStreams  int
+	maxDuration time.Duration
+	caFile      string
+	interval    time.Duration
+	timeout     time.Duration
+	namespace   string
 }
 
 // Bounds of the schedule's flags.
@@ -66,20 +79,31 @@ const (
 )
 
 func (p *peerFlags) register(fs *pflag.FlagSet) {
-	fs.BoolVar(&p.enable, "peer.enable", false, "measure the path to other nodes (and, with the responder, answer their measurements); needs --peer.token-file")
-	fs.StringVar(&p.tokenFile, "peer.token-file", "", "file holding the token that peer measurements authenticate with")
+	fs.BoolVar(&p.enable, "peer.enable", false, "answer peer measurements from other nodes' nodetune (bench --peer) on --peer.listen-address and, in a cluster, measure the next node in the ring every --peer.interval; needs --peer.token-file")
+	fs.StringVar(&p.tokenFile, "peer.token-file", "", "file holding the token peer measurements (and POST /bench) must carry; read again on every request, so a rotated Secret works without a restart")
+	fs.StringVar(&p.listen, "peer.listen-address", defaultPeerListen, "address the responder listens on")
+	fs.StringVar(&p.webConfig, "peer.web.config.file", "", "exporter-toolkit web configuration for the responder's port (TLS); may be the --web.config.file of /metrics when that holds TLS only")
+	fs.StringVar(&p.device, "peer.device", "", "the CNI tunnel device the tunnel case measures (default: the first IPv4 tunnel that is up)")
+	fs.IntVar(&p.maxStreams, "peer.max-streams", bench.MaxPeerStreams, "most TCP streams a measurer may open per case")
+	fs.DurationVar(&p.maxDuration, "peer.max-duration", bench.MaxPeerDuration, "longest measuring window a measurer may ask per case")
+	fs.StringVar(&p.caFile, "peer.tls-ca-file", "", "the schedule talks HTTPS to the other nodes' responders, verifying them with this CA bundle (for responders with --peer.web.config.file)")
 	fs.DurationVar(&p.interval, "peer.interval", time.Hour, "mean time between this node's measurements of its peer in the ring (jittered by ±25%)")
 	fs.DurationVar(&p.timeout, "peer.timeout", 5*time.Minute, "longest one measurement of a peer may take")
 	fs.StringVar(&p.namespace, "peer.lease-namespace", "", "namespace of the peer measurement Leases (default: the pod's own namespace, else nodetune)")
 }
 
-func (p peerFlags) check() error {
-	if !p.enable {
-		return nil
-	}
+func (p peerFlags) check(enableBench bool) error {
 	switch {
-	case p.tokenFile == "":
-		return errors.New("--peer.enable needs --peer.token-file")
+	case p.enable && p.tokenFile == "":
+		return errors.New("--peer.enable needs --peer.token-file: the responder answers no one without a token")
+	case enableBench && p.tokenFile == "":
+		return errors.New("--web.enable-bench needs --peer.token-file: POST /bench takes the same token as peer measurements")
+	case !p.enable:
+		return nil
+	case p.maxStreams < 1 || p.maxStreams > bench.MaxPeerStreams:
+		return fmt.Errorf("--peer.max-streams: want 1 to %d", bench.MaxPeerStreams)
+	case p.maxDuration <= 0 || p.maxDuration > bench.MaxPeerDuration:
+		return fmt.Errorf("--peer.max-duration: want up to %s", bench.MaxPeerDuration)
 	case p.interval < minPeerInterval:
 		return fmt.Errorf("--peer.interval is %s; want at least %s", p.interval, minPeerInterval)
 	case p.timeout <= 0 || p.timeout > p.interval:
@@ -127,6 +151,10 @@ func startPeerSchedule(ctx context.Context, g *globals, p peerFlags, k kubeFlags
 	if err != nil {
 		return nil, fmt.Errorf("peer schedule: %w", err)
 	}
+	measure, err := newPeerMeasurer(g, p)
+	if err != nil {
+		return nil, fmt.Errorf("peer schedule: %w", err)
+	}
 	ns := p.leaseNamespace()
 	s := &peerScheduler{
 		self: self, interval: p.interval, timeout: p.timeout, leaseDuration: peerLeaseDuration,
@@ -134,7 +162,7 @@ func startPeerSchedule(ctx context.Context, g *globals, p peerFlags, k kubeFlags
 		newLease: func(name string) (*kube.Lease, error) {
 			return kube.NewLease(c, ns, name, self, peerLeaseDuration)
 		},
-		measure: newPeerMeasurer(p.tokenFile, g.log),
+		measure: measure,
 		save:    func(m detect.PeerMeasurement) error { return peerstate.Save(stateDir, m) },
 		log:     g.log.With("component", "peer-schedule"),
 	}
@@ -234,15 +262,19 @@ func (s *peerScheduler) runOnce(ctx context.Context) (string, error) {
 	if !ok {
 		return peerNone, nil
 	}
+	since := time.Now() // no later than the Leases' first write
 	held, err := s.acquire(ctx, peerLeaseName(peer.Name), peerLeaseName(s.self))
 	defer s.release(held)
-	if err != nil || len(held) < 2 {
-		return peerBusy, err
+	if err != nil {
+		return peerFailed, err // the API's answer says nothing about who holds it
+	}
+	if len(held) < 2 {
+		return peerBusy, nil
 	}
 	mctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	renewed := make(chan struct{})
-	go func() { defer close(renewed); s.renew(mctx, cancel, held) }()
+	go func() { defer close(renewed); s.renew(mctx, cancel, held, since) }()
 	m, err := s.measure(mctx, peer.Address)
 	cancel()
 	<-renewed
@@ -282,28 +314,51 @@ func (s *peerScheduler) acquire(ctx context.Context, names ...string) ([]*kube.L
 }
 
 // renew keeps the Leases while the measurement runs, every third of their
-// duration, and ends the measurement (cancel) when one cannot be renewed:
-// another contender may take it then.
-func (s *peerScheduler) renew(ctx context.Context, cancel context.CancelFunc, held []*kube.Lease) {
+// duration, and ends the measurement (cancel) when one cannot be renewed,
+// or when they are not all renewed within two thirds of their duration of
+// the start of the last write that held them (since, at first). Another
+// contender times a Lease from when it saw that write, so it may take it
+// a full duration later; a renewal left to wait for the API client's own
+// timeout would go on measuring past that (client-go's leaderelection
+// gives up leading at its renew deadline in the same way).
+func (s *peerScheduler) renew(ctx context.Context, cancel context.CancelFunc, held []*kube.Lease, since time.Time) {
+	deadline := since.Add(s.renewDeadline())
 	t := time.NewTicker(s.leaseDuration / 3)
 	defer t.Stop()
+	lost := func(l *kube.Lease, err error) {
+		if ctx.Err() == nil {
+			s.log.Warn("lost a peer measurement Lease; stopping the measurement", "lease", l.Name(), "err", err)
+			cancel()
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-time.After(time.Until(deadline)):
+			lost(held[0], errors.New("not renewed in time"))
+			return
 		case <-t.C:
 		}
+		start := time.Now()
+		rctx, rcancel := context.WithDeadline(ctx, deadline)
 		for _, l := range held {
-			if ok, err := l.TryAcquireOrRenew(ctx); !ok || err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("lost a peer measurement Lease; stopping the measurement", "lease", l.Name(), "err", err)
-					cancel()
-				}
+			if ok, err := l.TryAcquireOrRenew(rctx); !ok || err != nil {
+				rcancel()
+				lost(l, err)
 				return
 			}
 		}
+		rcancel()
+		deadline = start.Add(s.renewDeadline())
 	}
 }
+
+// renewDeadline is how long after the start of a write that held the
+// Leases the next must have succeeded: two thirds of their duration, as
+// client-go's defaults (10 s of 15), leaving a third for the measurement
+// to stop.
+func (s *peerScheduler) renewDeadline() time.Duration { return s.leaseDuration * 2 / 3 }
 
 // release gives the Leases up, on a context of its own: the run's may
 // have ended.

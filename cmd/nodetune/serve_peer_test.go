@@ -197,13 +197,10 @@ func TestPeerSchedule(t *testing.T) {
 }
 
 // TestPeerScheduleMeasurerFails: a failed measurement is reported, saves
-// nothing, and releases the Leases; the placeholder measurer says it is
-// not built in.
+// nothing, and releases the Leases.
 func TestPeerScheduleMeasurerFails(t *testing.T) {
-	m := newPeerMeasurer("", slog.New(slog.DiscardHandler))
-	if _, err := m(context.Background(), "10.0.0.2"); !errors.Is(err, errPeerNotBuilt) {
-		t.Errorf("placeholder: %v", err)
-	}
+	errRefused := errors.New("refused")
+	m := func(context.Context, string) (detect.PeerMeasurement, error) { return detect.PeerMeasurement{}, errRefused }
 	saved := 0
 	s := &peerScheduler{
 		self: "a", timeout: time.Second, leaseDuration: time.Second,
@@ -216,6 +213,13 @@ func TestPeerScheduleMeasurerFails(t *testing.T) {
 	if o, err := s.runOnce(context.Background()); o != peerNone || err != nil {
 		t.Errorf("alone in the ring: %q, %v; want no peer", o, err)
 	}
+	// A Lease that cannot be had for an error (not because another run
+	// holds it) is a failure, retried at the next interval, not every
+	// couple of minutes as a busy one is.
+	s.nodes = func(context.Context) ([]kube.PeerNode, error) { return []kube.PeerNode{{Name: "a"}, {Name: "b"}}, nil }
+	if o, err := s.runOnce(context.Background()); o != peerFailed || err == nil {
+		t.Errorf("Lease unavailable: %q, %v; want failed", o, err)
+	}
 	s.nodes = func(context.Context) ([]kube.PeerNode, error) { return nil, errors.New("forbidden") }
 	if o, err := s.runOnce(context.Background()); o != peerFailed || err == nil {
 		t.Errorf("nodes unreadable: %q, %v; want failed", o, err)
@@ -227,20 +231,20 @@ func TestPeerScheduleMeasurerFails(t *testing.T) {
 
 // TestPeerFlags: the schedule is off by default, and on only with a token.
 func TestPeerFlags(t *testing.T) {
-	if err := (peerFlags{}).check(); err != nil {
+	if err := (peerFlags{}).check(false); err != nil {
 		t.Errorf("off: %v", err)
 	}
 	for _, p := range []peerFlags{
-		{enable: true, interval: time.Hour, timeout: time.Minute},
-		{enable: true, tokenFile: "/nonexistent", interval: time.Hour, timeout: time.Minute},
-		{enable: true, tokenFile: "serve_peer_test.go", interval: time.Second, timeout: time.Second},
-		{enable: true, tokenFile: "serve_peer_test.go", interval: time.Hour, timeout: 2 * time.Hour},
+		{enable: true, maxStreams: 4, maxDuration: time.Second, interval: time.Hour, timeout: time.Minute},
+		{enable: true, maxStreams: 4, maxDuration: time.Second, tokenFile: "/nonexistent", interval: time.Hour, timeout: time.Minute},
+		{enable: true, maxStreams: 4, maxDuration: time.Second, tokenFile: "serve_peer_test.go", interval: time.Second, timeout: time.Second},
+		{enable: true, maxStreams: 4, maxDuration: time.Second, tokenFile: "serve_peer_test.go", interval: time.Hour, timeout: 2 * time.Hour},
 	} {
-		if err := p.check(); err == nil {
+		if err := p.check(false); err == nil {
 			t.Errorf("%+v accepted", p)
 		}
 	}
-	if err := (peerFlags{enable: true, tokenFile: "serve_peer_test.go", interval: time.Hour, timeout: time.Minute}).check(); err != nil {
+	if err := (peerFlags{enable: true, tokenFile: "serve_peer_test.go", interval: time.Hour, timeout: time.Minute, maxStreams: 4, maxDuration: time.Second}).check(false); err != nil {
 		t.Errorf("a valid schedule refused: %v", err)
 	}
 }

@@ -438,18 +438,24 @@ func TestServeBench(t *testing.T) {
 	if err := side.SetFeatures(side.Tunnel, map[string]bool{"tx-checksum-ip-generic": false}); err != nil {
 		t.Fatal(err)
 	}
+	token := writeToken(t, "bench-token")
 	startIn(t, side.NS, bin, "serve", "--web.listen-address="+serveAddr, "--web.enable-bench", "--bench.duration=300ms",
-		"--probe.interval=30s", "--probe.window=200ms", "--kube-proxy.url=", "--log.level=debug")
+		"--peer.token-file="+token, "--probe.interval=30s", "--probe.window=200ms", "--kube-proxy.url=", "--log.level=debug")
 	client := nsClient(side)
 	client.Timeout = 2 * time.Minute
 	eventually(t, 10*time.Second, "nodetune /readyz", func() error {
 		_, err := getBody(client, "http://"+serveAddr+"/readyz")
 		return err
 	})
-	resp, err := client.Post("http://"+serveAddr+"/bench", "", nil)
-	if err != nil {
-		t.Fatal(err)
+	// POST /bench takes the peer token: none or a wrong one is refused.
+	for _, auth := range []string{"", "Bearer wrong-token", "bench-token"} {
+		resp := postBench(t, client, auth)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("POST /bench with Authorization %q: HTTP %d, want 401", auth, resp.StatusCode)
+		}
 	}
+	resp := postBench(t, client, "Bearer bench-token")
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -495,6 +501,23 @@ func TestServeBench(t *testing.T) {
 		}
 		return fmt.Errorf("no %s finding with loss %v", rules.TunnelTxChecksumOff, got.LossRatio)
 	})
+}
+
+// postBench sends POST /bench with the Authorization header auth, if any.
+func postBench(t *testing.T, c *http.Client, auth string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+serveAddr+"/bench", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 // TestServeBasicAuth: --web.config.file is exporter-toolkit's, so basic

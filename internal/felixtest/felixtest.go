@@ -70,6 +70,25 @@ func CRDs(t testing.TB) string {
 	return kubetest.Tool(t, "calico-crds.yaml")
 }
 
+// V3CRD serves felixconfigurations in projectcalico.org/v3 as a CRD: the
+// paths and apiVersion the Calico API server serves, and what Calico's
+// native v3 CRD mode (the default for new installs from Calico 3.32)
+// installs instead of it, for tests of the v3 path on a real API server.
+const V3CRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: felixconfigurations.projectcalico.org}
+spec:
+  group: projectcalico.org
+  scope: Cluster
+  names: {kind: FelixConfiguration, listKind: FelixConfigurationList, plural: felixconfigurations, singular: felixconfiguration}
+  versions:
+    - name: v3
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
 var installed sync.Map // *kubetest.Cluster -> bool
 
 // InstallCRDs creates Calico's CRDs (crd.projectcalico.org/v1) in c and
