@@ -249,7 +249,10 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 		// account.
 		plan = tu.Plan(s, findings, opts)
 	}
-	outcomes, verified := applyFix(ctx, g, f.verify, tu, plan)
+	outcomes, verified, err := applyFix(ctx, g, f.verify, tu, plan)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
 	fmt.Fprintln(out, "\nResult:")
 	printOutcomes(out, outcomes)
 	code := max(partial, outcomeCode(outcomes))

@@ -19,13 +19,14 @@ import (
 
 // fixVerifyFlags are fix's options for measuring its changes.
 type fixVerifyFlags struct {
-	peer, tokenFile string
-	margin          float64
+	peer, tokenFile, caFile string
+	margin                  float64
 }
 
 func (v *fixVerifyFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&v.peer, "verify-peer", "", "measure each change made to raise throughput against the responder (nodetune serve --peer.enable) at HOST[:PORT] (default port 9849), before and after it, and undo and hold it if the path measured slower")
 	fs.StringVar(&v.tokenFile, "peer.token-file", "", "with --verify-peer: file holding the token the peer's responder expects")
+	fs.StringVar(&v.caFile, "peer.tls-ca-file", "", "with --verify-peer: talk HTTPS to the responder, verifying it with this CA bundle")
 	fs.Float64Var(&v.margin, "peer.verify-margin", tune.DefaultMargin, "with --verify-peer: share of the measured throughput a change may lose before it counts as slower and is undone; 0: the default")
 }
 
@@ -48,13 +49,17 @@ func (v fixVerifyFlags) check() error {
 
 // applyFix applies plan, measuring the changes made to raise throughput
 // when --verify-peer is given.
-func applyFix(ctx context.Context, g *globals, v fixVerifyFlags, tu *tune.Tuner, plan tune.Plan) ([]tune.Outcome, []tune.Verification) {
+func applyFix(ctx context.Context, g *globals, v fixVerifyFlags, tu *tune.Tuner, plan tune.Plan) ([]tune.Outcome, []tune.Verification, error) {
 	if v.peer == "" {
-		return tu.Apply(ctx, plan), nil
+		return tu.Apply(ctx, plan), nil, nil
 	}
-	measure := tune.MeasureFunc(newPeerMeasurer(v.tokenFile, g.log))
-	return tu.ApplyVerified(ctx, plan, tune.Verifier{Peer: v.peer, Measure: measure, Margin: v.margin,
+	measure, err := newVerifyMeasurer(g, v.tokenFile, "", v.caFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	outcomes, vs := tu.ApplyVerified(ctx, plan, tune.Verifier{Peer: v.peer, Measure: measure, Margin: v.margin,
 		Retries: tune.DefaultRetries, RetryWait: tune.DefaultRetryWait})
+	return outcomes, vs, nil
 }
 
 // printVerifications writes what measuring each change found, with both

@@ -28,7 +28,10 @@ func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error)
 	}
 	var measure tune.MeasureFunc
 	if f.peer.tokenFile != "" {
-		measure = tune.MeasureFunc(newPeerMeasurer(f.peer.tokenFile, g.log))
+		if measure, err = newVerifyMeasurer(g, f.peer.tokenFile, f.peer.device, f.peer.caFile); err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("the peer measurer that verifies changes: %w", err)
+		}
 	}
 	return daemon.TuneRemediator{Tuner: t, System: sys, Plan: tune.PlanOptions{Force: f.force, Rules: f.rules, Exclude: f.excludeRules},
 		Verify: f.verifier(measure)}, closeAll, nil
