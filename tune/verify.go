@@ -20,7 +20,10 @@ type MeasureFunc func(ctx context.Context, peer string) (detect.PeerMeasurement,
 // loaded far beyond a node's usual (load average 17; two namespaces over
 // VXLAN, 54 iperf3 runs of 1 to 3 s with 2 to 4 streams), one run fell
 // below the one before by more than 30% in 14 of 51 pairs, by more than
-// 50% in 3, and by more than 60% in none. Where offload hurts it costs
+// 50% in 3, and by more than 60% in none. Twelve runs of the peer
+// measurer itself (bench --peer, 4 streams, 3 s, load average 6) varied
+// less: the tunnel case fell by at most 43% from one run to the next,
+// by more than 30% once in 11 pairs. Where offload hurts it costs
 // 95% or more (30 times slower in projectcalico/calico issue 11435; almost
 // everything on an underlay that drops large packets). The costs are
 // uneven: undoing a change on noise leaves the setting as it was and
