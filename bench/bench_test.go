@@ -63,7 +63,7 @@ func TestRunMeasuresTheOffloadTax(t *testing.T) {
 	t.Logf("underlay/on/off/node: %s", rates([]float64{res.Cases[0].BitsPerSecond, on.BitsPerSecond, off.BitsPerSecond, node.BitsPerSecond}))
 	// KNOWLEDGE.md measured off at 23% of on; 80% leaves room for a busy machine.
 	if off.BitsPerSecond >= 0.8*on.BitsPerSecond {
-		t.Errorf("offload off (%s) is not clearly slower than on (%s)", Rate(off.BitsPerSecond), Rate(on.BitsPerSecond))
+		t.Errorf("offload off (%s) is not clearly slower than on (%s)", detect.Rate(off.BitsPerSecond), detect.Rate(on.BitsPerSecond))
 	}
 	if !on.Features[detect.FeatureTxChecksumGeneric] || !on.Features[detect.FeatureTSO] {
 		t.Errorf("offload-on case ran with %v", on.Features)

@@ -19,6 +19,8 @@ import (
 
 	"github.com/nodetune/nodetune/internal/privtest"
 	"github.com/nodetune/nodetune/testbed"
+
+	"github.com/nodetune/nodetune/detect"
 )
 
 // iperf3Result is the part of `iperf3 -J` output the comparison reads.
@@ -147,12 +149,12 @@ func BenchmarkAgainstIperf3(b *testing.B) {
 		for _, r := range rows {
 			ours, theirs := median(r.ours), median(r.iperf3)
 			ratio := ours / theirs
-			fmt.Printf("| %s | %s | %s | %.2f |\n", r.name, Rate(ours), Rate(theirs), ratio)
+			fmt.Printf("| %s | %s | %s | %.2f |\n", r.name, detect.Rate(ours), detect.Rate(theirs), ratio)
 			b.ReportMetric(ours/1e9, r.name+"-Gbit/s")
 			b.ReportMetric(theirs/1e9, r.name+"-iperf3-Gbit/s")
 			if math.Abs(ratio-1) > 0.20 {
 				b.Errorf("%s: nodetune measured %s, iperf3 %s (medians of %s and %s): more than 20%% apart",
-					r.name, Rate(ours), Rate(theirs), rates(r.ours), rates(r.iperf3))
+					r.name, detect.Rate(ours), detect.Rate(theirs), rates(r.ours), rates(r.iperf3))
 			}
 		}
 	}
@@ -174,7 +176,7 @@ func median(xs []float64) float64 {
 func rates(xs []float64) string {
 	out := make([]string, len(xs))
 	for i, x := range xs {
-		out[i] = Rate(x)
+		out[i] = detect.Rate(x)
 	}
 	return strings.Join(out, ", ")
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/nodetune/nodetune/detect"
 )
 
 // WritePeerText writes r as the table `nodetune bench --peer` prints.
@@ -25,7 +27,7 @@ func WritePeerText(w io.Writer, r PeerResult) error {
 	}
 	fmt.Fprintf(&b, "%-*s  %-9s %12s  %s\n", width, "CASE", "DIRECTION", "THROUGHPUT", "LIMITED BY")
 	for _, c := range r.Cases {
-		rate, note := Rate(c.BitsPerSecond), c.Bottleneck
+		rate, note := detect.Rate(c.BitsPerSecond), c.Bottleneck
 		if c.Err.Failed() {
 			rate, note = "-", "not measured: "+c.Err.Error()
 		}
@@ -33,7 +35,7 @@ func WritePeerText(w io.Writer, r PeerResult) error {
 	}
 	m := r.Measurement()
 	if on, off, ok := m.OffloadEffect(); ok {
-		fmt.Fprintf(&b, "\nsending from here, tx checksum offload on gave %s, off %s", Rate(on), Rate(off))
+		fmt.Fprintf(&b, "\nsending from here, tx checksum offload on gave %s, off %s", detect.Rate(on), detect.Rate(off))
 		if on < off {
 			b.WriteString(": offload HURTS on this path")
 		}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/nodetune/nodetune/detect"
 )
 
 // WriteText writes r as the table `nodetune bench` prints.
@@ -32,7 +34,7 @@ func WriteText(w io.Writer, r Result) error {
 		case c.Name != CaseOffloadOn && c.Path == PathTunnel && hasOn && on.BitsPerSecond > 0:
 			note = fmt.Sprintf("  %s of offload-on", percent(c.BitsPerSecond/on.BitsPerSecond))
 		}
-		fmt.Fprintf(&b, "%-*s  %12s%s\n", width, c.Name, Rate(c.BitsPerSecond), note)
+		fmt.Fprintf(&b, "%-*s  %12s%s\n", width, c.Name, detect.Rate(c.BitsPerSecond), note)
 	}
 	b.WriteString("\n")
 	switch t := r.Ratios.TunnelOverUnderlay; {
@@ -50,19 +52,6 @@ func WriteText(w io.Writer, r Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// Rate formats bits per second for people: "30.5 Gbit/s", "940 Mbit/s".
-func Rate(bps float64) string {
-	switch {
-	case bps >= 1e9:
-		return fmt.Sprintf("%.1f Gbit/s", bps/1e9)
-	case bps >= 1e6:
-		return fmt.Sprintf("%.0f Mbit/s", bps/1e6)
-	case bps >= 1e3:
-		return fmt.Sprintf("%.0f kbit/s", bps/1e3)
-	}
-	return fmt.Sprintf("%.0f bit/s", bps)
 }
 
 func percent(r float64) string { return fmt.Sprintf("%.0f%%", r*100) }

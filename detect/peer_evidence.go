@@ -91,9 +91,10 @@ func Rate(bps float64) string {
 		return fmt.Sprintf("%.1f Gbit/s", bps/1e9)
 	case bps >= 1e6:
 		return fmt.Sprintf("%.0f Mbit/s", bps/1e6)
-	default:
+	case bps >= 1e3:
 		return fmt.Sprintf("%.0f kbit/s", bps/1e3)
 	}
+	return fmt.Sprintf("%.0f bit/s", bps)
 }
 
 // OffloadEvidence is what the peer measurements say about tx checksum

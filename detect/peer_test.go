@@ -31,3 +31,13 @@ func TestIsPeerTunnel(t *testing.T) {
 		}
 	}
 }
+
+func TestRate(t *testing.T) {
+	for bps, want := range map[float64]string{
+		36.5e9: "36.5 Gbit/s", 1e9: "1.0 Gbit/s", 940e6: "940 Mbit/s", 12.4e3: "12 kbit/s", 12: "12 bit/s", 0: "0 bit/s",
+	} {
+		if got := Rate(bps); got != want {
+			t.Errorf("Rate(%g) = %q, want %q", bps, got, want)
+		}
+	}
+}

@@ -59,14 +59,6 @@ var ErrBadReport = errors.New("malformed TunnelChecksumErrors event")
 // longer. A new report is written at once.
 const minReportUpdate = 10 * time.Second
 
-// nodeCacheTTL is how long the map of Node addresses is used before it is
-// listed again; an address missing from it is looked up again at most
-// every nodeMissTTL.
-const (
-	nodeCacheTTL = 5 * time.Minute
-	nodeMissTTL  = 30 * time.Second
-)
-
 // ChecksumEvents records and reads TunnelChecksumErrors Events for one
 // node. Record is called from one goroutine at a time; Reports and
 // WatchReports may run alongside it.
@@ -77,9 +69,8 @@ type ChecksumEvents struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	// nodes maps each InternalIP and ExternalIP of every Node to its name.
-	nodes  map[netip.Addr]string
-	listed time.Time
+	// nodes names the Node that has an address.
+	nodes *NodeAddresses
 
 	// written are the reports this node recorded, by Event name; only
 	// Record uses it.
@@ -118,50 +109,13 @@ func NewChecksumEvents(cfg *Config, node string, log *slog.Logger) (*ChecksumEve
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &ChecksumEvents{client: c, node: node, instance: "nodetune-" + node, log: log.With("node", node),
-		now: time.Now, written: map[string]*reportState{}}, nil
-}
-
-// nodeAddrList is a core/v1 NodeList with only names and addresses.
-type nodeAddrList struct {
-	Items []struct {
-		Metadata ObjectMeta `json:"metadata"`
-		Status   struct {
-			Addresses []struct {
-				Type    string `json:"type"`
-				Address string `json:"address"`
-			} `json:"addresses"`
-		} `json:"status"`
-	} `json:"items"`
+		now: time.Now, nodes: NewNodeAddresses(c), written: map[string]*reportState{}}, nil
 }
 
 // NodeFor returns the name of the Node that has addr as an InternalIP or
-// ExternalIP, listing the Nodes when the map is old or does not know addr.
+// ExternalIP, "" when none has.
 func (e *ChecksumEvents) NodeFor(ctx context.Context, addr netip.Addr) (string, error) {
-	addr = addr.Unmap()
-	now := e.now()
-	name, ok := e.nodes[addr]
-	age := now.Sub(e.listed)
-	if e.nodes != nil && (ok && age < nodeCacheTTL || !ok && age < nodeMissTTL) {
-		return name, nil
-	}
-	var l nodeAddrList
-	// resourceVersion 0: from the API server's cache, not etcd.
-	if err := e.client.Get(ctx, Path("", "v1", "", "nodes", ""), url.Values{"resourceVersion": {"0"}}, &l); err != nil {
-		return "", fmt.Errorf("listing the Nodes' addresses: %w", err)
-	}
-	nodes := map[netip.Addr]string{}
-	for _, n := range l.Items {
-		for _, a := range n.Status.Addresses {
-			if a.Type != "InternalIP" && a.Type != "ExternalIP" {
-				continue
-			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				nodes[ip.Unmap()] = n.Metadata.Name
-			}
-		}
-	}
-	e.nodes, e.listed = nodes, now
-	return nodes[addr], nil
+	return e.nodes.NodeFor(ctx, addr)
 }
 
 // reportName is the Event name of the report by this node about sender's

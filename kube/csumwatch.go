@@ -5,13 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/nodetune/nodetune/detect"
@@ -129,51 +125,10 @@ func (e *ChecksumEvents) keep(w *reportWatch, ev *event) {
 // watchReports follows the reports from rv until the stream ends, and
 // returns the last resourceVersion seen.
 func (e *ChecksumEvents) watchReports(ctx context.Context, rv string, changed func()) (string, error) {
-	q := url.Values{
-		"fieldSelector":       {e.reportSelector()},
-		"watch":               {"true"},
-		"resourceVersion":     {rv},
-		"allowWatchBookmarks": {"true"},
-		"timeoutSeconds":      {strconv.Itoa(300 + rand.IntN(300))},
-	}
-	path := eventsPath(NamespaceDefault, "")
-	resp, err := e.client.send(ctx, e.client.stream, http.MethodGet, path, q, "", nil)
-	if err != nil {
-		return rv, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return rv, fmt.Errorf("watching the reports: %w", decodeStatus(resp.StatusCode, raw))
-	}
-	body := newEventReader(resp.Body)
-	dec := json.NewDecoder(body)
-	start, n := time.Now(), 0
-	for {
-		var we watchEvent
-		if err := dec.Decode(&we); err != nil {
-			switch {
-			case ctx.Err() != nil:
-				return rv, nil
-			case errors.Is(err, io.EOF) && n == 0 && time.Since(start) < time.Second:
-				return rv, errors.New("watching the reports: the watch ended at once with no event")
-			case errors.Is(err, io.EOF):
-				return rv, nil
-			}
-			return rv, fmt.Errorf("reading the watch of the reports: %w", err)
-		}
-		n++
-		body.next()
-		if we.Type == "ERROR" {
-			var s status
-			if err := json.Unmarshal(we.Object, &s); err != nil {
-				return rv, fmt.Errorf("watching the reports: an ERROR event: %w", err)
-			}
-			return rv, fmt.Errorf("watching the reports: %w", &StatusError{Code: s.Code, Reason: s.Reason, Message: s.Message})
-		}
+	return e.client.watchStream(ctx, eventsPath(NamespaceDefault, ""), e.reportSelector(), rv, "the reports", func(we watchEvent) (string, error) {
 		var ev event
 		if err := json.Unmarshal(we.Object, &ev); err != nil {
-			return rv, fmt.Errorf("watching the reports: decoding a %s event: %w", we.Type, err)
+			return "", fmt.Errorf("watching the reports: decoding a %s event: %w", we.Type, err)
 		}
 		e.mu.Lock()
 		switch we.Type {
@@ -183,13 +138,11 @@ func (e *ChecksumEvents) watchReports(ctx context.Context, rv string, changed fu
 			delete(e.watch.reports, ev.Name)
 		}
 		e.mu.Unlock()
-		if ev.ResourceVersion != "" {
-			rv = ev.ResourceVersion
-		}
 		if we.Type != "BOOKMARK" && changed != nil {
 			changed()
 		}
-	}
+		return ev.ResourceVersion, nil
+	})
 }
 
 // watched returns the reports WatchReports keeps, waiting for its first

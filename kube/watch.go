@@ -133,24 +133,33 @@ type watchEvent struct {
 }
 
 // watch follows the object from rv until the stream ends, and returns the
-// last resourceVersion seen. A server-side timeout between 5 and 10
-// minutes spreads the re-watches of many nodes, as client-go's does.
+// last resourceVersion seen.
 func (w *Watch[T]) watch(ctx context.Context, rv string) (string, error) {
+	return w.c.watchStream(ctx, w.path, w.selector(), rv, w.path, w.apply)
+}
+
+// watchStream runs one watch of the collection at path, narrowed by the
+// field selector sel, from resourceVersion rv until the stream ends. It
+// hands apply every event but ERROR, which ends the watch with the
+// server's status, and returns the last resourceVersion apply reported. A
+// server-side timeout between 5 and 10 minutes spreads the re-watches of
+// many nodes, as client-go's does. what names the watch in errors.
+func (c *Client) watchStream(ctx context.Context, path, sel, rv, what string, apply func(watchEvent) (string, error)) (string, error) {
 	q := url.Values{
-		"fieldSelector":       {w.selector()},
+		"fieldSelector":       {sel},
 		"watch":               {"true"},
 		"resourceVersion":     {rv},
 		"allowWatchBookmarks": {"true"},
 		"timeoutSeconds":      {strconv.Itoa(300 + rand.IntN(300))},
 	}
-	resp, err := w.c.send(ctx, w.c.stream, http.MethodGet, w.path, q, "", nil)
+	resp, err := c.send(ctx, c.stream, http.MethodGet, path, q, "", nil)
 	if err != nil {
 		return rv, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return rv, fmt.Errorf("watching %s: %w", w.path, decodeStatus(resp.StatusCode, raw))
+		return rv, fmt.Errorf("watching %s: %w", what, decodeStatus(resp.StatusCode, raw))
 	}
 	body := newEventReader(resp.Body)
 	dec := json.NewDecoder(body)
@@ -164,15 +173,22 @@ func (w *Watch[T]) watch(ctx context.Context, rv string) (string, error) {
 			case errors.Is(err, io.EOF) && events == 0 && time.Since(start) < time.Second:
 				// As client-go's reflector: a server that ends every
 				// watch at once must not be watched in a busy loop.
-				return rv, fmt.Errorf("watching %s: the watch ended at once with no event", w.path)
+				return rv, fmt.Errorf("watching %s: the watch ended at once with no event", what)
 			case errors.Is(err, io.EOF):
 				return rv, nil // the server's timeout: watch again from rv
 			}
-			return rv, fmt.Errorf("reading the watch of %s: %w", w.path, err)
+			return rv, fmt.Errorf("reading the watch of %s: %w", what, err)
 		}
 		events++
 		body.next()
-		next, err := w.apply(ev)
+		if ev.Type == "ERROR" {
+			var s status
+			if err := json.Unmarshal(ev.Object, &s); err != nil {
+				return rv, fmt.Errorf("watching %s: an ERROR event: %w", what, err)
+			}
+			return rv, fmt.Errorf("watching %s: %w", what, &StatusError{Code: s.Code, Reason: s.Reason, Message: s.Message})
+		}
+		next, err := apply(ev)
 		if err != nil {
 			return rv, err
 		}
@@ -182,16 +198,9 @@ func (w *Watch[T]) watch(ctx context.Context, rv string) (string, error) {
 	}
 }
 
-// apply takes one watch event into the cache and returns the
-// resourceVersion it carries.
+// apply takes one watch event (not ERROR: watchStream handles those) into
+// the cache and returns the resourceVersion it carries.
 func (w *Watch[T]) apply(ev watchEvent) (string, error) {
-	if ev.Type == "ERROR" {
-		var s status
-		if err := json.Unmarshal(ev.Object, &s); err != nil {
-			return "", fmt.Errorf("watching %s: an ERROR event: %w", w.path, err)
-		}
-		return "", fmt.Errorf("watching %s: %w", w.path, &StatusError{Code: s.Code, Reason: s.Reason, Message: s.Message})
-	}
 	var meta struct {
 		Metadata ObjectMeta `json:"metadata"`
 	}

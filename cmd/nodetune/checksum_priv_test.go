@@ -82,7 +82,7 @@ func TestDoctorTracesBadChecksums(t *testing.T) {
 
 // sendBadChecksums sends a datagram with a bad UDP checksum from a to b's
 // port every 5 ms, from a raw socket in a, until the returned func is called.
-func sendBadChecksums(t *testing.T, a, b *testbed.Side, port uint16) func() {
+func sendBadChecksums(t testing.TB, a, b *testbed.Side, port uint16) func() {
 	t.Helper()
 	var conn *net.IPConn
 	if err := a.Do(func() (err error) {

@@ -152,11 +152,11 @@ func BenchmarkPeerVsIperf3(b *testing.B) {
 	for _, k := range order {
 		o, i := median(ours[k]), median(theirs[k])
 		ratio := o / i
-		fmt.Printf("| %s | %s | %s | %s | %.2f |\n", k.name, k.dir, bench.Rate(o), bench.Rate(i), ratio)
+		fmt.Printf("| %s | %s | %s | %s | %.2f |\n", k.name, k.dir, detect.Rate(o), detect.Rate(i), ratio)
 		b.ReportMetric(o/1e9, k.name+"-"+k.dir+"-Gbit/s")
 		b.ReportMetric(i/1e9, k.name+"-"+k.dir+"-iperf3-Gbit/s")
 		if math.Abs(ratio-1) > 0.20 {
-			b.Errorf("%s %s: nodetune %s, iperf3 %s (rounds: %s; %s): more than 20%% apart", k.name, k.dir, bench.Rate(o), bench.Rate(i),
+			b.Errorf("%s %s: nodetune %s, iperf3 %s (rounds: %s; %s): more than 20%% apart", k.name, k.dir, detect.Rate(o), detect.Rate(i),
 				rateList(ours[k]), rateList(theirs[k]))
 		}
 	}
@@ -165,7 +165,7 @@ func BenchmarkPeerVsIperf3(b *testing.B) {
 func rateList(xs []float64) string {
 	out := make([]string, len(xs))
 	for i, x := range xs {
-		out[i] = bench.Rate(x)
+		out[i] = detect.Rate(x)
 	}
 	return strings.Join(out, ", ")
 }

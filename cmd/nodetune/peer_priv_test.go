@@ -157,7 +157,7 @@ func TestPeerBenchFourCases(t *testing.T) {
 		// machine's CPUs, busy or not with other work).
 		if c.Err.Failed() || c.BitsPerSecond < 1e6 || c.Sender == nil || c.Receiver == nil || len(c.Sender.CPUs) == 0 ||
 			c.Bottleneck != bench.Bottleneck(c.Sender, c.Receiver) {
-			t.Errorf("case %s: %s, bottleneck %q, err %v, sender %v receiver %v", key, bench.Rate(c.BitsPerSecond), c.Bottleneck, c.Err, c.Sender, c.Receiver)
+			t.Errorf("case %s: %s, bottleneck %q, err %v, sender %v receiver %v", key, detect.Rate(c.BitsPerSecond), c.Bottleneck, c.Err, c.Sender, c.Receiver)
 		}
 		if c.Bottleneck != "" {
 			named++
@@ -222,9 +222,9 @@ func TestPeerBenchOffloadHurts(t *testing.T) {
 	if !ok {
 		t.Fatalf("no offload effect measured:\n%s", r.out)
 	}
-	t.Logf("offload on %s, off %s", bench.Rate(on), bench.Rate(off))
+	t.Logf("offload on %s, off %s", detect.Rate(on), detect.Rate(off))
 	if !(on*5 < off) || off < 1e9 {
-		t.Errorf("offload on %s, off %s: want on far below off, and off at Gbit/s", bench.Rate(on), bench.Rate(off))
+		t.Errorf("offload on %s, off %s: want on far below off, and off at Gbit/s", detect.Rate(on), detect.Rate(off))
 	}
 	// The CNI tunnel (another port) is not touched by the rule.
 	if c, ok := res.Measurement().Case(detect.PeerCaseTunnel, detect.PeerSend); !ok || c.BitsPerSecond < 1e9 {

@@ -9,14 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -44,7 +40,11 @@ func (p peerFlags) guard(g *globals, k kubeFlags) (bench.Guard, error) {
 	if err != nil {
 		return gd, err
 	}
-	gd.NodeAddress = newNodeAddresses(c.Get, g.log).contains
+	nodes := kube.NewNodeAddresses(c)
+	// A Node that left stops being answered within a minute; one that
+	// joined is answered within five seconds.
+	nodes.TTL, nodes.MissTTL = time.Minute, 5*time.Second
+	gd.NodeAddress = nodes.IsNode
 	return gd, nil
 }
 
@@ -107,67 +107,4 @@ func guardBench(h http.Handler, gd bench.Guard) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// nodeAddresses caches the addresses of the cluster's Nodes.
-type nodeAddresses struct {
-	get func(ctx context.Context, path string, q url.Values, out any) error
-	log *slog.Logger
-
-	mu    sync.Mutex
-	addrs map[netip.Addr]bool
-	at    time.Time
-}
-
-// How long the list of Nodes is trusted, and how soon an unknown address
-// may list them again (a Node that just joined).
-const (
-	nodeListTTL   = time.Minute
-	nodeListRetry = 5 * time.Second
-)
-
-func newNodeAddresses(get func(ctx context.Context, path string, q url.Values, out any) error, log *slog.Logger) *nodeAddresses {
-	return &nodeAddresses{get: get, log: log}
-}
-
-// nodeAddressList is the part of a core/v1 NodeList read here.
-type nodeAddressList struct {
-	Items []struct {
-		Metadata struct {
-			Name string `json:"name"`
-		} `json:"metadata"`
-		Status struct {
-			Addresses []struct {
-				Type    string `json:"type"`
-				Address string `json:"address"`
-			} `json:"addresses"`
-		} `json:"status"`
-	} `json:"items"`
-}
-
-// contains reports whether a is an InternalIP or ExternalIP of a Node.
-func (n *nodeAddresses) contains(ctx context.Context, a netip.Addr) (bool, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	age := time.Since(n.at)
-	if n.addrs != nil && (age < nodeListTTL && n.addrs[a] || age < nodeListRetry) {
-		return n.addrs[a], nil
-	}
-	var list nodeAddressList
-	if err := n.get(ctx, kube.Path("", "v1", "", "nodes", ""), nil, &list); err != nil {
-		return false, fmt.Errorf("listing Nodes: %w", err)
-	}
-	addrs := map[netip.Addr]bool{}
-	for _, it := range list.Items {
-		for _, ad := range it.Status.Addresses {
-			if ad.Type != "InternalIP" && ad.Type != "ExternalIP" {
-				continue
-			}
-			if ip, err := netip.ParseAddr(ad.Address); err == nil {
-				addrs[ip.Unmap()] = true
-			}
-		}
-	}
-	n.addrs, n.at = addrs, time.Now()
-	return addrs[a], nil
 }

@@ -1,13 +1,8 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,43 +11,6 @@ import (
 
 	"github.com/nodetune/nodetune/bench"
 )
-
-// TestNodeAddresses: InternalIP and ExternalIP of every Node count, other
-// kinds do not; the list is cached, and listed again for an unknown
-// address only after nodeListRetry (a Node that just joined).
-func TestNodeAddresses(t *testing.T) {
-	lists := 0
-	body := `{"items":[{"metadata":{"name":"a"},"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.1"},{"type":"Hostname","address":"10.9.9.9"}]}},
-		{"metadata":{"name":"b"},"status":{"addresses":[{"type":"ExternalIP","address":"2001:db8::2"}]}}]}`
-	var fail error
-	n := newNodeAddresses(func(_ context.Context, path string, _ url.Values, out any) error {
-		lists++
-		if path != "/api/v1/nodes" {
-			t.Errorf("listed %s", path)
-		}
-		if fail != nil {
-			return fail
-		}
-		return json.Unmarshal([]byte(body), out)
-	}, nil)
-	for addr, want := range map[string]bool{"10.0.0.1": true, "2001:db8::2": true, "10.9.9.9": false, "10.0.0.3": false} {
-		got, err := n.contains(context.Background(), netip.MustParseAddr(addr))
-		if err != nil || got != want {
-			t.Errorf("contains(%s) = %t, %v; want %t", addr, got, err, want)
-		}
-	}
-	if lists != 1 {
-		t.Errorf("listed the Nodes %d times for four questions, want once", lists)
-	}
-	n.at = time.Now().Add(-nodeListRetry - time.Second)
-	fail = errors.New("API server down")
-	if _, err := n.contains(context.Background(), netip.MustParseAddr("10.0.0.3")); err == nil {
-		t.Error("an unknown address after the retry time did not list again")
-	}
-	if ok, err := n.contains(context.Background(), netip.MustParseAddr("10.0.0.1")); !ok || err != nil {
-		t.Errorf("a known Node within the TTL: %t, %v", ok, err)
-	}
-}
 
 // TestPeerFlagsNeedToken: neither the responder nor POST /bench runs
 // without a token file.

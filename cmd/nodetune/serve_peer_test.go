@@ -200,7 +200,9 @@ func TestPeerSchedule(t *testing.T) {
 // nothing, and releases the Leases.
 func TestPeerScheduleMeasurerFails(t *testing.T) {
 	errRefused := errors.New("refused")
-	m := func(context.Context, string) (detect.PeerMeasurement, error) { return detect.PeerMeasurement{}, errRefused }
+	m := func(context.Context, string) (detect.PeerMeasurement, error) {
+		return detect.PeerMeasurement{}, errRefused
+	}
 	saved := 0
 	s := &peerScheduler{
 		self: "a", timeout: time.Second, leaseDuration: time.Second,

@@ -270,7 +270,7 @@ func waitFeature(t *testing.T, side *testbed.Side, dev string, want bool, timeou
 }
 
 // metricValue returns the value of series in a scrape, or -1 if absent.
-func metricValue(t *testing.T, c *http.Client, series string) float64 {
+func metricValue(t testing.TB, c *http.Client, series string) float64 {
 	t.Helper()
 	body, err := getBody(c, "http://"+serveAddr+"/metrics")
 	if err != nil {
