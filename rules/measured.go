@@ -3,6 +3,8 @@ package rules
 import (
 	"fmt"
 	"time"
+
+	"github.com/nodetune/nodetune/detect"
 )
 
 // RemediationMeasuredSlower is the rule ID of a change nodetune made to
@@ -54,7 +56,7 @@ func MeasuredSlowerFinding(m MeasuredSlower) Finding {
 		Severity: Warning,
 		Subject:  m.Subject,
 		Summary: fmt.Sprintf("`%s` (for %s) measured slower on the %s path to %s: %s before, %s after; nodetune undid it and does not make it again",
-			m.Change.Command(), m.Rule, m.Path, m.Peer, rate(m.Before), rate(m.After)),
+			m.Change.Command(), m.Rule, m.Path, m.Peer, detect.Rate(m.Before), detect.Rate(m.After)),
 		Explanation: "nodetune made this change to raise throughput, and measured the path it should speed up against a peer " +
 			"just before and just after it. The path lost more than the noise margin allows, so the change is no fix on this " +
 			"node: nodetune rolled it back through its journal, keeps both figures there, and holds the setting. The finding " +
@@ -71,15 +73,4 @@ func MeasuredSlowerFinding(m MeasuredSlower) Finding {
 		},
 		References: []string{"projectcalico/calico#11435", "docs/serve.md"},
 	}
-}
-
-// rate formats bits per second for a summary.
-func rate(bps float64) string {
-	switch {
-	case bps >= 1e9:
-		return fmt.Sprintf("%.2f Gbit/s", bps/1e9)
-	case bps >= 1e6:
-		return fmt.Sprintf("%.0f Mbit/s", bps/1e6)
-	}
-	return fmt.Sprintf("%.0f kbit/s", bps/1e3)
 }

@@ -16,7 +16,7 @@ func TestMeasuredSlowerFinding(t *testing.T) {
 		At: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
 	})
 	want := "`ethtool -K vxlan0 tx-checksum-ip-generic on` (for tunnel-tx-checksum-off) measured slower on the tunnel send path to node-b: " +
-		"5.00 Gbit/s before, 100 Mbit/s after; nodetune undid it and does not make it again"
+		"5.0 Gbit/s before, 100 Mbit/s after; nodetune undid it and does not make it again"
 	if diff := cmp.Diff(want, f.Summary); diff != "" {
 		t.Errorf("summary (-want +got):\n%s", diff)
 	}

@@ -57,25 +57,11 @@ func (m Measured) Slower() bool { return m.After < m.Before*(1-m.Margin) }
 
 // String is the two figures for a person.
 func (m Measured) String() string {
-	s := fmt.Sprintf("%s to %s: %s before, %s after", m.Path, m.Peer, FormatRate(m.Before), FormatRate(m.After))
+	s := fmt.Sprintf("%s to %s: %s before, %s after", m.Path, m.Peer, detect.Rate(m.Before), detect.Rate(m.After))
 	if m.Note != "" {
 		s += " (" + m.Note + ")"
 	}
 	return s
-}
-
-// FormatRate formats bits per second for people: "5.2 Gbit/s", "940
-// Mbit/s".
-func FormatRate(bps float64) string {
-	switch {
-	case bps >= 1e9:
-		return fmt.Sprintf("%.2f Gbit/s", bps/1e9)
-	case bps >= 1e6:
-		return fmt.Sprintf("%.0f Mbit/s", bps/1e6)
-	case bps >= 1e3:
-		return fmt.Sprintf("%.0f kbit/s", bps/1e3)
-	}
-	return fmt.Sprintf("%.0f bit/s", bps)
 }
 
 // measuredPath is the path a change on device is judged by: the CNI
@@ -102,7 +88,7 @@ func tunnelSend(m detect.PeerMeasurement, device string, after bool) (bps float6
 		}
 		if after {
 			if h, ok := m.Case(detect.PeerCaseHost, detect.PeerSend); ok {
-				return 0, fmt.Sprintf("the tunnel case failed (%v) while the underlay carried %s", c.Err, FormatRate(h.BitsPerSecond)), nil
+				return 0, fmt.Sprintf("the tunnel case failed (%v) while the underlay carried %s", c.Err, detect.Rate(h.BitsPerSecond)), nil
 			}
 		}
 		return 0, "", fmt.Errorf("the tunnel case failed: %v", c.Err)

@@ -96,7 +96,7 @@ func (p *iperf3Path) measure(ctx context.Context, peer string) (detect.PeerMeasu
 	if hc.Err.Failed() && tc.Err.Failed() {
 		return m, errors.New("neither path carried traffic")
 	}
-	p.t.Logf("measured: tunnel %s (%v), underlay %s", FormatRate(tc.BitsPerSecond), tc.Err, FormatRate(hc.BitsPerSecond))
+	p.t.Logf("measured: tunnel %s (%v), underlay %s", detect.Rate(tc.BitsPerSecond), tc.Err, detect.Rate(hc.BitsPerSecond))
 	return m, nil
 }
 

@@ -157,7 +157,7 @@ func TestApplyVerifiedUndoesWhatMeasuredSlower(t *testing.T) {
 	if m.Before != 5e9 || m.After != 1e8 || m.Peer != "b" || m.Device != "vxlan0" || m.Margin != 0.5 {
 		t.Errorf("measured: %+v", m)
 	}
-	if !strings.Contains(out[0].Note, "5.00 Gbit/s before, 100 Mbit/s after") {
+	if !strings.Contains(out[0].Note, "5.0 Gbit/s before, 100 Mbit/s after") {
 		t.Errorf("the change's note does not give both figures: %q", out[0].Note)
 	}
 	tu.Close()
@@ -205,8 +205,8 @@ func TestApplyVerifiedKeeps(t *testing.T) {
 		verdict Verdict
 		note    string
 	}{
-		{"faster", offloadPath{on: 9e9, off: 3e9}, VerdictKept, "3.00 Gbit/s before, 9.00 Gbit/s after"},
-		{"within the margin", offloadPath{on: 3e9, off: 5e9}, VerdictKept, "5.00 Gbit/s before, 3.00 Gbit/s after"},
+		{"faster", offloadPath{on: 9e9, off: 3e9}, VerdictKept, "3.0 Gbit/s before, 9.0 Gbit/s after"},
+		{"within the margin", offloadPath{on: 3e9, off: 5e9}, VerdictKept, "5.0 Gbit/s before, 3.0 Gbit/s after"},
 		{"measurement failed after", offloadPath{on: 1e8, off: 5e9, err: []error{nil, errors.New("peer busy"), errors.New("peer busy")}}, VerdictUnmeasured, "peer busy; the change stays, unverified"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nodetune/nodetune/detect"
 	"github.com/nodetune/nodetune/rules"
 	"github.com/nodetune/nodetune/tune"
 )
@@ -78,14 +79,14 @@ func printVerifications(w io.Writer, peer string, vs []tune.Verification) int {
 		case tune.VerdictUndone:
 			code = max(code, exitChangeFailed)
 			fmt.Fprintf(w, "  slower:     %s: %s before, %s after (more than the %.0f%% noise margin lost)\n",
-				v.Change.Key, tune.FormatRate(v.Measured.Before), tune.FormatRate(v.Measured.After), 100*v.Measured.Margin)
+				v.Change.Key, detect.Rate(v.Measured.Before), detect.Rate(v.Measured.After), 100*v.Measured.Margin)
 			fmt.Fprintf(w, "              undone through the journal and held [%s]; to allow it again: nodetune fix --release %s\n",
 				rules.RemediationMeasuredSlower, esc(v.Change.Rule))
 			if v.Err != nil {
 				fmt.Fprintf(w, "              but: %s\n", esc(v.Err.Error()))
 			}
 		case tune.VerdictKept:
-			fmt.Fprintf(w, "  kept:       %s: %s before, %s after\n", v.Change.Key, tune.FormatRate(v.Measured.Before), tune.FormatRate(v.Measured.After))
+			fmt.Fprintf(w, "  kept:       %s: %s before, %s after\n", v.Change.Key, detect.Rate(v.Measured.Before), detect.Rate(v.Measured.After))
 		default:
 			code = max(code, exitIncomplete)
 			fmt.Fprintf(w, "  %-11s %s: %s\n", string(v.Verdict)+":", v.Change.Key, esc(v.Err.Error()))

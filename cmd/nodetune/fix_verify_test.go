@@ -25,10 +25,10 @@ func TestPrintVerifications(t *testing.T) {
 	}{
 		{"undone", []tune.Verification{{Change: c, Verdict: tune.VerdictUndone, Measured: tune.Measured{Before: 4.2e9, After: 35e6, Margin: 0.5}}}, exitChangeFailed,
 			"\nMeasured against 10.0.0.2:\n" +
-				"  slower:     vxlan0 tx-checksum-ip-generic: 4.20 Gbit/s before, 35 Mbit/s after (more than the 50% noise margin lost)\n" +
+				"  slower:     vxlan0 tx-checksum-ip-generic: 4.2 Gbit/s before, 35 Mbit/s after (more than the 50% noise margin lost)\n" +
 				"              undone through the journal and held [remediation-measured-slower]; to allow it again: nodetune fix --release tunnel-tx-checksum-off\n"},
 		{"kept", []tune.Verification{{Change: c, Verdict: tune.VerdictKept, Measured: tune.Measured{Before: 3e9, After: 9e9, Margin: 0.5}}}, exitOK,
-			"\nMeasured against 10.0.0.2:\n  kept:       vxlan0 tx-checksum-ip-generic: 3.00 Gbit/s before, 9.00 Gbit/s after\n"},
+			"\nMeasured against 10.0.0.2:\n  kept:       vxlan0 tx-checksum-ip-generic: 3.0 Gbit/s before, 9.0 Gbit/s after\n"},
 		{"unmeasured", []tune.Verification{{Change: c, Verdict: tune.VerdictUnmeasured, Err: errors.New("measuring after the change: 429")}}, exitIncomplete,
 			"\nMeasured against 10.0.0.2:\n  unmeasured: vxlan0 tx-checksum-ip-generic: measuring after the change: 429\n"},
 		{"nothing to measure", nil, exitOK,
