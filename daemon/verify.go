@@ -18,8 +18,7 @@ type Verify struct {
 	// the peer of the newest recent peer measurement in the snapshot (the
 	// one serve's schedule saved last): a node known to answer, whose path
 	// this node measured lately. With neither, changes made to raise
-	// throughput are made unverified, as before, and their outcome says
-	// nothing was measured.
+	// throughput wait, refused as unmeasured, until there is one.
 	Peer string
 	// Margin is the noise margin (tune.DefaultMargin when 0).
 	Margin float64
@@ -29,8 +28,9 @@ type Verify struct {
 	RetryWait time.Duration
 }
 
-// verifier is v as tune takes it for snapshot s, and whether there is a
-// peer to measure against.
+// verifier is v as tune takes it for snapshot s, and whether changes are
+// verified at all (a nil v, or one without a measurer, makes them
+// unverified).
 func (v *Verify) verifier(s *detect.Snapshot) (tune.Verifier, bool) {
 	if v == nil || v.Measure == nil {
 		return tune.Verifier{}, false
@@ -43,7 +43,7 @@ func (v *Verify) verifier(s *detect.Snapshot) (tune.Verifier, bool) {
 	if margin <= 0 {
 		margin = tune.DefaultMargin
 	}
-	return tune.Verifier{Peer: peer, Measure: v.Measure, Margin: margin, Retries: v.Retries, RetryWait: v.RetryWait}, peer != ""
+	return tune.Verifier{Peer: peer, Measure: v.Measure, Margin: margin, Retries: v.Retries, RetryWait: v.RetryWait}, true
 }
 
 // lastPeer is the address of the peer of the newest peer measurement in s

@@ -168,8 +168,7 @@ func TestRemediateUndoesWhatMeasuredSlower(t *testing.T) {
 
 // TestRemediateKeepsWhatDidNotMeasureSlower: offload on that measured
 // faster stays; so does one whose measurement after the change failed
-// (reported as unmeasured, not undone blindly); with no peer to measure
-// against, the change is made unverified, as before.
+// (reported as unmeasured, not undone blindly).
 func TestRemediateKeepsWhatDidNotMeasureSlower(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
@@ -180,7 +179,6 @@ func TestRemediateKeepsWhatDidNotMeasureSlower(t *testing.T) {
 	}{
 		{"faster", tunnelPath{on: 9e9, off: 3e9}, "b", tune.VerdictKept, 2},
 		{"measurement failed after", tunnelPath{on: 80e6, off: 4e9, failAt: 2}, "b", tune.VerdictUnmeasured, 2},
-		{"no peer", tunnelPath{on: 80e6, off: 4e9}, "", "", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			et := newTunnelEthtool(false)
@@ -244,5 +242,28 @@ func TestRemediateMeasuresAgainstTheLastPeer(t *testing.T) {
 	}
 	if p.calls != 4 || len(r.Tuner.Holds()) != 0 {
 		t.Errorf("%d measurements, holds %v", p.calls, r.Tuner.Holds())
+	}
+}
+
+// TestRemediateWithoutAPeer: with a measurer but no peer to measure
+// against yet, offload is not turned on unmeasured: the change waits,
+// refused as unmeasured. Without a measurer at all (no peer token), it is
+// made unverified, as before.
+func TestRemediateWithoutAPeer(t *testing.T) {
+	et := newTunnelEthtool(false)
+	p := &tunnelPath{et: et, on: 9e9, off: 3e9}
+	_, _, r := verifyingDaemon(t, t.TempDir(), et, p, "")
+	s, fs := offloadNode(t, et)
+	out, err := r.Apply(context.Background(), s, fs)
+	if err != nil || len(out) != 1 || out[0].Result != tune.Refused || out[0].Reason != tune.ReasonUnmeasured ||
+		out[0].Verdict != tune.VerdictDeferred || !strings.Contains(out[0].Detail, "no peer to measure against") {
+		t.Fatalf("apply: %+v, %v", out, err)
+	}
+	if et.offload() || p.calls != 0 {
+		t.Errorf("offload %v after %d measurements", et.offload(), p.calls)
+	}
+	r.Verify = nil
+	if out, err := r.Apply(context.Background(), s, fs); err != nil || len(out) != 1 || out[0].Result != tune.Verified || out[0].Verdict != "" || !et.offload() {
+		t.Errorf("without a measurer: %+v, %v; offload %v", out, err, et.offload())
 	}
 }

@@ -43,7 +43,8 @@ const (
 // Verifier measures, for changes made to raise throughput, the path they
 // should speed up, against one peer.
 type Verifier struct {
-	// Peer is the responder measured against, HOST[:PORT].
+	// Peer is the responder measured against, HOST[:PORT]; with none
+	// (while a Measure is set) such changes wait, refused as unmeasured.
 	Peer string
 	// Measure runs one measurement.
 	Measure MeasureFunc
@@ -108,10 +109,13 @@ func (v Verification) String() string {
 // through the journal, and holds, each one whose path measured slower by
 // more than v.Margin. The measurement before a change is taken just
 // before it, not taken from an older run, so that both figures come from
-// the same peer and path within seconds, under the same load. A change whose path cannot be measured before it is not made
-// (Refused, ReasonUnmeasured); one measured after it with an error is kept
-// and reported, not undone blindly: a failed measurement is no evidence
-// that the change harms, and undoing on it would let a flaky peer decide.
+// the same peer and path within seconds, under the same load. A change
+// whose path cannot be measured before it is not made (Refused,
+// ReasonUnmeasured), nor one with no peer to measure against; a Verifier
+// without Measure makes such changes unverified, as Apply does. One
+// measured with an error after it is kept and reported, not undone
+// blindly: a failed measurement is no evidence that the change harms, and
+// undoing on it would let a flaky peer decide.
 func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcome, []Verification) {
 	if v.Margin <= 0 || v.Margin >= 1 {
 		v.Margin = DefaultMargin
@@ -124,7 +128,7 @@ func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcom
 			rest = append(rest, c)
 		}
 	}
-	if len(measured) == 0 || v.Measure == nil || v.Peer == "" {
+	if len(measured) == 0 || v.Measure == nil {
 		return t.Apply(ctx, p), nil
 	}
 	out := t.Apply(ctx, p.with(rest))
@@ -133,12 +137,9 @@ func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcom
 	for _, c := range measured {
 		before := last
 		if before == nil {
-			m, err := v.Measure(ctx, v.Peer)
-			if err == nil {
-				_, _, err = tunnelSend(m, c.Target, false)
-			}
+			m, err := v.baseline(ctx, c)
 			if err != nil {
-				err = fmt.Errorf("%s was not made: the path it should speed up could not be measured before it (peer %s: %w); nodetune tries again later", c.Key, v.Peer, err)
+				err = fmt.Errorf("%s was not made: the path it should speed up could not be measured before it (peer %q: %w); nodetune tries again later", c.Key, v.Peer, err)
 				o := Outcome{Change: c, Action: ActionApply, Result: Refused, Err: err, Command: c.Command()}
 				o.Change.Reason = ReasonUnmeasured
 				t.logOutcome(o, false)
@@ -162,6 +163,19 @@ func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcom
 		last = nil
 	}
 	return out, vs
+}
+
+// baseline measures the path of change c before it; without a peer to
+// measure against there is none.
+func (v Verifier) baseline(ctx context.Context, c Change) (detect.PeerMeasurement, error) {
+	if v.Peer == "" {
+		return detect.PeerMeasurement{}, errors.New("no peer to measure against yet (serve's peer schedule measures one, or give --peer.verify)")
+	}
+	m, err := v.Measure(ctx, v.Peer)
+	if err == nil {
+		_, _, err = tunnelSend(m, c.Target, false)
+	}
+	return m, err
 }
 
 // verifyOne measures after change c, which made, an Apply, wrote, and
