@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -43,5 +44,28 @@ func TestPrintVerifications(t *testing.T) {
 				t.Errorf("output (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestServeVerifies: remediate mode measures its changes made to raise
+// throughput where this node takes part in peer measurement, not where a
+// token only guards POST /bench.
+func TestServeVerifies(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		f    serveFlags
+		want bool
+	}{
+		{"no token", serveFlags{peer: peerFlags{enable: true}}, false},
+		{"token for POST /bench only", serveFlags{peer: peerFlags{tokenFile: "t"}, enableBench: true}, false},
+		{"peer measurement", serveFlags{peer: peerFlags{tokenFile: "t", enable: true}}, true},
+		{"a peer to verify against", serveFlags{peer: peerFlags{tokenFile: "t"}, verify: verifyFlags{peer: "10.0.0.2"}}, true},
+	} {
+		if got := tt.f.verifies(); got != tt.want {
+			t.Errorf("%s: verifies() = %v, want %v", tt.name, got, tt.want)
+		}
+		if got := tt.f.verifier(func(context.Context, string) (detect.PeerMeasurement, error) { return detect.PeerMeasurement{}, nil }) != nil; got != tt.want {
+			t.Errorf("%s: a verifier: %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

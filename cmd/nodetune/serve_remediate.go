@@ -27,7 +27,7 @@ func openRemediator(g *globals, f serveFlags) (daemon.Remediator, func(), error)
 		closeSys()
 	}
 	var measure tune.MeasureFunc
-	if f.peer.tokenFile != "" {
+	if f.verifies() {
 		if measure, err = newVerifyMeasurer(g, f.peer.tokenFile, f.peer.device, f.peer.caFile); err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("the peer measurer that verifies changes: %w", err)

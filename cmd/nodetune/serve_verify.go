@@ -38,12 +38,20 @@ func (v verifyFlags) check(tokenFile string) error {
 	return nil
 }
 
-// verifier is how remediate mode measures, or nil without a token: then
-// changes made to raise throughput are made unverified, as before.
+// verifier is how remediate mode measures, or nil when this node takes
+// no part in peer measurement (no token, or neither --peer.enable nor
+// --peer.verify: a token given only for POST /bench): then changes made to
+// raise throughput are made unverified, as before.
 func (f serveFlags) verifier(measure tune.MeasureFunc) *daemon.Verify {
-	if f.peer.tokenFile == "" {
+	if !f.verifies() {
 		return nil
 	}
 	return &daemon.Verify{Measure: measure, Peer: f.verify.peer, Margin: f.verify.margin,
 		Retries: tune.DefaultRetries, RetryWait: tune.DefaultRetryWait}
+}
+
+// verifies reports whether remediate mode measures its changes made to
+// raise throughput.
+func (f serveFlags) verifies() bool {
+	return f.peer.tokenFile != "" && (f.peer.enable || f.verify.peer != "")
 }
