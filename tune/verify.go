@@ -139,7 +139,10 @@ func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcom
 		if before == nil {
 			m, err := v.baseline(ctx, c)
 			if err != nil {
-				err = fmt.Errorf("%s was not made: the path it should speed up could not be measured before it (peer %q: %w); nodetune tries again later", c.Key, v.Peer, err)
+				if v.Peer != "" {
+					err = fmt.Errorf("peer %s: %w", v.Peer, err)
+				}
+				err = fmt.Errorf("%s was not made: the path it should speed up could not be measured before it (%w); nodetune tries again later", c.Key, err)
 				o := Outcome{Change: c, Action: ActionApply, Result: Refused, Err: err, Command: c.Command()}
 				o.Change.Reason = ReasonUnmeasured
 				t.logOutcome(o, false)
@@ -169,7 +172,7 @@ func (t *Tuner) ApplyVerified(ctx context.Context, p Plan, v Verifier) ([]Outcom
 // measure against there is none.
 func (v Verifier) baseline(ctx context.Context, c Change) (detect.PeerMeasurement, error) {
 	if v.Peer == "" {
-		return detect.PeerMeasurement{}, errors.New("no peer to measure against yet (serve's peer schedule measures one, or give --peer.verify)")
+		return detect.PeerMeasurement{}, errors.New("no peer to measure against yet")
 	}
 	m, err := v.Measure(ctx, v.Peer)
 	if err == nil {
