@@ -121,8 +121,18 @@ func runAsPod(t *testing.T, ds *appsv1.DaemonSet, name, netns string, hostPaths,
 			args = append(args, fmt.Sprintf("--mount=type=bind,source=%s,destination=%s,ro=true", secretDir(t, v.Secret), m.MountPath))
 			continue
 		}
+		if ok && v.EmptyDir != nil {
+			// The pod's own scratch directory, writable by everyone as
+			// the kubelet makes it, and of the size it asks.
+			opt := "--mount=type=tmpfs,destination=" + m.MountPath + ",tmpfs-mode=1777"
+			if v.EmptyDir.SizeLimit != nil {
+				opt += ",tmpfs-size=" + strconv.FormatInt(v.EmptyDir.SizeLimit.Value(), 10)
+			}
+			args = append(args, opt)
+			continue
+		}
 		if !ok || v.HostPath == nil {
-			t.Fatalf("mount %s: volume %s is not a hostPath or the peer Secret", m.MountPath, m.Name)
+			t.Fatalf("mount %s: volume %s is not a hostPath, an emptyDir or the peer Secret", m.MountPath, m.Name)
 		}
 		src := v.HostPath.Path
 		if sub, ok := hostPaths[src]; ok {

@@ -109,9 +109,11 @@ func (p peerFlags) check(enableBench bool) error {
 	case p.timeout <= 0 || p.timeout > p.interval:
 		return fmt.Errorf("--peer.timeout is %s; want it positive and at most --peer.interval (%s)", p.timeout, p.interval)
 	}
-	if _, err := os.Stat(p.tokenFile); err != nil {
-		return fmt.Errorf("--peer.token-file: %w", err)
-	}
+	// A token file that does not exist yet is no error: the DaemonSet
+	// mounts the peer Secret whole and optional, and the operator may put
+	// the token in later. Until then the responder refuses every request
+	// and the schedule's measurements fail, each saying why; both read the
+	// file again each time.
 	return nil
 }
 
