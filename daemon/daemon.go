@@ -37,6 +37,10 @@ type Outcome struct {
 	Wrote bool
 	// Detail is one line for a person.
 	Detail string
+	// Verdict is, for a change made to raise throughput, what measuring it
+	// concluded; empty when it was not measured. A rollback outcome of an
+	// apply is the undoing of a change that measured slower.
+	Verdict tune.Verdict
 }
 
 // Remediator applies fixes to the host and undoes them. TuneRemediator is
@@ -366,10 +370,14 @@ func (d *Daemon) remediate(ctx context.Context, s *detect.Snapshot, findings []r
 		JournalOK: err == nil, Owned: len(held), GivenUp: d.conflicts.givenUp(), LastSuccess: d.lastSuccess,
 	}
 	d.remediated(step)
+	out := rv.conflicts
 	if cs, ok := d.opt.Remediator.(ConflictSource); ok {
-		return append(rv.conflicts, cs.Conflicts()...)
+		out = append(out, cs.Conflicts()...)
 	}
-	return rv.conflicts
+	if src, ok := d.opt.Remediator.(findingSource); ok {
+		out = append(out, src.Findings()...)
+	}
+	return out
 }
 
 // apply applies the fixes of findings, unless remediation is paused, and
@@ -408,6 +416,12 @@ func (d *Daemon) apply(ctx context.Context, s *detect.Snapshot, findings []rules
 	for _, o := range outcomes {
 		k := key{o.Rule, o.Subject}
 		switch {
+		case o.Action == tune.ActionRollback:
+			d.log.Warn("undid a change that measured slower", "rule", o.Rule, "subject", o.Subject, "result", o.Result, "detail", o.Detail)
+		case o.Verdict == tune.VerdictUnmeasured:
+			d.lastSuccess = now
+			d.log.Warn("remediated, but the measurement after the change is no evidence about it; the change stays",
+				"rule", o.Rule, "subject", o.Subject, "detail", o.Detail)
 		case o.Result == tune.Refused:
 			// A plan refusal (an owner without --force, an unsafe kernel)
 			// repeats every cycle; say it once.

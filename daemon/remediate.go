@@ -41,11 +41,37 @@ type TuneRemediator struct {
 	// Plan narrows the plans; Force lets nodetune change settings another
 	// agent owns, which the back-off then guards.
 	Plan tune.PlanOptions
+	// Verify, when set, measures each change made to raise throughput
+	// against a peer, and undoes and holds one that measured slower
+	// (tune.Tuner.ApplyVerified).
+	Verify *Verify
 }
 
-// Apply plans the fixes of findings against s and applies the approved ones.
+// Apply plans the fixes of findings against s and applies the approved
+// ones; with a peer to measure against, the changes made to raise
+// throughput are verified by measuring.
 func (r TuneRemediator) Apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) ([]Outcome, error) {
-	return outcomes(r.Tuner.Apply(ctx, r.Tuner.Plan(s, findings, r.Plan))), nil
+	// A hold nodetune made after a change measured slower lasts until a
+	// newer measurement of the change's own subject finds that it helps,
+	// judged as the rules judge it (detect.OffloadHurtsMargin).
+	if _, err := r.Tuner.ReleaseMeasured(recentPeers(s), detect.OffloadHurtsMargin); err != nil {
+		return nil, err
+	}
+	p := r.Tuner.Plan(s, findings, r.Plan)
+	v, ok := r.Verify.verifier(s)
+	if !ok {
+		return outcomes(r.Tuner.Apply(ctx, p)), nil
+	}
+	out, vs := r.Tuner.ApplyVerified(ctx, p, v)
+	res := outcomes(out)
+	for _, vf := range vs {
+		for i := range res {
+			if out[i].Action == tune.ActionApply && out[i].Change.Key == vf.Change.Key {
+				res[i].Verdict = vf.Verdict
+			}
+		}
+	}
+	return res, nil
 }
 
 // Rollback restores every value nodetune set and nobody changed since.

@@ -99,7 +99,7 @@ func New(version string) *Exporter {
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: refusalsName,
 			Help: "Changes nodetune refused to make, by rule and reason: allowlist, bound, gate, unknown (the evidence could not be read), " +
-				"owner (another agent owns the setting), duplicate, kept-off, held (rolled back by the user), stale, unplanned.",
+				"owner (another agent owns the setting), duplicate, kept-off, held (rolled back by the user, or measured slower), stale, unplanned, unmeasured.",
 		}, []string{"rule", "reason"}),
 	}
 	e.registry.MustRegister(

@@ -28,7 +28,7 @@ func TestRulesDocumented(t *testing.T) {
 	for _, r := range Catalog() {
 		want = append(want, r.ID)
 	}
-	want = append(want, RemediationConflict)
+	want = append(want, RemediationConflict, RemediationMeasuredSlower)
 	if diff := cmp.Diff(want, documented); diff != "" {
 		t.Errorf("docs/rules.md sections differ from the catalog (-catalog +docs):\n%s", diff)
 	}

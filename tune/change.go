@@ -170,7 +170,9 @@ type Outcome struct {
 	// Note says what else a person should know about the outcome, such as
 	// a module that rollback left loaded.
 	Note string `json:"note,omitempty"`
-	Err  error  `json:"-"`
+	// Entry is the journal entry the write was recorded in, when one was.
+	Entry int64 `json:"entry,omitempty"`
+	Err   error `json:"-"`
 }
 
 // Ok reports whether the outcome leaves the setting as intended.

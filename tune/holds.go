@@ -32,6 +32,12 @@ type Hold struct {
 	At    time.Time `json:"at"`
 	// Released is set once a release lifted the hold.
 	Released bool `json:"released,omitempty"`
+	// To, when set, is the one value the hold keeps nodetune from
+	// setting; a hold without it keeps the setting from any change.
+	To string `json:"to,omitempty"`
+	// Measured is set on a hold nodetune made itself, after the change
+	// measured slower: the two figures.
+	Measured *Measured `json:"measured,omitempty"`
 }
 
 // replayHold applies a hold or release record.
@@ -45,7 +51,8 @@ func (st *journalState) replayHold(r record) error {
 		if err != nil {
 			return err
 		}
-		st.holds = append(st.holds, &Hold{ID: r.Seq, Key: k, Rule: r.Rule, Subject: r.Subject, NetNS: r.NetNS, At: r.At})
+		st.holds = append(st.holds, &Hold{ID: r.Seq, Key: k, Rule: r.Rule, Subject: r.Subject, NetNS: r.NetNS, At: r.At,
+			To: r.To, Measured: r.Measured})
 		return nil
 	case evRelease:
 		i := slices.IndexFunc(st.holds, func(h *Hold) bool { return h.ID == r.Entry })
@@ -142,10 +149,16 @@ func (t *Tuner) held(k Key) *Hold {
 // heldReason says why c is refused for a hold in holds, or "".
 func heldReason(c Change, holds []Hold) Refusal {
 	for _, h := range holds {
-		if h.Key == c.Key {
-			return refuse(ReasonHeld, "%s: `nodetune rollback` undid this change at %s, and nodetune does not make it again on its own; "+
-				"to allow it: nodetune fix --release %s (or --release all)", ErrHeld, h.At.Format(time.RFC3339), h.Rule)
+		if h.Key != c.Key || (h.To != "" && h.To != c.To) {
+			continue
 		}
+		if h.Measured != nil {
+			return refuse(ReasonHeld, "%s: nodetune made this change at %s, measured %s, and undid it; it does not make it again "+
+				"until a new measurement shows it helps, or: nodetune fix --release %s (or --release all)",
+				ErrHeld, h.Measured.AfterAt.Format(time.RFC3339), h.Measured, h.Rule)
+		}
+		return refuse(ReasonHeld, "%s: `nodetune rollback` undid this change at %s, and nodetune does not make it again on its own; "+
+			"to allow it: nodetune fix --release %s (or --release all)", ErrHeld, h.At.Format(time.RFC3339), h.Rule)
 	}
 	return Refusal{}
 }

@@ -24,13 +24,15 @@ const JournalFile = "journal.jsonl"
 
 // The journal's header names its format and version; a file whose first
 // line does not is refused. Version 2 added the device identity and the
-// lossless target of an intent, the gone event, and holds; a version 1
-// journal is read as it is, and rewritten with a version 2 header the
-// first time a writer opens it (migrate.go), so that a nodetune that reads
-// only version 1 refuses it by its version rather than as corrupt.
+// lossless target of an intent, the gone event, and holds; version 3 the
+// measurement of a change undone because it measured slower, and holds
+// on one value ("to"). An older journal is read as it is, and rewritten
+// with the current header the first time a writer opens it (rewrite.go),
+// so that a nodetune that reads only an older version refuses it by its
+// version rather than as corrupt.
 const (
 	journalFormat  = "nodetune-journal"
-	journalVersion = 2
+	journalVersion = 3
 )
 
 // ErrJournal marks a journal nodetune refuses to use: corrupt, foreign,
@@ -85,6 +87,9 @@ type record struct {
 	Observed *Value  `json:"observed,omitempty"`
 	Note     string  `json:"note,omitempty"`
 	Line     int     `json:"line,omitempty"`
+	// Measured is what measuring a change made to raise throughput found,
+	// on the record that undid it and on the hold that keeps it undone.
+	Measured *Measured `json:"measured,omitempty"`
 }
 
 // line is how a record is stored: the record's JSON and its CRC-32C, so a
@@ -153,6 +158,9 @@ type Entry struct {
 	// State is the entry's last event: intent, applied, verified, or the
 	// event that closed it.
 	State string `json:"state"`
+	// Measured is set when nodetune undid the change because the path it
+	// was made to speed up measured slower after it.
+	Measured *Measured `json:"measured,omitempty"`
 }
 
 // Open reports whether nodetune still claims the setting.
@@ -283,6 +291,9 @@ func (st *journalState) replay(n int, r record) error {
 			return fmt.Errorf("%s for entry %d, which is already %s", r.Event, r.Entry, e.State)
 		}
 		e.State = r.Event
+		if r.Measured != nil {
+			e.Measured = r.Measured
+		}
 		return nil
 	}
 	return fmt.Errorf("unknown event %q", r.Event)
@@ -548,7 +559,13 @@ func keyOf(r record) (Key, error) {
 
 // event records a later event of entry e.
 func (j *journal) event(e *Entry, ev string, observed *Value, note string) error {
-	return j.append(record{Event: ev, Entry: e.ID, Observed: observed, Note: note}, nil)
+	return j.measuredEvent(e, ev, observed, note, nil)
+}
+
+// measuredEvent records a later event of entry e, with the measurement
+// that led to it, if any.
+func (j *journal) measuredEvent(e *Entry, ev string, observed *Value, note string, m *Measured) error {
+	return j.append(record{Event: ev, Entry: e.ID, Observed: observed, Note: note, Measured: m}, nil)
 }
 
 // open returns the entries nodetune still claims, newest first.

@@ -39,7 +39,10 @@ import (
 // Then register it where its dependencies are known: built-in host
 // kinds in HostKinds, any other in Host.More (from cmd). A kind whose
 // setting belongs to a network device may also implement deviceSetting,
-// and then follows renames and is closed when its device is gone.
+// and then follows renames and is closed when its device is gone. A kind
+// some of whose changes are made to raise throughput implements
+// throughputKind (measured.go): those changes are then measured against a
+// peer before and after, and undone when slower (Tuner.ApplyVerified).
 // TestKindsContract runs every kind registered on its test Host through
 // its fixtures.
 type Kind interface {

@@ -204,6 +204,28 @@ func (f featureKind) Write(ctx context.Context, k Key, value string) error {
 	return h.writeFeature(k, value)
 }
 
+// RaisesThroughput reports whether c turns tx checksum offload on: the
+// change nodetune makes to raise a tunnel's throughput, which on some
+// NIC paths lowers it instead.
+func (featureKind) RaisesThroughput(c Change) bool {
+	return c.Setting == detect.FeatureTxChecksumGeneric && c.To == on
+}
+
+// Helps reads, for tx checksum offload turned on for device c.Target, a
+// peer measurement's temporary tunnel copied from that device, with
+// offload on and off side by side: it helps when on ran no slower than
+// off beyond margin.
+func (featureKind) Helps(c Change, m detect.PeerMeasurement, margin float64) (helps, measured bool) {
+	if c.Setting != detect.FeatureTxChecksumGeneric || c.To != on || m.Device != c.Target {
+		return false, false
+	}
+	onBps, offBps, ok := m.OffloadEffect()
+	if !ok {
+		return false, false
+	}
+	return onBps >= offBps*(1-margin), true
+}
+
 // FollowUps are, for tx checksum offload turned on, the tx segmentation
 // features of its device: the kernel restores those it dropped, since they
 // stay requested on, and Apply turns on any an operator had turned off.

@@ -121,3 +121,46 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestJournalV2IsMigrated: a version 2 journal (with a hold) is read as
+// it is, and a writer rewrites only its header, to the version that added
+// measurements, so that a nodetune of version 2 refuses a journal that
+// may hold them by its version, not as corrupt.
+func TestJournalV2IsMigrated(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, JournalFile)
+	k := budgetChange.Key
+	var v2 []byte
+	for _, r := range []record{
+		{Seq: 1, Event: evHeader, Format: journalFormat, Version: 2},
+		{Seq: 2, Event: evHold, Key: &k, Rule: budgetChange.Rule, Subject: budgetChange.Subject, NetNS: "net:[7]"},
+	} {
+		l, err := encodeLine(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2 = append(v2, l...)
+	}
+	if err := os.WriteFile(path, v2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err := openJournal(dir)
+	if err != nil {
+		t.Fatalf("opening a version 2 journal: %v", err)
+	}
+	if h := j.st.active(); len(h) != 1 || h[0].To != "" || h[0].Measured != nil {
+		t.Errorf("holds of the version 2 journal: %+v", h)
+	}
+	j.close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, old := bytes.SplitAfter(b, []byte("\n")), bytes.SplitAfter(v2, []byte("\n"))
+	if hdr, err := decodeLine(bytes.TrimSuffix(lines[0], []byte("\n"))); err != nil || hdr.Version != 3 {
+		t.Errorf("header after migration: %+v, %v", hdr, err)
+	}
+	if diff := cmp.Diff(old[1:], lines[1:]); diff != "" {
+		t.Errorf("migration changed the records (-v2 +now):\n%s", diff)
+	}
+}

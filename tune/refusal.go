@@ -38,11 +38,14 @@ const (
 	// ReasonUnplanned: the change did not come from this Tuner's Plan, so
 	// the journal's holds and claims were not consulted.
 	ReasonUnplanned Reason = "unplanned"
+	// ReasonUnmeasured: a change made to raise throughput waits, because
+	// the path it should speed up could not be measured before it.
+	ReasonUnmeasured Reason = "unmeasured"
 )
 
 // Reasons lists every Reason, in a stable order.
 var Reasons = []Reason{ReasonAllowlist, ReasonBound, ReasonGate, ReasonUnknown, ReasonOwner,
-	ReasonDuplicate, ReasonKeptOff, ReasonHeld, ReasonStale, ReasonUnplanned}
+	ReasonDuplicate, ReasonKeptOff, ReasonHeld, ReasonStale, ReasonUnplanned, ReasonUnmeasured}
 
 // Refusal is why a change will not be made: a Reason and the sentence for a
 // person. The zero Refusal refuses nothing.

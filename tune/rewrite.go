@@ -77,8 +77,9 @@ func (j *journal) swap(f *os.File, st *journalState, data []byte) {
 	j.f, j.w, j.st, j.size = f, f, st, int64(len(data))
 }
 
-// migrate rewrites a version 1 journal with a version 2 header; every
-// other line stays as it is.
+// migrate rewrites a journal of an older version with the current header;
+// every other line stays as it is: each version only added fields and
+// events.
 func (j *journal) migrate(data []byte) error {
 	nl := bytes.IndexByte(data, '\n')
 	if nl < 0 {

@@ -66,7 +66,7 @@ func (t *Tuner) rollback(ctx context.Context, dryRun bool, keys []Key) []Outcome
 		case t.otherNetns(e) != "":
 			o, stop = t.elsewhere(ctx, o, e, dryRun)
 		default:
-			o, stop = t.restore(ctx, o, e, dryRun, simulated)
+			o, stop = t.restore(ctx, o, e, dryRun, simulated, nil)
 		}
 		if o.Result == Failed {
 			blocked[settingOf(e)] = true
@@ -91,8 +91,9 @@ func settingOf(e *Entry) setting { return setting{e.Key, e.NetNS} }
 
 // restore rolls back one entry. In a dry run it reads a setting's value
 // from simulated once an earlier step has planned a write to it, and
-// records there the value it plans.
-func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, simulated map[setting]Value) (Outcome, error) {
+// records there the value it plans. The event that closes the entry
+// carries m, the measurement that led to the rollback, if any.
+func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, simulated map[setting]Value, m *Measured) (Outcome, error) {
 	k, moved, err := t.locate(ctx, e.Key, e.Device)
 	if errors.Is(err, ErrGone) {
 		return t.gone(o, e, err, dryRun)
@@ -122,7 +123,7 @@ func (t *Tuner) restore(ctx context.Context, o Outcome, e *Entry, dryRun bool, s
 		if why != nil {
 			note = why.Error()
 		}
-		return t.record(o, e, ev, cur, note)
+		return t.recordMeasured(o, e, ev, cur, note, m)
 	}
 	if ev, done := t.settled(&o, e, cur); done {
 		if ev == evClosed {
@@ -275,7 +276,12 @@ func (t *Tuner) settled(o *Outcome, e *Entry, cur Value) (ev string, done bool) 
 // and a note saying why, if any. If the journal cannot be written, the outcome
 // fails and errJournalDown tells the caller to stop touching the host.
 func (t *Tuner) record(o Outcome, e *Entry, ev string, cur Value, note string) (Outcome, error) {
-	if err := t.j.event(e, ev, &cur, note); err != nil {
+	return t.recordMeasured(o, e, ev, cur, note, nil)
+}
+
+// recordMeasured is record, with the measurement that led to the event.
+func (t *Tuner) recordMeasured(o Outcome, e *Entry, ev string, cur Value, note string, m *Measured) (Outcome, error) {
+	if err := t.j.measuredEvent(e, ev, &cur, note, m); err != nil {
 		o.Result, o.Err = Failed, fmt.Errorf("recording %s for %s: %w", ev, e.Key, err)
 		return o, errJournalDown
 	}

@@ -267,6 +267,7 @@ func (t *Tuner) write(ctx context.Context, c Change) (Outcome, error) {
 		o.Result, o.Err = Failed, fmt.Errorf("recording the original value of %s: %w; nothing was written", c.Key, err)
 		return o, errJournalDown
 	}
+	o.Entry = e.ID
 	t.crash.at("intent")
 	if err := t.sameDevice(ctx, c.Key, dev); err != nil {
 		if jerr := t.j.event(e, evGone, nil, err.Error()); jerr != nil {

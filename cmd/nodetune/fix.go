@@ -63,6 +63,7 @@ type fixFlags struct {
 	stateDir           string
 	window             time.Duration
 	calico             calicoFlags
+	verify             fixVerifyFlags
 }
 
 func newFixCmd(g *globals) *cobra.Command {
@@ -98,6 +99,9 @@ func newFixCmd(g *globals) *cobra.Command {
 			if err := checkStateDir(f.stateDir, !f.dryRun); err != nil {
 				return err
 			}
+			if err := f.verify.check(); err != nil {
+				return err
+			}
 			return runFix(cmd, g, cfg, f)
 		},
 	}
@@ -111,6 +115,7 @@ func newFixCmd(g *globals) *cobra.Command {
 	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "directory of the journal that rollback reads")
 	fs.DurationVar(&f.window, "window", time.Second, "how long to measure rates before planning")
 	f.calico.register(fs, true)
+	f.verify.register(fs)
 	ruleFlags(cmd, &cfg)
 	return cmd
 }
@@ -273,10 +278,18 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	if f.calico.cooperate {
 		pids, pidErr = felixPIDs(g.paths.ProcFS) // before the override, to see Felix restart after it
 	}
-	outcomes := tu.Apply(ctx, plan)
+	outcomes, verified, err := applyFix(ctx, g, f.verify, tu, plan)
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
 	fmt.Fprintln(out, "\nResult:")
 	printOutcomes(out, outcomes)
 	code := max(partial, outcomeCode(outcomes))
+	verifyCode := exitOK
+	if f.verify.peer != "" {
+		verifyCode = printVerifications(out, f.verify.peer, verified)
+		code = max(code, verifyCode)
+	}
 	if f.calico.cooperate {
 		co, err := cooperateFelix(ctx, out, g, f, cfg, sys, tu, outcomes, pids, pidErr)
 		switch {
@@ -291,6 +304,7 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 			if len(held) > 0 || len(withoutOwnerRefusals(plan.Refusals())) > 0 {
 				code = max(code, exitIncomplete)
 			}
+			code = max(code, verifyCode)
 		}
 	}
 	if code == exitOK {

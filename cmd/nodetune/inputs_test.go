@@ -67,6 +67,13 @@ func TestBadInputsAreUsageErrors(t *testing.T) {
 		"rollback empty state dir": {"rollback", "--state-dir", ""},
 		"rollback state dir file":  {"rollback", "--state-dir", file},
 		"serve empty state dir":    {"serve", "--mode", "remediate", "--state-dir", ""},
+		"serve verify margin <0":   {"serve", "--mode", "remediate", "--peer.verify-margin", "-0.5", "--state-dir", t.TempDir()},
+		"serve verify margin 1":    {"serve", "--mode", "remediate", "--peer.verify-margin", "1", "--state-dir", t.TempDir()},
+		"serve verify no token":    {"serve", "--mode", "remediate", "--peer.verify", "10.0.0.2", "--state-dir", t.TempDir()},
+		"fix verify no token":      {"fix", "--yes", "--verify-peer", "10.0.0.2", "--state-dir", t.TempDir()},
+		"fix verify no token file": {"fix", "--yes", "--verify-peer", "10.0.0.2", "--peer.token-file", filepath.Join(file, "none"), "--state-dir", t.TempDir()},
+		"fix token without peer":   {"fix", "--yes", "--peer.token-file", file, "--state-dir", t.TempDir()},
+		"fix verify margin 2":      {"fix", "--yes", "--verify-peer", "10.0.0.2", "--peer.token-file", file, "--peer.verify-margin", "2", "--state-dir", t.TempDir()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			inv := invoke(t, healthyNode, args...)

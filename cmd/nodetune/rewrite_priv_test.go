@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -35,7 +36,7 @@ func asVersion1(t *testing.T, path string) []byte {
 	if err := json.Unmarshal(first, &l); err != nil {
 		t.Fatal(err)
 	}
-	rec := bytes.Replace(l.Rec, []byte(`"version":2`), []byte(`"version":1`), 1)
+	rec := headerVersion.ReplaceAll(l.Rec, []byte(`"version":1`))
 	l.CRC = fmt.Sprintf("%08x", crc32.Checksum(rec, crc32.MakeTable(crc32.Castagnoli)))
 	l.Rec = rec
 	hdr, err := json.Marshal(l)
@@ -48,6 +49,9 @@ func asVersion1(t *testing.T, path string) []byte {
 	}
 	return v1
 }
+
+// headerVersion is the version field of the journal's header.
+var headerVersion = regexp.MustCompile(`"version":[0-9]+`)
 
 // TestKillDuringJournalRewrite kills rollback while it migrates a version 1
 // journal (the same atomic rewrite compaction uses): before the rename,
@@ -75,7 +79,7 @@ func TestKillDuringJournalRewrite(t *testing.T) {
 					t.Errorf("killed before the rename, the journal changed")
 				}
 			default:
-				if bytes.Equal(now, v1) || !bytes.Contains(now, []byte(`"version":2`)) {
+				if first, _, _ := bytes.Cut(now, []byte("\n")); bytes.Equal(now, v1) || !headerVersion.Match(first) || bytes.Contains(first, []byte(`"version":1`)) {
 					t.Errorf("killed after the rename, the journal is not the migrated one:\n%s", now)
 				}
 			}

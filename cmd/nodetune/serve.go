@@ -46,6 +46,7 @@ type serveFlags struct {
 	kube           kubeFlags
 	peer           peerFlags
 	calico         calicoFlags
+	verify         verifyFlags
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -89,6 +90,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.kube.register(fs)
 	f.calico.register(fs, true) // after kube: its --kubeconfig and --kube.node-name are kube's
 	f.peer.register(fs)
+	f.verify.register(fs)
 	ruleFlags(cmd, &cfg)
 	return cmd
 }
@@ -115,6 +117,9 @@ func (f serveFlags) check() error {
 		return err
 	}
 	if err := checkWindow("--probe.window", f.window); err != nil {
+		return err
+	}
+	if err := f.verify.check(f.peer.tokenFile); err != nil {
 		return err
 	}
 	if f.peer.enable {

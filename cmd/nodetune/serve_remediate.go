@@ -42,7 +42,15 @@ func openRemediator(ctx context.Context, g *globals, f serveFlags, felix *felixA
 		}
 		closeSys()
 	}
-	rem := daemon.TuneRemediator{Tuner: t, System: sys, Plan: tune.PlanOptions{Force: f.force, Rules: f.rules, Exclude: f.excludeRules}}
+	var measure tune.MeasureFunc
+	if f.verifies() {
+		if measure, err = newVerifyMeasurer(g, f.peer.tokenFile, f.peer.device, f.peer.caFile); err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("the peer measurer that verifies changes: %w", err)
+		}
+	}
+	rem := daemon.TuneRemediator{Tuner: t, System: sys, Plan: tune.PlanOptions{Force: f.force, Rules: f.rules, Exclude: f.excludeRules},
+		Verify: f.verifier(measure)}
 	if felix != nil {
 		return newFelixRemediator(rem, g.paths.ProcFS, g.log), closeAll, nil
 	}
