@@ -389,3 +389,20 @@ func FuzzDevicePID(f *testing.F) {
 		}
 	})
 }
+
+// TestHasToken: a token file takes part in peer measurement only once it
+// holds a token.
+func TestHasToken(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n  \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{
+		tokenFile(t, "tok"): true, empty: false, filepath.Join(dir, "absent"): false, "": false,
+	} {
+		if got := HasToken(path); got != want {
+			t.Errorf("HasToken(%q) = %t, want %t", path, got, want)
+		}
+	}
+}

@@ -88,6 +88,13 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 	})
 }
 
+// HasToken reports whether the token file at path holds a token now: a
+// node whose peer Secret is still empty takes no part in peer measurement.
+func HasToken(path string) bool {
+	_, err := readTokens(path)
+	return err == nil
+}
+
 // readTokens reads the tokens of a token file, one per non-empty line; a
 // file with none is an error.
 func readTokens(path string) ([][]byte, error) {

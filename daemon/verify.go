@@ -26,13 +26,18 @@ type Verify struct {
 	// (serve: tune.DefaultRetries, tune.DefaultRetryWait).
 	Retries   int
 	RetryWait time.Duration
+	// Active, when set, reports whether this node takes part in peer
+	// measurement now (serve: its token file holds a token). While it
+	// does not, nothing can be measured, and changes made to raise
+	// throughput are made unverified, as without a Verify.
+	Active func() bool
 }
 
 // verifier is v as tune takes it for snapshot s, and whether changes are
 // verified at all (a nil v, or one without a measurer, makes them
 // unverified).
 func (v *Verify) verifier(s *detect.Snapshot) (tune.Verifier, bool) {
-	if v == nil || v.Measure == nil {
+	if v == nil || v.Measure == nil || v.Active != nil && !v.Active() {
 		return tune.Verifier{}, false
 	}
 	peer := v.Peer

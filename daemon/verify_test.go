@@ -262,8 +262,13 @@ func TestRemediateWithoutAPeer(t *testing.T) {
 	if et.offload() || p.calls != 0 {
 		t.Errorf("offload %v after %d measurements", et.offload(), p.calls)
 	}
-	r.Verify = nil
+	// A node whose token file holds no token yet takes no part in peer
+	// measurement: it remediates unverified, as without a measurer.
+	r.Verify.Active = func() bool { return false }
 	if out, err := r.Apply(context.Background(), s, fs); err != nil || len(out) != 1 || out[0].Result != tune.Verified || out[0].Verdict != "" || !et.offload() {
-		t.Errorf("without a measurer: %+v, %v; offload %v", out, err, et.offload())
+		t.Errorf("without a token: %+v, %v; offload %v", out, err, et.offload())
+	}
+	if p.calls != 0 {
+		t.Errorf("measured %d times without a token", p.calls)
 	}
 }

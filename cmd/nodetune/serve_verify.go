@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nodetune/nodetune/bench"
 	"github.com/nodetune/nodetune/daemon"
 	"github.com/nodetune/nodetune/tune"
 )
@@ -39,15 +40,21 @@ func (v verifyFlags) check(tokenFile string) error {
 }
 
 // verifier is how remediate mode measures, or nil when this node takes
-// no part in peer measurement (no token, or neither --peer.enable nor
+// no part in peer measurement (no token file, or neither --peer.enable nor
 // --peer.verify: a token given only for POST /bench): then changes made to
-// raise throughput are made unverified, as before.
+// raise throughput are made unverified, as before. A token file that holds
+// no token yet counts as none, each cycle anew.
 func (f serveFlags) verifier(measure tune.MeasureFunc) *daemon.Verify {
 	if !f.verifies() {
 		return nil
 	}
+	tokenFile := f.peer.tokenFile
 	return &daemon.Verify{Measure: measure, Peer: f.verify.peer, Margin: f.verify.margin,
-		Retries: tune.DefaultRetries, RetryWait: tune.DefaultRetryWait}
+		Retries: tune.DefaultRetries, RetryWait: tune.DefaultRetryWait,
+		// The DaemonSet mounts the peer Secret whole and optional: until
+		// the operator puts a token in it, no peer answers this node, and
+		// it remediates unverified as a node without peer measurement.
+		Active: func() bool { return bench.HasToken(tokenFile) }}
 }
 
 // verifies reports whether remediate mode measures its changes made to
