@@ -237,16 +237,24 @@ func cooperateFelix(ctx context.Context, w io.Writer, g *globals, f fixFlags, cf
 		return co, nil
 	}
 	co.conflict = true
-	keys := []tune.Key{first[i].Change.Key, offloadKey(dev)}
-	for _, feat := range tune.SegmentationFeatures {
-		keys = append(keys, tune.Key{Kind: rules.ChangeFeature, Target: dev, Setting: feat})
-	}
+	keys := cooperationKeys(first[i].Change.Key, dev)
 	fmt.Fprintf(w, "\n%s: %s switched tx checksum offload %s again on %s despite the override in %s; rolling the override back:\n",
 		rules.RemediationConflict, detect.OwnerFelix, got, dev, first[i].Change.Target)
 	back := tu.RollbackKeys(ctx, keys)
 	printOutcomes(w, back)
 	co.outcomes = append(co.outcomes, back...)
 	return co, nil
+}
+
+// cooperationKeys are the settings a cooperation with Felix changed: the
+// override, and offload on dev with its segmentation follow-ups; what is
+// rolled back when Felix fights it.
+func cooperationKeys(override tune.Key, dev string) []tune.Key {
+	keys := []tune.Key{override, offloadKey(dev)}
+	for _, feat := range tune.SegmentationFeatures {
+		keys = append(keys, tune.Key{Kind: rules.ChangeFeature, Target: dev, Setting: feat})
+	}
+	return keys
 }
 
 // fixApply applies a plan as fix does: measured with --verify-peer.

@@ -151,11 +151,7 @@ func (r *felixRemediator) verify(ctx context.Context) {
 	case v.Effective == "on":
 		return
 	}
-	keys := []tune.Key{r.override, offloadKey(r.dev)}
-	for _, f := range tune.SegmentationFeatures {
-		keys = append(keys, tune.Key{Kind: rules.ChangeFeature, Target: r.dev, Setting: f})
-	}
-	back := r.Tuner.RollbackKeys(ctx, keys)
+	back := r.Tuner.RollbackKeys(ctx, cooperationKeys(r.override, r.dev))
 	r.phase = felixGaveUp
 	f := r.finding
 	if f.Owner == nil {
