@@ -65,10 +65,6 @@ type ConflictSource interface {
 	Conflicts() []rules.Finding
 }
 
-// OutcomesOf is tune's outcomes as the daemon reports them, for a
-// Remediator built around TuneRemediator.
-func OutcomesOf(in []tune.Outcome) []Outcome { return outcomes(in) }
-
 // Options configure a Daemon.
 type Options struct {
 	Host *probes.Host

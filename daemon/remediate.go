@@ -51,16 +51,24 @@ type TuneRemediator struct {
 // ones; with a peer to measure against, the changes made to raise
 // throughput are verified by measuring.
 func (r TuneRemediator) Apply(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) ([]Outcome, error) {
+	_, res, err := r.ApplyTune(ctx, s, findings)
+	return res, err
+}
+
+// ApplyTune is Apply, returning tune's outcomes as well, for a Remediator
+// that wraps this one and acts on what was written.
+func (r TuneRemediator) ApplyTune(ctx context.Context, s *detect.Snapshot, findings []rules.Finding) ([]tune.Outcome, []Outcome, error) {
 	// A hold nodetune made after a change measured slower lasts until a
 	// newer measurement of the change's own subject finds that it helps,
 	// judged as the rules judge it (detect.OffloadHurtsMargin).
 	if _, err := r.Tuner.ReleaseMeasured(recentPeers(s), detect.OffloadHurtsMargin); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := r.Tuner.Plan(s, findings, r.Plan)
 	v, ok := r.Verify.verifier(s)
 	if !ok {
-		return outcomes(r.Tuner.Apply(ctx, p)), nil
+		out := r.Tuner.Apply(ctx, p)
+		return out, outcomes(out), nil
 	}
 	out, vs := r.Tuner.ApplyVerified(ctx, p, v)
 	res := outcomes(out)
@@ -71,7 +79,7 @@ func (r TuneRemediator) Apply(ctx context.Context, s *detect.Snapshot, findings 
 			}
 		}
 	}
-	return res, nil
+	return out, res, nil
 }
 
 // Rollback restores every value nodetune set and nobody changed since.

@@ -177,6 +177,9 @@ type cooperation struct {
 	conflict bool
 	// done is set when offload went on and stayed on.
 	done bool
+	// verifyCode is the exit status the measurement of the offload change
+	// calls for (--verify-peer).
+	verifyCode int
 }
 
 // cooperateFelix finishes what the override began: it waits for Felix to
@@ -216,13 +219,12 @@ func cooperateFelix(ctx context.Context, w io.Writer, g *globals, f fixFlags, cf
 		printPlan(w, plan, nil)
 		return co, nil
 	}
-	fmt.Fprintf(w, "\nTurning tx checksum offload on %s once, now that Felix leaves it alone:\n", dev)
-	co.outcomes = tu.Apply(ctx, plan)
-	printOutcomes(w, co.outcomes)
-	if !slices.ContainsFunc(co.outcomes, func(o tune.Outcome) bool {
-		return o.Change.Key == offloadKey(dev) && (o.Result == tune.Verified || o.Result == tune.Unchanged)
-	}) {
-		return co, nil
+	apply := func(ctx context.Context, p tune.Plan) ([]tune.Outcome, []tune.Verification, error) {
+		return applyFix(ctx, g, f.verify, tu, p)
+	}
+	var on bool
+	if co.outcomes, co.verifyCode, on, err = offloadOnce(ctx, w, apply, f.verify.peer, plan, dev); err != nil || !on {
+		return co, err
 	}
 	fmt.Fprintf(w, "Checking that offload stays on for %s (two of Felix's %s reconcile periods)...\n", felixStaysOn, felixPeriod)
 	got, err := staysOn(ctx, sys, offloadKey(dev), felixStaysOn)
@@ -235,16 +237,51 @@ func cooperateFelix(ctx context.Context, w io.Writer, g *globals, f fixFlags, cf
 		return co, nil
 	}
 	co.conflict = true
-	keys := []tune.Key{first[i].Change.Key, offloadKey(dev)}
-	for _, feat := range tune.SegmentationFeatures {
-		keys = append(keys, tune.Key{Kind: rules.ChangeFeature, Target: dev, Setting: feat})
-	}
+	keys := cooperationKeys(first[i].Change.Key, dev)
 	fmt.Fprintf(w, "\n%s: %s switched tx checksum offload %s again on %s despite the override in %s; rolling the override back:\n",
 		rules.RemediationConflict, detect.OwnerFelix, got, dev, first[i].Change.Target)
 	back := tu.RollbackKeys(ctx, keys)
 	printOutcomes(w, back)
 	co.outcomes = append(co.outcomes, back...)
 	return co, nil
+}
+
+// cooperationKeys are the settings a cooperation with Felix changed: the
+// override, and offload on dev with its segmentation follow-ups; what is
+// rolled back when Felix fights it.
+func cooperationKeys(override tune.Key, dev string) []tune.Key {
+	keys := []tune.Key{override, offloadKey(dev)}
+	for _, feat := range tune.SegmentationFeatures {
+		keys = append(keys, tune.Key{Kind: rules.ChangeFeature, Target: dev, Setting: feat})
+	}
+	return keys
+}
+
+// fixApply applies a plan as fix does: measured with --verify-peer.
+type fixApply func(context.Context, tune.Plan) ([]tune.Outcome, []tune.Verification, error)
+
+// offloadOnce turns offload on dev on once through apply, so that it is
+// measured like any change made to raise throughput, prints what became of
+// it, and reports the exit status the measurement calls for and whether
+// offload is on, to be checked against Felix: not when it was not made,
+// nor when it measured slower and was undone.
+func offloadOnce(ctx context.Context, w io.Writer, apply fixApply, peer string, plan tune.Plan, dev string) ([]tune.Outcome, int, bool, error) {
+	fmt.Fprintf(w, "\nTurning tx checksum offload on %s once, now that Felix leaves it alone:\n", dev)
+	out, vs, err := apply(ctx, plan)
+	if err != nil {
+		return nil, exitOK, false, err
+	}
+	printOutcomes(w, out)
+	code := exitOK
+	if peer != "" {
+		code = printVerifications(w, peer, vs)
+	}
+	key := offloadKey(dev)
+	made := slices.ContainsFunc(out, func(o tune.Outcome) bool {
+		return o.Change.Key == key && o.Action == tune.ActionApply && (o.Result == tune.Verified || o.Result == tune.Unchanged)
+	})
+	undone := slices.ContainsFunc(vs, func(v tune.Verification) bool { return v.Change.Key == key && v.Verdict == tune.VerdictUndone })
+	return out, code, made && !undone, nil
 }
 
 // withoutOwnerRefusals leaves out the changes and outcomes refused

@@ -292,6 +292,7 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 	}
 	if f.calico.cooperate {
 		co, err := cooperateFelix(ctx, out, g, f, cfg, sys, tu, outcomes, pids, pidErr)
+		verifyCode = max(verifyCode, co.verifyCode)
 		switch {
 		case err != nil:
 			fmt.Fprintf(out, "\n%s\n", esc(err.Error()))
@@ -304,8 +305,8 @@ func runFix(cmd *cobra.Command, g *globals, cfg rules.Config, f fixFlags) error 
 			if len(held) > 0 || len(withoutOwnerRefusals(plan.Refusals())) > 0 {
 				code = max(code, exitIncomplete)
 			}
-			code = max(code, verifyCode)
 		}
+		code = max(code, verifyCode)
 	}
 	if code == exitOK {
 		fmt.Fprintf(out, "\nEvery change was applied and verified. Undo with: nodetune rollback --state-dir %s\n", f.stateDir)

@@ -69,3 +69,55 @@ func TestServeVerifies(t *testing.T) {
 		}
 	}
 }
+
+// TestCooperationOffloadMeasured: fix --calico.cooperate makes its offload
+// change through fix's apply, which measures it with --verify-peer; one
+// undone because it measured slower is reported with both figures and is
+// not then checked against Felix as if it were on.
+func TestCooperationOffloadMeasured(t *testing.T) {
+	key := tune.Key{Kind: rules.ChangeFeature, Target: "vxlan.calico", Setting: detect.FeatureTxChecksumGeneric}
+	c := tune.Change{Key: key, To: "on", Rule: rules.TunnelTxChecksumOff}
+	plan := tune.Plan{Changes: []tune.Change{c}}
+	for _, tt := range []struct {
+		name   string
+		out    []tune.Outcome
+		vs     []tune.Verification
+		on     bool
+		code   int
+		output string
+	}{
+		{"kept", []tune.Outcome{{Change: c, Action: tune.ActionApply, Result: tune.Verified}},
+			[]tune.Verification{{Change: c, Verdict: tune.VerdictKept, Measured: tune.Measured{Before: 3e9, After: 9e9, Margin: 0.5}}},
+			true, exitOK, "kept:"},
+		{"undone", []tune.Outcome{{Change: c, Action: tune.ActionApply, Result: tune.Verified}, {Change: c, Action: tune.ActionRollback, Result: tune.Restored}},
+			[]tune.Verification{{Change: c, Verdict: tune.VerdictUndone, Measured: tune.Measured{Before: 4e9, After: 3e7, Margin: 0.5}}},
+			false, exitChangeFailed, "slower:"},
+		{"not verifying", []tune.Outcome{{Change: c, Action: tune.ActionApply, Result: tune.Verified}}, nil, true, exitOK, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var applied []tune.Plan
+			apply := func(_ context.Context, p tune.Plan) ([]tune.Outcome, []tune.Verification, error) {
+				applied = append(applied, p)
+				return tt.out, tt.vs, nil
+			}
+			peer := "10.0.0.2"
+			if tt.vs == nil {
+				peer = ""
+			}
+			var b strings.Builder
+			out, code, on, err := offloadOnce(context.Background(), &b, apply, peer, plan, "vxlan.calico")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(applied) != 1 || len(out) != len(tt.out) {
+				t.Fatalf("applied %d plans, %d outcomes; want the one plan through fix's apply", len(applied), len(out))
+			}
+			if on != tt.on || code != tt.code {
+				t.Errorf("on %v, exit %d; want %v, %d", on, code, tt.on, tt.code)
+			}
+			if !strings.Contains(b.String(), tt.output) {
+				t.Errorf("output lacks %q:\n%s", tt.output, b.String())
+			}
+		})
+	}
+}

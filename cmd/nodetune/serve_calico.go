@@ -86,7 +86,9 @@ func (r *felixRemediator) Apply(ctx context.Context, s *detect.Snapshot, finding
 		findings = stripChanges(findings, func(c rules.Change) bool { return c.Kind == rules.ChangeFelixConfiguration })
 	}
 	pids, pidErr := felixPIDs(r.procfs) // before the override, to see Felix restart after it
-	out := r.Tuner.Apply(ctx, r.Tuner.Plan(s, findings, r.Plan))
+	// Through TuneRemediator's Apply, so that the offload change is
+	// measured against a peer where serve verifies.
+	out, res, err := r.TuneRemediator.ApplyTune(ctx, s, findings)
 	for _, o := range out {
 		switch {
 		case o.Change.Kind == rules.ChangeFelixConfiguration && o.Result == tune.Verified:
@@ -102,9 +104,15 @@ func (r *felixRemediator) Apply(ctx context.Context, s *detect.Snapshot, finding
 				r.finding = findings[i]
 			}
 			r.log.Info("turned tx checksum offload on with Felix's override in place; checking that it stays on", "device", r.dev, "for", r.staysOn)
+		case r.phase == felixVerifying && o.Action == tune.ActionRollback && o.Change.Key == offloadKey(r.dev) &&
+			(o.Result == tune.Restored || o.Result == tune.Closed):
+			// Undone because it measured slower, and held: offload off
+			// now is nodetune's doing, not Felix's.
+			r.phase = felixIdle
+			r.log.Info("the offload change measured slower and was undone; nothing to check against Felix", "device", r.dev)
 		}
 	}
-	return daemon.OutcomesOf(out), nil
+	return res, err
 }
 
 // restarted reports whether Felix restarted since the override: none of
@@ -143,11 +151,7 @@ func (r *felixRemediator) verify(ctx context.Context) {
 	case v.Effective == "on":
 		return
 	}
-	keys := []tune.Key{r.override, offloadKey(r.dev)}
-	for _, f := range tune.SegmentationFeatures {
-		keys = append(keys, tune.Key{Kind: rules.ChangeFeature, Target: r.dev, Setting: f})
-	}
-	back := r.Tuner.RollbackKeys(ctx, keys)
+	back := r.Tuner.RollbackKeys(ctx, cooperationKeys(r.override, r.dev))
 	r.phase = felixGaveUp
 	f := r.finding
 	if f.Owner == nil {

@@ -258,3 +258,39 @@ func TestWaitFelixRestart(t *testing.T) {
 		t.Error("no Felix process visible is no error")
 	}
 }
+
+// TestServeCooperationMeasuresOffload: with a peer to verify against, the
+// offload change the cooperation makes is measured like any other change
+// made to raise throughput; when it measured slower it is undone and
+// held, and that is not taken for Felix switching it off.
+func TestServeCooperationMeasuresOffload(t *testing.T) {
+	n := newCoopNode(t)
+	calls := 0
+	n.rem.Verify = &daemon.Verify{Peer: "10.0.0.2", Measure: func(ctx context.Context, peer string) (detect.PeerMeasurement, error) {
+		calls++
+		bps := 9e9
+		if n.et.get(detect.FeatureTxChecksumGeneric) {
+			bps = 1e8 // offload on: the path collapsed
+		}
+		return detect.PeerMeasurement{Peer: "n2", Address: peer, Device: "vxlan.calico", At: n.now, Cases: []detect.PeerCase{
+			{Name: detect.PeerCaseHost, Direction: detect.PeerSend, BitsPerSecond: 10e9},
+			{Name: detect.PeerCaseTunnel, Direction: detect.PeerSend, BitsPerSecond: bps},
+		}}, nil
+	}}
+	n.cycle(t)
+	felixProc(t, n.proc, 200)
+	n.cycle(t)
+	if calls != 2 {
+		t.Fatalf("the offload change was measured %d times; want before and after", calls)
+	}
+	if n.et.get(detect.FeatureTxChecksumGeneric) {
+		t.Fatal("offload left on although it measured slower")
+	}
+	if len(n.tuner.Holds()) != 1 {
+		t.Fatalf("holds %+v; want the offload change held", n.tuner.Holds())
+	}
+	n.now = n.now.Add(10 * time.Second)
+	if c := n.cycle(t); len(c) != 0 {
+		t.Fatalf("conflicts %+v: the measured undo taken for Felix fighting the override", c)
+	}
+}
