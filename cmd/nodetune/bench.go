@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,18 +59,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitFailure, err: explainBench(cmd.Context(), o.Kind, err)}
 			}
-			out := cmd.OutOrStdout()
-			if f.output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(res)
-			} else {
-				err = bench.WriteText(out, res)
-			}
-			if err != nil {
-				return &exitError{code: exitFailure, err: fmt.Errorf("writing the result: %w", err)}
-			}
-			return nil
+			return writeBenchResult(cmd.OutOrStdout(), f.output, res, func(w io.Writer) error { return bench.WriteText(w, res) })
 		},
 	}
 	fs := cmd.Flags()
@@ -175,4 +165,21 @@ func explainBench(ctx context.Context, kind string, err error) error {
 		return fmt.Errorf("this kernel lacks what bench needs (network namespaces, veth, %s devices, ethtool features): %w", kind, err)
 	}
 	return fmt.Errorf("bench failed: %w", err)
+}
+
+// writeBenchResult prints a bench result as indented JSON, or as text
+// through text.
+func writeBenchResult(out io.Writer, output string, res any, text func(io.Writer) error) error {
+	var err error
+	if output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(res)
+	} else {
+		err = text(out)
+	}
+	if err != nil {
+		return &exitError{code: exitFailure, err: fmt.Errorf("writing the result: %w", err)}
+	}
+	return nil
 }

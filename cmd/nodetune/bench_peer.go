@@ -3,9 +3,9 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -110,18 +110,7 @@ func runPeerBench(cmd *cobra.Command, g *globals, f benchFlags) error {
 			g.log.Warn("the measurement is not kept for doctor and the rules", "err", err)
 		}
 	}
-	out := cmd.OutOrStdout()
-	if f.output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(res)
-	} else {
-		err = bench.WritePeerText(out, res)
-	}
-	if err != nil {
-		return &exitError{code: exitFailure, err: fmt.Errorf("writing the result: %w", err)}
-	}
-	return nil
+	return writeBenchResult(cmd.OutOrStdout(), f.output, res, func(w io.Writer) error { return bench.WritePeerText(w, res) })
 }
 
 // explainPeerBench says what a failed peer measurement lacked.
